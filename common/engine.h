@@ -1,0 +1,51 @@
+// engine.h: the one small interface every stage's engine implements, and the request types.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace llm {
+
+/// How the next token is chosen. temperature 0 means greedy (argmax).
+struct SamplingParams {
+  float temperature = 0.0f;
+  int top_k = 0;         ///< keep the k most likely tokens; 0 = all
+  float top_p = 1.0f;    ///< keep the smallest set whose probability reaches p; 1 = all
+  std::uint64_t seed = 42;
+};
+
+/// One generation request.
+struct Request {
+  std::string id;
+  std::vector<int> prompt;  ///< token ids, BOS included if the model wants one
+  int max_new_tokens = 0;
+  SamplingParams sampling;
+  double arrival_s = 0.0;   ///< when it arrives, seconds after the run starts (online workloads)
+};
+
+/// What one request produced, with the times each token appeared.
+struct RequestResult {
+  std::string id;
+  int prompt_tokens = 0;
+  std::vector<int> tokens;           ///< generated ids (a stop token, if hit, is included)
+  std::vector<double> token_time_s;  ///< for each generated token, seconds since the run started
+  double arrival_s = 0.0;
+  bool stopped = false;              ///< ended on a stop token rather than max_new_tokens
+};
+
+/// Called as each token is generated: (index of the request in the batch, token id).
+using TokenCallback = std::function<void(std::size_t request, int token)>;
+
+/// A stage's engine.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  /// Teacher-forced logits: row t is the distribution after tokens[0..t]. Returns [n, vocab].
+  virtual std::vector<float> logits(const std::vector<int>& tokens) = 0;
+  /// Generates for every request; results in the same order.
+  virtual std::vector<RequestResult> run(const std::vector<Request>& requests, const TokenCallback& on_token) = 0;
+};
+
+}  // namespace llm

@@ -1,0 +1,31 @@
+// model_config.h: the shape of a Llama-family model, always read from the model file.
+#pragma once
+
+#include <string>
+
+namespace llm {
+
+/// Hyper-parameters of a Llama-architecture model (RMSNorm, RoPE, SwiGLU, GQA).
+struct ModelConfig {
+  std::string architecture = "llama";
+  int dim = 0;             ///< model (residual stream) width
+  int n_layers = 0;        ///< transformer blocks
+  int n_heads = 0;         ///< query heads
+  int n_kv_heads = 0;      ///< key/value heads (n_heads must be a multiple)
+  int head_dim = 0;        ///< per-head width; q is [n_heads * head_dim], k/v [n_kv_heads * head_dim]
+  int hidden_dim = 0;      ///< SwiGLU inner width
+  int vocab_size = 0;
+  int context_length = 0;  ///< the longest sequence the model was trained for (tokens)
+  float rope_theta = 10000.0f;
+  float norm_eps = 1e-5f;
+  bool tied_embeddings = true;  ///< classifier reuses token_embd
+
+  int q_dim() const { return n_heads * head_dim; }
+  int kv_dim() const { return n_kv_heads * head_dim; }
+  /// Throws llm::Error naming `source` and the bad field if the numbers are inconsistent.
+  void validate(const std::string& source) const;
+  /// One line: "dim 576, 30 layers, 9 heads (3 kv) x 64, hidden 1536, vocab 49152, ctx 8192".
+  std::string summary() const;
+};
+
+}  // namespace llm

@@ -1,0 +1,29 @@
+// sampler.h: choosing the next token from a row of logits: greedy, temperature, top-k, top-p.
+//
+// The random numbers come from our own xorshift generator, so the same seed gives the same
+// text on every platform and standard library.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/engine.h"
+
+namespace llm {
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+  /// The next token id for logits[0..vocab). Greedy when temperature is 0.
+  int sample(const float* logits, int vocab);
+  /// The probabilities sample() draws from (after temperature, top-k and top-p), for tests.
+  std::vector<float> distribution(const float* logits, int vocab) const;
+  /// Uniform in [0, 1), 24 random bits.
+  float next_uniform();
+
+ private:
+  SamplingParams params_;
+  std::uint64_t state_;
+};
+
+}  // namespace llm

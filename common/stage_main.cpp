@@ -1,0 +1,109 @@
+#include "common/stage_main.h"
+
+#include <cstdio>
+#include <iostream>
+#include <new>
+
+#include "common/chat_template.h"
+#include "common/error.h"
+#include "common/metrics.h"
+#include "common/timer.h"
+#include "common/workload.h"
+
+namespace llm {
+
+namespace {
+
+Request make_request(const Model& model, const CliOptions& o, const std::string& id, const std::string& text, int max_new) {
+  const std::string prompt = o.chat ? apply_chat_template(*model.tokenizer, model.path, text, o.system_prompt) : text;
+  Request r;
+  r.id = id;
+  r.prompt = model.tokenizer->encode_prompt(prompt);
+  if (r.prompt.empty()) throw Error("request " + id + ": the prompt encodes to no tokens");
+  const int ctx = model.config().context_length;
+  if (static_cast<int>(r.prompt.size()) >= ctx) {
+    throw Error("request " + id + ": the prompt is " + std::to_string(r.prompt.size()) + " tokens but the model's context is " +
+                std::to_string(ctx) + " (" + model.path + "): shorten the prompt");
+  }
+  r.max_new_tokens = max_new;
+  if (static_cast<int>(r.prompt.size()) + max_new > ctx) {
+    r.max_new_tokens = ctx - static_cast<int>(r.prompt.size());
+    std::fprintf(stderr, "note: request %s: max_new_tokens %d lowered to %d to stay within the context of %d tokens\n",
+                 id.c_str(), max_new, r.max_new_tokens, ctx);
+  }
+  r.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
+  return r;
+}
+
+int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
+  const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description);
+  if (!parsed) return 0;  // --help
+  const CliOptions& o = *parsed;
+
+  Timer load_timer;
+  Model model = load_model(o.model, o.tokenizer);
+  std::fprintf(stderr, "[%s] loaded %s (%s, %s) in %.2f s\n", stage.name.c_str(), o.model.c_str(), model.format.c_str(),
+               model.config().summary().c_str(), load_timer.seconds());
+
+  std::vector<Request> requests;
+  if (!o.workload.empty()) {
+    for (const auto& item : read_workload(o.workload)) {
+      requests.push_back(make_request(model, o, item.id, item.prompt, item.max_new_tokens));
+      requests.back().arrival_s = item.arrival_s;
+    }
+  } else {
+    requests.push_back(make_request(model, o, "prompt", o.prompt, o.max_new_tokens));
+  }
+
+  auto engine = make_engine(model, o);
+  const bool stream = requests.size() == 1 && !o.quiet && !o.json;
+  TextDecoder decoder(*model.tokenizer, requests.front().prompt.back());
+  if (stream) {
+    std::cout << (o.chat ? o.prompt + "\n" : o.prompt) << std::flush;
+  }
+  Timer wall;
+  auto results = engine->run(requests, [&](std::size_t, int token) {
+    if (stream) std::cout << decoder.push(token) << std::flush;
+  });
+  const double wall_s = wall.seconds();
+  if (stream) std::cout << decoder.flush() << "\n";
+  if (!stream && !o.json && !o.quiet) {
+    for (const auto& r : results) std::cout << "[" << r.id << "] " << model.tokenizer->decode(r.tokens) << "\n";
+  }
+
+  RunMetrics m = compute_metrics(results, wall_s);
+  m.stage = stage.name;
+  m.model = o.model;
+  m.weight_bytes = model.weights.bytes();
+  if (o.json) {
+    auto j = metrics_to_json(m);
+    j["outputs"] = nlohmann::json::array();
+    for (const auto& r : results) j["outputs"].push_back({{"id", r.id}, {"text", model.tokenizer->decode(r.tokens)}, {"tokens", r.tokens}});
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "\n" << format_metrics(m);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int stage_main(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
+  try {
+    return run(argc, argv, stage, make_engine);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitBadInput;
+  } catch (const NotImplemented& e) {
+    std::fprintf(stderr, "error: %s (this is a student tree: fill in the exercise)\n", e.what());
+    return 3;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory (is the model too large for this machine?)\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace llm

@@ -1,0 +1,29 @@
+// stage_main.h: what every stage executable does around its engine: parse the flags, load the
+// model, turn the prompt (or workload) into requests, stream the text, print the metrics, and
+// turn bad input into one clear message and exit code 2.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/cli.h"
+#include "common/engine.h"
+#include "common/model_weights.h"
+
+namespace llm {
+
+/// Name and one-line description of a stage, for --help and the metrics.
+struct StageInfo {
+  std::string name;         ///< "00_naive"
+  std::string description;  ///< "naive CPU transformer: recomputes the whole sequence for every token"
+};
+
+/// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses
+/// (e.g. --batch > 1 in a batch-1 stage).
+using EngineFactory = std::function<std::unique_ptr<Engine>(const Model&, const CliOptions&)>;
+
+/// The whole main(): returns the process exit code.
+int stage_main(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine);
+
+}  // namespace llm

@@ -1,0 +1,24 @@
+// tokenizer_spm.h: SentencePiece-style BPE (llama2.c tokenizer.bin, GGUF "llama").
+//
+// Encoding: spaces become U+2581 ("▁"), a "▁" is prepended (the dummy prefix), the text is
+// cut into characters (a character missing from the vocabulary falls back to its UTF-8 bytes
+// as <0xXX> tokens), then the adjacent pair whose merged piece has the highest score is merged
+// until no merge is in the vocabulary.
+#pragma once
+
+#include "common/tokenizer.h"
+
+namespace llm {
+
+class SpmTokenizer : public Tokenizer {
+ public:
+  explicit SpmTokenizer(Vocabulary vocab);
+  std::vector<int> encode(std::string_view text) const override;
+  std::string token_bytes(int id, int prev) const override;
+
+ private:
+  void encode_segment(std::string_view text, std::vector<int>& out) const;
+  int byte_ids_[256];  // id of <0xXX>, or -1 when the vocabulary has no byte fallback
+};
+
+}  // namespace llm

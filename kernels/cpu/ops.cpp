@@ -1,0 +1,93 @@
+#include "kernels/cpu/ops.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace llm::cpu {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+void matmul(float* y, const float* x, const float* W, int n, int in, int out) {
+  Eigen::Map<const RowMatrix> X(x, n, in);
+  Eigen::Map<const RowMatrix> Wm(W, out, in);
+  Eigen::Map<RowMatrix> Y(y, n, out);
+  Y.noalias() = X * Wm.transpose();
+}
+
+void rmsnorm(float* y, const float* x, const float* weight, int n, int dim, float eps) {
+  Eigen::Map<const Eigen::ArrayXf> w(weight, dim);
+  for (int r = 0; r < n; ++r) {
+    Eigen::Map<const Eigen::ArrayXf> xr(x + static_cast<std::ptrdiff_t>(r) * dim, dim);
+    // Accumulate the mean square in double: long rows of fp32 lose digits otherwise.
+    const double ms = xr.cast<double>().square().mean();
+    const float scale = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
+    Eigen::Map<Eigen::ArrayXf>(y + static_cast<std::ptrdiff_t>(r) * dim, dim) = xr * scale * w;
+  }
+}
+
+void rope(float* x, int n_heads, int head_dim, int pos, float theta) {
+  const int half = head_dim / 2;
+  // Angles depend only on the pair index: compute each cos/sin once for all heads.
+  std::vector<float> cs(static_cast<std::size_t>(half)), sn(static_cast<std::size_t>(half));
+  for (int i = 0; i < half; ++i) {
+    const double freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+    const double angle = pos * freq;
+    cs[static_cast<std::size_t>(i)] = static_cast<float>(std::cos(angle));
+    sn[static_cast<std::size_t>(i)] = static_cast<float>(std::sin(angle));
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + static_cast<std::ptrdiff_t>(h) * head_dim;
+    for (int i = 0; i < half; ++i) {
+      const float a = v[2 * i], b = v[2 * i + 1];
+      v[2 * i] = a * cs[static_cast<std::size_t>(i)] - b * sn[static_cast<std::size_t>(i)];
+      v[2 * i + 1] = a * sn[static_cast<std::size_t>(i)] + b * cs[static_cast<std::size_t>(i)];
+    }
+  }
+}
+
+void softmax(float* x, int n) {
+  Eigen::Map<Eigen::ArrayXf> a(x, n);
+  a = (a - a.maxCoeff()).exp();
+  a /= a.sum();
+}
+
+void swiglu(float* out, const float* gate, const float* up, std::size_t n) {
+  const auto len = static_cast<Eigen::Index>(n);
+  Eigen::Map<const Eigen::ArrayXf> g(gate, len), u(up, len);
+  Eigen::Map<Eigen::ArrayXf>(out, len) = g / (1.0f + (-g).exp()) * u;
+}
+
+void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads, int n_kv_heads,
+                      int head_dim) {
+  const int group = n_heads / n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const std::ptrdiff_t q_stride = static_cast<std::ptrdiff_t>(n_heads) * head_dim;
+  const std::ptrdiff_t kv_stride = static_cast<std::ptrdiff_t>(n_kv_heads) * head_dim;
+  // One head at a time: the keys of a kv head, seen as a strided [n, head_dim] matrix, score
+  // all queries of that head in one product; rows past the diagonal are masked out.
+  using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < n_heads; ++h) {
+    const int kvh = h / group;
+    Strided Q(q + static_cast<std::ptrdiff_t>(h) * head_dim, n, head_dim, Eigen::OuterStride<>(q_stride));
+    Strided K(k + static_cast<std::ptrdiff_t>(kvh) * head_dim, n, head_dim, Eigen::OuterStride<>(kv_stride));
+    Strided V(v + static_cast<std::ptrdiff_t>(kvh) * head_dim, n, head_dim, Eigen::OuterStride<>(kv_stride));
+    RowMatrix S = (Q * K.transpose()) * scale;  // [n, n]
+    for (int i = 0; i < n; ++i) {
+      for (int j = i + 1; j < n; ++j) S(i, j) = -INFINITY;
+      softmax(S.row(i).data(), i + 1);
+      for (int j = i + 1; j < n; ++j) S(i, j) = 0.0f;
+    }
+    Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> O(out + static_cast<std::ptrdiff_t>(h) * head_dim, n, head_dim,
+                                                     Eigen::OuterStride<>(q_stride));
+    O.noalias() = S * V;
+  }
+}
+
+int argmax(const float* x, int n) {
+  return static_cast<int>(std::max_element(x, x + n) - x);
+}
+
+}  // namespace llm::cpu

@@ -1,0 +1,43 @@
+// ops.h: reference CPU math for a Llama step, fp32, row-major.
+//
+// These are the CPU twins of the CUDA kernels and the building blocks of the CPU stages from
+// stage 01 on. Stage 00 writes the same math out as plain loops (its exercises) and its tests
+// compare the two. Shapes are given as [rows, cols]; every matrix is row-major and contiguous.
+#pragma once
+
+#include <cstddef>
+
+namespace llm::cpu {
+
+/// y[n, out] = x[n, in] * W^T, where W is [out, in] (the GGUF / PyTorch nn.Linear layout).
+/// Uses Eigen; y must not alias x or W.
+void matmul(float* y, const float* x, const float* W, int n, int in, int out);
+
+/// RMSNorm over each row: y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight[:].
+/// x, y: [n, dim] (may alias); weight: [dim].
+void rmsnorm(float* y, const float* x, const float* weight, int n, int dim, float eps);
+
+/// Rotary position embedding, interleaved (pairwise) convention as in GGUF `llama` tensors and
+/// llama2.c: for each head and each pair (2i, 2i+1) of dims, rotate by angle
+/// pos * theta^(-2i / head_dim). x: [n_heads, head_dim] for one token at position pos, in place.
+void rope(float* x, int n_heads, int head_dim, int pos, float theta);
+
+/// Numerically stable softmax of x[0..n) in place (subtracts the max first).
+void softmax(float* x, int n);
+
+/// SwiGLU: out[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + exp(-v)). out may alias gate.
+void swiglu(float* out, const float* gate, const float* up, std::size_t n);
+
+/// Causal grouped-query attention for one sequence.
+///   q:   [n, n_heads,    head_dim]  (already rotated)
+///   k,v: [n, n_kv_heads, head_dim]  (k already rotated)
+///   out: [n, n_heads,    head_dim]
+/// Query i attends to keys 0..i; query head h reads kv head h / (n_heads / n_kv_heads).
+/// Scores are scaled by 1/sqrt(head_dim).
+void causal_attention(float* out, const float* q, const float* k, const float* v, int n,
+                      int n_heads, int n_kv_heads, int head_dim);
+
+/// Index of the largest element (the first one on ties).
+int argmax(const float* x, int n);
+
+}  // namespace llm::cpu

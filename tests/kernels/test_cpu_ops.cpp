@@ -1,0 +1,136 @@
+// kernels/cpu ops against straightforward double-precision twins written here, on fresh random
+// inputs at real and awkward shapes, with outputs poisoned first.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <complex>
+#include <random>
+
+#include "kernels/cpu/ops.h"
+#include "tests/helpers/compare.h"
+
+using namespace llm;
+
+namespace {
+std::vector<float> randn(std::size_t n, std::mt19937_64& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, std::size_t cols, double tol) {
+  const auto cmp = test::compare_rows(got, std::vector<float>(want.begin(), want.end()), cols, tol);
+  INFO(cmp.report);
+  CHECK(cmp.ok);
+}
+}  // namespace
+
+TEST_CASE("matmul: y = x W^T", "[ops]") {
+  std::mt19937_64 rng(1);
+  for (auto [n, in, out] : {std::tuple{1, 576, 192}, {7, 13, 29}, {33, 64, 1}, {5, 1, 5}}) {
+    const auto x = randn(static_cast<std::size_t>(n * in), rng), W = randn(static_cast<std::size_t>(out * in), rng);
+    std::vector<float> y(static_cast<std::size_t>(n * out));
+    test::poison(y);
+    cpu::matmul(y.data(), x.data(), W.data(), n, in, out);
+    std::vector<double> want(y.size());
+    for (int r = 0; r < n; ++r)
+      for (int o = 0; o < out; ++o) {
+        double s = 0;
+        for (int i = 0; i < in; ++i) s += static_cast<double>(x[static_cast<std::size_t>(r * in + i)]) * W[static_cast<std::size_t>(o * in + i)];
+        want[static_cast<std::size_t>(r * out + o)] = s;
+      }
+    INFO("n=" << n << " in=" << in << " out=" << out);
+    expect_close(y, want, static_cast<std::size_t>(out), 1e-5);
+  }
+}
+
+TEST_CASE("rmsnorm", "[ops]") {
+  std::mt19937_64 rng(2);
+  for (auto [n, dim] : {std::pair{1, 576}, {5, 37}, {3, 1}}) {
+    const auto x = randn(static_cast<std::size_t>(n * dim), rng, 3.0f), w = randn(static_cast<std::size_t>(dim), rng);
+    std::vector<float> y(x.size());
+    test::poison(y);
+    cpu::rmsnorm(y.data(), x.data(), w.data(), n, dim, 1e-5f);
+    std::vector<double> want(y.size());
+    for (int r = 0; r < n; ++r) {
+      double ss = 0;
+      for (int i = 0; i < dim; ++i) ss += std::pow(static_cast<double>(x[static_cast<std::size_t>(r * dim + i)]), 2);
+      const double inv = 1.0 / std::sqrt(ss / dim + 1e-5);
+      for (int i = 0; i < dim; ++i) want[static_cast<std::size_t>(r * dim + i)] = x[static_cast<std::size_t>(r * dim + i)] * inv * w[static_cast<std::size_t>(i)];
+    }
+    expect_close(y, want, static_cast<std::size_t>(dim), 1e-6);
+  }
+}
+
+TEST_CASE("rope rotates pairs as complex numbers e^{i pos theta^(-2i/d)}", "[ops]") {
+  std::mt19937_64 rng(3);
+  for (auto [heads, hd, pos, theta] : {std::tuple{9, 64, 17, 100000.0f}, {3, 6, 0, 10000.0f}, {2, 10, 1000, 10000.0f}}) {
+    auto x = randn(static_cast<std::size_t>(heads * hd), rng);
+    const auto orig = x;
+    cpu::rope(x.data(), heads, hd, pos, theta);
+    std::vector<double> want(x.size());
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < hd / 2; ++i) {
+        const std::complex<double> z(orig[static_cast<std::size_t>(h * hd + 2 * i)], orig[static_cast<std::size_t>(h * hd + 2 * i + 1)]);
+        const auto r = z * std::polar(1.0, pos * std::pow(static_cast<double>(theta), -2.0 * i / hd));
+        want[static_cast<std::size_t>(h * hd + 2 * i)] = r.real();
+        want[static_cast<std::size_t>(h * hd + 2 * i + 1)] = r.imag();
+      }
+    expect_close(x, want, static_cast<std::size_t>(hd), 1e-5);
+  }
+}
+
+TEST_CASE("softmax and swiglu", "[ops]") {
+  std::mt19937_64 rng(4);
+  auto x = randn(1001, rng, 20.0f);  // large values: the max must be subtracted
+  const auto orig = x;
+  cpu::softmax(x.data(), 1001);
+  double mx = -1e300, sum = 0;
+  for (float v : orig) mx = std::max(mx, static_cast<double>(v));
+  for (float v : orig) sum += std::exp(v - mx);
+  std::vector<double> want;
+  for (float v : orig) want.push_back(std::exp(v - mx) / sum);
+  expect_close(x, want, 1001, 1e-5);
+
+  const auto g = randn(77, rng, 4.0f), u = randn(77, rng);
+  std::vector<float> out(77);
+  test::poison(out);
+  cpu::swiglu(out.data(), g.data(), u.data(), 77);
+  std::vector<double> w2;
+  for (std::size_t i = 0; i < 77; ++i) w2.push_back(g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i]);
+  expect_close(out, w2, 77, 1e-6);
+}
+
+TEST_CASE("causal grouped-query attention", "[ops]") {
+  std::mt19937_64 rng(5);
+  for (auto [n, heads, kv, hd] : {std::tuple{1, 4, 2, 8}, {13, 9, 3, 64}, {7, 7, 1, 6}, {20, 2, 2, 10}}) {
+    const auto q = randn(static_cast<std::size_t>(n * heads * hd), rng), k = randn(static_cast<std::size_t>(n * kv * hd), rng),
+               v = randn(static_cast<std::size_t>(n * kv * hd), rng);
+    std::vector<float> out(q.size());
+    test::poison(out);
+    cpu::causal_attention(out.data(), q.data(), k.data(), v.data(), n, heads, kv, hd);
+    std::vector<double> want(out.size(), 0.0);
+    for (int h = 0; h < heads; ++h) {
+      const int g = h / (heads / kv);
+      for (int i = 0; i < n; ++i) {
+        std::vector<double> s(static_cast<std::size_t>(i + 1));
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j <= i; ++j) {
+          double d = 0;
+          for (int e = 0; e < hd; ++e) d += static_cast<double>(q[static_cast<std::size_t>((i * heads + h) * hd + e)]) * k[static_cast<std::size_t>((j * kv + g) * hd + e)];
+          s[static_cast<std::size_t>(j)] = d / std::sqrt(static_cast<double>(hd));
+          mx = std::max(mx, s[static_cast<std::size_t>(j)]);
+        }
+        for (auto& x : s) sum += (x = std::exp(x - mx));
+        for (int j = 0; j <= i; ++j)
+          for (int e = 0; e < hd; ++e) want[static_cast<std::size_t>((i * heads + h) * hd + e)] += s[static_cast<std::size_t>(j)] / sum * v[static_cast<std::size_t>((j * kv + g) * hd + e)];
+      }
+    }
+    INFO("n=" << n << " heads=" << heads << " kv=" << kv << " hd=" << hd);
+    expect_close(out, want, static_cast<std::size_t>(heads * hd), 1e-5);
+  }
+}
+
+TEST_CASE("argmax takes the first of equal maxima", "[ops]") {
+  const float x[] = {1, 5, 2, 5};
+  CHECK(cpu::argmax(x, 4) == 1);
+}
