@@ -1,5 +1,6 @@
 #include "common/stage_main.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <new>
@@ -62,13 +63,21 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
     std::cout << (o.chat ? o.prompt + "\n" : o.prompt) << std::flush;
   }
   Timer wall;
+  const auto& stops = model.tokenizer->stop_ids();
+  auto is_stop = [&](int token) { return std::find(stops.begin(), stops.end(), token) != stops.end(); };
   auto results = engine->run(requests, [&](std::size_t, int token) {
-    if (stream) std::cout << decoder.push(token) << std::flush;
+    if (stream && !is_stop(token)) std::cout << decoder.push(token) << std::flush;
   });
   const double wall_s = wall.seconds();
   if (stream) std::cout << decoder.flush() << "\n";
+  // A request's text, without the stop token that ended it.
+  auto text_of = [&](const RequestResult& r) {
+    std::vector<int> ids = r.tokens;
+    if (r.stopped && !ids.empty()) ids.pop_back();
+    return model.tokenizer->decode(ids);
+  };
   if (!stream && !o.json && !o.quiet) {
-    for (const auto& r : results) std::cout << "[" << r.id << "] " << model.tokenizer->decode(r.tokens) << "\n";
+    for (const auto& r : results) std::cout << "[" << r.id << "] " << text_of(r) << "\n";
   }
 
   RunMetrics m = compute_metrics(results, wall_s);
@@ -78,7 +87,7 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   if (o.json) {
     auto j = metrics_to_json(m);
     j["outputs"] = nlohmann::json::array();
-    for (const auto& r : results) j["outputs"].push_back({{"id", r.id}, {"text", model.tokenizer->decode(r.tokens)}, {"tokens", r.tokens}});
+    for (const auto& r : results) j["outputs"].push_back({{"id", r.id}, {"text", text_of(r)}, {"tokens", r.tokens}});
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "\n" << format_metrics(m);

@@ -44,9 +44,10 @@ class Tokenizer {
   /// Token ids for `text` (UTF-8), without BOS. Special tokens written in the text
   /// (such as "<|im_start|>") become their single ids.
   virtual std::vector<int> encode(std::string_view text) const = 0;
-  /// The bytes token `id` stands for, given the token before it (-1 at the start). Control
-  /// tokens such as BOS give "". The bytes of one token may be part of a UTF-8 character;
-  /// TextDecoder joins them.
+  /// The bytes token `id` stands for, given the token before it (-1 at the start).
+  /// SentencePiece control tokens (<s>, </s>) give ""; byte-level BPE special tokens give their
+  /// own text, as Hugging Face decodes them. The bytes of one token may be part of a UTF-8
+  /// character; TextDecoder joins them.
   virtual std::string token_bytes(int id, int prev) const = 0;
 
   /// encode() with BOS prepended when the vocabulary asks for it.

@@ -158,8 +158,8 @@ std::string BpeTokenizer::token_bytes(int id, int /*prev*/) const {
   if (id < 0 || id >= vocab_size()) return "";
   const TokenKind kind = vocab_.kinds[static_cast<std::size_t>(id)];
   const std::string& p = piece(id);
-  if (kind == TokenKind::Control) return "";
-  if (kind == TokenKind::UserDefined) return p;
+  // Special tokens decode to their own text, as Hugging Face's decode() does by default.
+  if (kind == TokenKind::Control || kind == TokenKind::UserDefined) return p;
   std::string out;
   for (const auto& ch : unicode::decode_utf8(p)) {
     auto it = char_to_byte_.find(ch.cp);

@@ -1,8 +1,9 @@
 # Runs CMD (a ;-list) and checks its exit code is EXPECT_CODE and that its output contains every
-# string in EXPECT_TEXT (a ;-list). For bad input it also checks there is exactly one "error:"
+# string in EXPECT_TEXT (a |-separated list). For bad input it also checks there is exactly one "error:"
 # line and no sanitizer report. Usage: cmake -DCMD=... -DEXPECT_CODE=2 -DEXPECT_TEXT=... -P expect.cmake
 execute_process(COMMAND ${CMD} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 300)
 set(all "${out}${err}")
+string(REPLACE "|" ";" EXPECT_TEXT "${EXPECT_TEXT}")
 if(NOT rc STREQUAL EXPECT_CODE)
   message(FATAL_ERROR "exit code ${rc}, expected ${EXPECT_CODE}\n--- stdout:\n${out}\n--- stderr:\n${err}")
 endif()

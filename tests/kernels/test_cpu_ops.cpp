@@ -39,7 +39,7 @@ TEST_CASE("matmul: y = x W^T", "[ops]") {
         want[static_cast<std::size_t>(r * out + o)] = s;
       }
     INFO("n=" << n << " in=" << in << " out=" << out);
-    expect_close(y, want, static_cast<std::size_t>(out), 1e-5);
+    expect_close(y, want, static_cast<std::size_t>(out), 1e-4);  // fp32 sums in another order
   }
 }
 

@@ -5,6 +5,9 @@ Regenerate the golden logits of the tiny test models (repo root):
     python3 tests/reference/forward_numpy.py
 Inspect any GGUF (prints the top-5 logits per position):
     python3 tests/reference/forward_numpy.py MODEL.gguf --tokens 1,504,2 [--positions last]
+Record the real model's last-position logits for the optional C++ check (top 256 only):
+    python3 tests/reference/forward_numpy.py datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --tokens 1,4093,198,504,3575,282,4649,314 --positions last --golden-out datasets/test/golden_smollm2_last.json
 """
 import argparse
 import json
@@ -113,6 +116,7 @@ def main():
     ap.add_argument("model", nargs="?", help="GGUF path; omit to regenerate the golden files")
     ap.add_argument("--tokens", help="comma-separated token ids")
     ap.add_argument("--positions", choices=["all", "last"], default="all")
+    ap.add_argument("--golden-out", help="write the last position's top-256 logits (and the row's max |logit|) as JSON")
     a = ap.parse_args()
     if a.model is None:
         for seed, path in enumerate(GOLDEN_MODELS):
@@ -121,6 +125,14 @@ def main():
     tokens = [int(t) for t in a.tokens.split(",")]
     m = Model(a.model)
     logits = forward(m, tokens, a.positions)
+    if a.golden_out:
+        row = logits[-1]
+        top = np.argsort(-row, kind="stable")[:256]
+        doc = {"model": Path(a.model).name, "generator": "tests/reference/forward_numpy.py", "tokens": tokens,
+               "position": len(tokens) - 1, "max_abs_logit": float(np.abs(row).max()),
+               "top": [[int(t), float(row[t])] for t in top]}
+        Path(a.golden_out).write_text(json.dumps(doc) + "\n")
+        print(a.golden_out, Path(a.golden_out).stat().st_size, "bytes")
     first = len(tokens) - len(logits)
     for i, row in enumerate(logits):
         top = np.argsort(-row, kind="stable")[:5]

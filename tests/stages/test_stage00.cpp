@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <cmath>
 
 #include "common/model_weights.h"
 #include "kernels/cpu/ops.h"
@@ -154,4 +155,32 @@ TEST_CASE("exercise swiglu: hand-written SwiGLU equals the reference", "[ex:swig
   stage00::swiglu(got.data(), g.data(), u.data(), 1000);
   cpu::swiglu(want.data(), g.data(), u.data(), 1000);
   check_rows(got, want, 1000, 1e-6);
+}
+
+TEST_CASE("stage 00 on the real model (SmolLM2-135M) matches the numpy reference", "[real]") {
+  // Optional: the model is fetched by scripts/fetch_models, not committed. ctest reports this
+  // test as skipped when it is absent (SKIP_REGULAR_EXPRESSION in tests/CMakeLists.txt).
+  const std::string path = test::repo_path("datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  if (!std::ifstream(path).good()) {
+    WARN("REAL_MODEL_ABSENT: run scripts/fetch_models to check " << path);
+    return;
+  }
+  std::ifstream in(test::repo_path("datasets/test/golden_smollm2_last.json"));
+  REQUIRE(in.good());
+  const auto golden = nlohmann::json::parse(in);
+  Model m = load_model(path);
+  const auto tokens = golden["tokens"].get<std::vector<int>>();
+  const auto logits = stage00::forward(m.weights, tokens, false);
+  const double scale = golden["max_abs_logit"].get<double>();
+  double worst = 0.0;
+  for (const auto& entry : golden["top"]) {
+    const int id = entry[0].get<int>();
+    const double want = entry[1].get<double>();
+    const double got = logits[static_cast<std::size_t>(id)];
+    REQUIRE(std::isfinite(got));
+    worst = std::max(worst, std::fabs(got - want) / scale);
+  }
+  INFO("max error over the top 256 logits, relative to max |logit|: " << worst);
+  CHECK(worst < kTol);
+  CHECK(cpu::argmax(logits.data(), m.config().vocab_size) == golden["top"][0][0].get<int>());
 }
