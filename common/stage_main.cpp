@@ -87,7 +87,10 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   if (o.json) {
     auto j = metrics_to_json(m);
     j["outputs"] = nlohmann::json::array();
-    for (const auto& r : results) j["outputs"].push_back({{"id", r.id}, {"text", text_of(r)}, {"tokens", r.tokens}});
+    for (const auto& r : results) {
+      j["outputs"].push_back({{"id", r.id}, {"prompt_tokens", r.prompt_tokens}, {"text", text_of(r)}, {"tokens", r.tokens},
+                              {"token_time_s", r.token_time_s}, {"arrival_s", r.arrival_s}});
+    }
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "\n" << format_metrics(m);
