@@ -26,7 +26,8 @@ std::string apply_chat_template(const Tokenizer& tok, const std::string& model_p
   const std::string& tmpl = tok.vocab().chat_template;
   const bool chatml = tmpl.find("<|im_start|>") != std::string::npos || (tmpl.empty() && tok.find("<|im_start|>") >= 0);
   if (!chatml) {
-    if (tmpl.empty()) throw Error(model_path + ": --chat: the model has no chat template (tokenizer.chat_template is missing)");
+    if (tmpl.empty())
+      throw Error(model_path + ": --chat: the model has no chat template (tokenizer.chat_template is missing)");
     throw Error(model_path + ": --chat: the model's chat template is not ChatML, the only family this engine renders");
   }
   const std::string system = system_message.empty() ? default_system_message(tmpl) : system_message;

@@ -67,7 +67,8 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     throw Error(flag + " " + value + ": " + why);
   };
   if (o.max_new_tokens <= 0) bad("--max-new-tokens", std::to_string(o.max_new_tokens), "must be at least 1");
-  if (!(o.temperature >= 0.0f) || o.temperature > 100.0f) bad("--temperature", std::to_string(o.temperature), "must be between 0 and 100");
+  if (!(o.temperature >= 0.0f) || o.temperature > 100.0f)
+    bad("--temperature", std::to_string(o.temperature), "must be between 0 and 100");
   if (o.top_k < 0) bad("--top-k", std::to_string(o.top_k), "must be 0 (off) or positive");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) bad("--top-p", std::to_string(o.top_p), "must be in (0, 1]");
   if (o.batch < 1) bad("--batch", std::to_string(o.batch), "must be at least 1");

@@ -10,21 +10,21 @@ namespace llm {
 
 /// Parsed command line of a stage executable.
 struct CliOptions {
-  std::string model;           ///< --model: GGUF or llama2.c .bin
-  std::string tokenizer;       ///< --tokenizer: tokenizer.bin for llama2.c checkpoints
-  std::string prompt;          ///< --prompt
+  std::string model;      ///< --model: GGUF or llama2.c .bin
+  std::string tokenizer;  ///< --tokenizer: tokenizer.bin for llama2.c checkpoints
+  std::string prompt;     ///< --prompt
   bool prompt_given = false;
-  int max_new_tokens = 64;     ///< --max-new-tokens
-  float temperature = 0.0f;    ///< --temperature (0 = greedy)
-  int top_k = 0;               ///< --top-k (0 = off)
-  float top_p = 1.0f;          ///< --top-p (1 = off)
-  std::uint64_t seed = 42;     ///< --seed
-  std::string workload;        ///< --workload: JSONL file of requests
-  int batch = 1;               ///< --batch
-  bool json = false;           ///< --json: print metrics as JSON
-  bool chat = false;           ///< --chat: wrap the prompt in the model's chat template
-  std::string system_prompt;   ///< --system: system message for --chat (default: the template's)
-  bool quiet = false;          ///< --quiet: no streaming text, metrics only
+  int max_new_tokens = 64;    ///< --max-new-tokens
+  float temperature = 0.0f;   ///< --temperature (0 = greedy)
+  int top_k = 0;              ///< --top-k (0 = off)
+  float top_p = 1.0f;         ///< --top-p (1 = off)
+  std::uint64_t seed = 42;    ///< --seed
+  std::string workload;       ///< --workload: JSONL file of requests
+  int batch = 1;              ///< --batch
+  bool json = false;          ///< --json: print metrics as JSON
+  bool chat = false;          ///< --chat: wrap the prompt in the model's chat template
+  std::string system_prompt;  ///< --system: system message for --chat (default: the template's)
+  bool quiet = false;         ///< --quiet: no streaming text, metrics only
 };
 
 /// Parses argv. Returns nothing when --help was printed (the caller exits 0). Throws llm::Error

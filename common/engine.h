@@ -11,8 +11,8 @@ namespace llm {
 /// How the next token is chosen. temperature 0 means greedy (argmax).
 struct SamplingParams {
   float temperature = 0.0f;
-  int top_k = 0;         ///< keep the k most likely tokens; 0 = all
-  float top_p = 1.0f;    ///< keep the smallest set whose probability reaches p; 1 = all
+  int top_k = 0;       ///< keep the k most likely tokens; 0 = all
+  float top_p = 1.0f;  ///< keep the smallest set whose probability reaches p; 1 = all
   std::uint64_t seed = 42;
 };
 
@@ -22,7 +22,7 @@ struct Request {
   std::vector<int> prompt;  ///< token ids, BOS included if the model wants one
   int max_new_tokens = 0;
   SamplingParams sampling;
-  double arrival_s = 0.0;   ///< when it arrives, seconds after the run starts (online workloads)
+  double arrival_s = 0.0;  ///< when it arrives, seconds after the run starts (online workloads)
 };
 
 /// What one request produced, with the times each token appeared.
@@ -32,7 +32,7 @@ struct RequestResult {
   std::vector<int> tokens;           ///< generated ids (a stop token, if hit, is included)
   std::vector<double> token_time_s;  ///< for each generated token, seconds since the run started
   double arrival_s = 0.0;
-  bool stopped = false;              ///< ended on a stop token rather than max_new_tokens
+  bool stopped = false;  ///< ended on a stop token rather than max_new_tokens
 };
 
 /// Called as each token is generated: (index of the request in the batch, token id).

@@ -9,17 +9,22 @@
 namespace llm {
 
 std::string gguf_type_name(GGUFType t) {
-  static const char* const kNames[] = {"UINT8", "INT8",   "UINT16", "INT16", "UINT32",
-                                       "INT32", "FLOAT32", "BOOL",  "STRING", "ARRAY",
-                                       "UINT64", "INT64",  "FLOAT64"};
+  static const char* const kNames[] = {"UINT8", "INT8",   "UINT16", "INT16",  "UINT32", "INT32",  "FLOAT32",
+                                       "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64"};
   const auto id = static_cast<std::uint32_t>(t);
   return id < 13 ? kNames[id] : "type " + std::to_string(id);
 }
 
 bool GGUFValue::is_integer() const {
   switch (type) {
-    case GGUFType::UINT8: case GGUFType::INT8: case GGUFType::UINT16: case GGUFType::INT16:
-    case GGUFType::UINT32: case GGUFType::INT32: case GGUFType::UINT64: case GGUFType::INT64:
+    case GGUFType::UINT8:
+    case GGUFType::INT8:
+    case GGUFType::UINT16:
+    case GGUFType::INT16:
+    case GGUFType::UINT32:
+    case GGUFType::INT32:
+    case GGUFType::UINT64:
+    case GGUFType::INT64:
       return true;
     default:
       return false;
@@ -35,17 +40,16 @@ constexpr std::uint32_t kMaxDims = 4;
 /// Sequential reader over the file image; every read checks the bytes are there.
 class Cursor {
  public:
-  Cursor(const std::uint8_t* data, std::size_t size, const std::string& name)
-      : data_(data), size_(size), name_(name) {}
+  Cursor(const std::uint8_t* data, std::size_t size, const std::string& name) : data_(data), size_(size), name_(name) {}
 
   std::size_t pos() const { return pos_; }
   std::size_t remaining() const { return size_ - pos_; }
 
   void need(std::uint64_t n, const std::string& what) const {
     if (n > remaining()) {
-      throw Error(name_ + ": file is truncated: " + what + " at offset " + std::to_string(pos_) +
-                  " needs " + std::to_string(n) + " bytes but only " + std::to_string(remaining()) +
-                  " remain (file size " + std::to_string(size_) + ")");
+      throw Error(name_ + ": file is truncated: " + what + " at offset " + std::to_string(pos_) + " needs " +
+                  std::to_string(n) + " bytes but only " + std::to_string(remaining()) + " remain (file size " +
+                  std::to_string(size_) + ")");
     }
   }
 
@@ -76,18 +80,29 @@ class Cursor {
 // The smallest encoded size of one value of type t: bounds an array's count before allocating.
 std::uint64_t min_encoded_size(GGUFType t) {
   switch (t) {
-    case GGUFType::UINT8: case GGUFType::INT8: case GGUFType::BOOL: return 1;
-    case GGUFType::UINT16: case GGUFType::INT16: return 2;
-    case GGUFType::UINT32: case GGUFType::INT32: case GGUFType::FLOAT32: return 4;
-    case GGUFType::STRING: case GGUFType::UINT64: case GGUFType::INT64: case GGUFType::FLOAT64:
+    case GGUFType::UINT8:
+    case GGUFType::INT8:
+    case GGUFType::BOOL:
+      return 1;
+    case GGUFType::UINT16:
+    case GGUFType::INT16:
+      return 2;
+    case GGUFType::UINT32:
+    case GGUFType::INT32:
+    case GGUFType::FLOAT32:
+      return 4;
+    case GGUFType::STRING:
+    case GGUFType::UINT64:
+    case GGUFType::INT64:
+    case GGUFType::FLOAT64:
       return 8;
-    case GGUFType::ARRAY: return 12;
+    case GGUFType::ARRAY:
+      return 12;
   }
   return 1;
 }
 
-GGUFValue read_value(Cursor& c, GGUFType type, const std::string& key, const std::string& file,
-                     std::uint64_t depth) {
+GGUFValue read_value(Cursor& c, GGUFType type, const std::string& key, const std::string& file, std::uint64_t depth) {
   GGUFValue v;
   v.type = type;
   const std::string what = "metadata '" + key + "'";
@@ -102,25 +117,48 @@ GGUFValue read_value(Cursor& c, GGUFType type, const std::string& key, const std
     v.f = static_cast<double>(x);
   };
   switch (type) {
-    case GGUFType::UINT8: set_unsigned(c.read<std::uint8_t>(what)); break;
-    case GGUFType::INT8: set_signed(c.read<std::int8_t>(what)); break;
-    case GGUFType::UINT16: set_unsigned(c.read<std::uint16_t>(what)); break;
-    case GGUFType::INT16: set_signed(c.read<std::int16_t>(what)); break;
-    case GGUFType::UINT32: set_unsigned(c.read<std::uint32_t>(what)); break;
-    case GGUFType::INT32: set_signed(c.read<std::int32_t>(what)); break;
-    case GGUFType::UINT64: set_unsigned(c.read<std::uint64_t>(what)); break;
-    case GGUFType::INT64: set_signed(c.read<std::int64_t>(what)); break;
-    case GGUFType::FLOAT32: v.f = c.read<float>(what); break;
-    case GGUFType::FLOAT64: v.f = c.read<double>(what); break;
+    case GGUFType::UINT8:
+      set_unsigned(c.read<std::uint8_t>(what));
+      break;
+    case GGUFType::INT8:
+      set_signed(c.read<std::int8_t>(what));
+      break;
+    case GGUFType::UINT16:
+      set_unsigned(c.read<std::uint16_t>(what));
+      break;
+    case GGUFType::INT16:
+      set_signed(c.read<std::int16_t>(what));
+      break;
+    case GGUFType::UINT32:
+      set_unsigned(c.read<std::uint32_t>(what));
+      break;
+    case GGUFType::INT32:
+      set_signed(c.read<std::int32_t>(what));
+      break;
+    case GGUFType::UINT64:
+      set_unsigned(c.read<std::uint64_t>(what));
+      break;
+    case GGUFType::INT64:
+      set_signed(c.read<std::int64_t>(what));
+      break;
+    case GGUFType::FLOAT32:
+      v.f = c.read<float>(what);
+      break;
+    case GGUFType::FLOAT64:
+      v.f = c.read<double>(what);
+      break;
     case GGUFType::BOOL: {
       const auto b = c.read<std::uint8_t>(what);
       if (b > 1) throw Error(file + ": " + what + ": BOOL value is " + std::to_string(b) + ", not 0 or 1");
       v.b = b != 0;
       break;
     }
-    case GGUFType::STRING: v.s = c.read_string(what); break;
+    case GGUFType::STRING:
+      v.s = c.read_string(what);
+      break;
     case GGUFType::ARRAY: {
-      if (depth >= kMaxArrayDepth) throw Error(file + ": " + what + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth));
+      if (depth >= kMaxArrayDepth)
+        throw Error(file + ": " + what + ": arrays nested deeper than " + std::to_string(kMaxArrayDepth));
       const auto elem = c.read<std::uint32_t>(what + " (array element type)");
       if (elem > static_cast<std::uint32_t>(GGUFType::FLOAT64)) {
         throw Error(file + ": " + what + ": unknown array element type " + std::to_string(elem));
@@ -161,22 +199,28 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
   if (magic != 0x46554747u) {  // "GGUF" read little-endian
     char m[5] = {0};
     std::memcpy(m, &magic, 4);
-    for (char& ch : m) if (ch != 0 && (ch < 32 || ch > 126)) ch = '?';
+    for (char& ch : m)
+      if (ch != 0 && (ch < 32 || ch > 126)) ch = '?';
     throw Error(name_ + ": not a GGUF file: magic is '" + std::string(m, 4) + "', expected 'GGUF'");
   }
   version_ = c.read<std::uint32_t>("version");
-  if (version_ == 1) throw Error(name_ + ": GGUF version 1 is not supported (only 2 and 3); re-convert the model with a current llama.cpp");
+  if (version_ == 1)
+    throw Error(name_ +
+                ": GGUF version 1 is not supported (only 2 and 3); re-convert the model with a current llama.cpp");
   if (version_ != 2 && version_ != 3) {
     if ((version_ & 0xFFFFu) == 0 && (version_ >> 24) <= 3) {
-      throw Error(name_ + ": GGUF version field reads " + std::to_string(version_) + ": this looks like a big-endian GGUF file, which is not supported");
+      throw Error(name_ + ": GGUF version field reads " + std::to_string(version_) +
+                  ": this looks like a big-endian GGUF file, which is not supported");
     }
     throw Error(name_ + ": unknown GGUF version " + std::to_string(version_) + " (supported: 2, 3)");
   }
   const auto n_tensors = c.read<std::uint64_t>("tensor_count");
   const auto n_kv = c.read<std::uint64_t>("metadata_kv_count");
   // A key-value pair takes at least 12 bytes (empty key + type + 1-byte value), a tensor info 28.
-  if (n_kv > c.remaining() / 13) throw Error(name_ + ": metadata_kv_count " + std::to_string(n_kv) + " is more than the file can hold");
-  if (n_tensors > c.remaining() / 28) throw Error(name_ + ": tensor_count " + std::to_string(n_tensors) + " is more than the file can hold");
+  if (n_kv > c.remaining() / 13)
+    throw Error(name_ + ": metadata_kv_count " + std::to_string(n_kv) + " is more than the file can hold");
+  if (n_tensors > c.remaining() / 28)
+    throw Error(name_ + ": tensor_count " + std::to_string(n_tensors) + " is more than the file can hold");
 
   for (std::uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.read_string("metadata key #" + std::to_string(k));
@@ -203,12 +247,15 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
     t.name = c.read_string("tensor info #" + std::to_string(k) + " name");
     const std::string what = "tensor '" + t.name + "'";
     const auto n_dims = c.read<std::uint32_t>(what + " n_dims");
-    if (n_dims == 0 || n_dims > kMaxDims) throw Error(name_ + ": " + what + ": n_dims is " + std::to_string(n_dims) + " (must be 1.." + std::to_string(kMaxDims) + ")");
+    if (n_dims == 0 || n_dims > kMaxDims)
+      throw Error(name_ + ": " + what + ": n_dims is " + std::to_string(n_dims) + " (must be 1.." +
+                  std::to_string(kMaxDims) + ")");
     t.n_elements = 1;
     for (std::uint32_t d = 0; d < n_dims; ++d) {
       const auto dim = c.read<std::uint64_t>(what + " dims");
       if (dim == 0 || dim > (std::uint64_t{1} << 40) || t.n_elements > (std::uint64_t{1} << 40) / dim) {
-        throw Error(name_ + ": " + what + ": dimension " + std::to_string(d) + " is " + std::to_string(dim) + " (zero or impossibly large)");
+        throw Error(name_ + ": " + what + ": dimension " + std::to_string(d) + " is " + std::to_string(dim) +
+                    " (zero or impossibly large)");
       }
       t.dims.push_back(dim);
       t.n_elements *= dim;
@@ -227,7 +274,8 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
     t.n_bytes = cpu::row_bytes(t.type, t.n_elements);
     t.offset = c.read<std::uint64_t>(what + " offset");
     if (t.offset % alignment_ != 0) {
-      throw Error(name_ + ": " + what + ": offset " + std::to_string(t.offset) + " is not a multiple of the alignment " + std::to_string(alignment_));
+      throw Error(name_ + ": " + what + ": offset " + std::to_string(t.offset) +
+                  " is not a multiple of the alignment " + std::to_string(alignment_));
     }
     if (tensor_index_.count(t.name)) throw Error(name_ + ": tensor name '" + t.name + "' appears twice");
     tensor_index_[t.name] = tensors_.size();
@@ -236,14 +284,16 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
 
   data_start_ = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
   if (!tensors_.empty() && data_start_ > size_) {
-    throw Error(name_ + ": file is truncated: tensor data would start at offset " + std::to_string(data_start_) + " but the file has " + std::to_string(size_) + " bytes");
+    throw Error(name_ + ": file is truncated: tensor data would start at offset " + std::to_string(data_start_) +
+                " but the file has " + std::to_string(size_) + " bytes");
   }
   const std::uint64_t data_size = data_start_ <= size_ ? size_ - data_start_ : 0;
   for (const auto& t : tensors_) {
     if (t.offset > data_size || t.n_bytes > data_size - t.offset) {
       throw Error(name_ + ": tensor '" + t.name + "' (" + tensor_type_name(t.type) + ", " + std::to_string(t.n_bytes) +
-                  " bytes at data offset " + std::to_string(t.offset) + ") runs past the end of the file: the data section holds " +
-                  std::to_string(data_size) + " bytes (file truncated?)");
+                  " bytes at data offset " + std::to_string(t.offset) +
+                  ") runs past the end of the file: the data section holds " + std::to_string(data_size) +
+                  " bytes (file truncated?)");
     }
   }
 }
@@ -256,7 +306,8 @@ const GGUFValue& GGUFFile::get(const std::string& key) const {
 
 std::int64_t GGUFFile::get_int(const std::string& key) const {
   const auto& v = get(key);
-  if (!v.is_integer()) throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected an integer");
+  if (!v.is_integer())
+    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected an integer");
   return v.i;
 }
 
@@ -275,7 +326,8 @@ double GGUFFile::get_float(const std::string& key, double fallback) const {
 
 std::string GGUFFile::get_string(const std::string& key) const {
   const auto& v = get(key);
-  if (v.type != GGUFType::STRING) throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected STRING");
+  if (v.type != GGUFType::STRING)
+    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected STRING");
   return v.s;
 }
 
@@ -286,7 +338,8 @@ std::string GGUFFile::get_string(const std::string& key, const std::string& fall
 bool GGUFFile::get_bool(const std::string& key, bool fallback) const {
   if (!has(key)) return fallback;
   const auto& v = get(key);
-  if (v.type != GGUFType::BOOL) throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected BOOL");
+  if (v.type != GGUFType::BOOL)
+    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected BOOL");
   return v.b;
 }
 
@@ -303,7 +356,8 @@ std::vector<std::string> GGUFFile::get_string_array(const std::string& key) cons
 
 std::vector<float> GGUFFile::get_float_array(const std::string& key) const {
   const auto& v = get(key);
-  const bool numeric = v.elem_type != GGUFType::STRING && v.elem_type != GGUFType::ARRAY && v.elem_type != GGUFType::BOOL;
+  const bool numeric =
+      v.elem_type != GGUFType::STRING && v.elem_type != GGUFType::ARRAY && v.elem_type != GGUFType::BOOL;
   if (v.type != GGUFType::ARRAY || !numeric) throw Error(name_ + ": metadata '" + key + "' is not an ARRAY of numbers");
   std::vector<float> out;
   out.reserve(v.items.size());
@@ -327,6 +381,8 @@ const GGUFTensorInfo* GGUFFile::find_tensor(const std::string& name) const {
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
-const std::uint8_t* GGUFFile::tensor_data(const GGUFTensorInfo& t) const { return data_ + data_start_ + t.offset; }
+const std::uint8_t* GGUFFile::tensor_data(const GGUFTensorInfo& t) const {
+  return data_ + data_start_ + t.offset;
+}
 
 }  // namespace llm

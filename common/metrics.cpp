@@ -101,8 +101,12 @@ nlohmann::json metrics_to_json(const RunMetrics& m) {
   j["peak_rss_bytes"] = m.peak_rss_bytes;
   j["requests"] = nlohmann::json::array();
   for (const auto& r : m.requests) {
-    j["requests"].push_back({{"id", r.id}, {"prompt_tokens", r.prompt_tokens}, {"generated_tokens", r.generated_tokens},
-                             {"ttft_s", r.ttft_s}, {"tpot_s", r.tpot_s}, {"latency_s", r.latency_s}});
+    j["requests"].push_back({{"id", r.id},
+                             {"prompt_tokens", r.prompt_tokens},
+                             {"generated_tokens", r.generated_tokens},
+                             {"ttft_s", r.ttft_s},
+                             {"tpot_s", r.tpot_s},
+                             {"latency_s", r.latency_s}});
   }
   return j;
 }

@@ -25,8 +25,8 @@ struct RequestMetrics {
 
 /// Metrics of a whole run.
 struct RunMetrics {
-  std::string stage;   ///< e.g. "00_naive"
-  std::string model;   ///< model file
+  std::string stage;  ///< e.g. "00_naive"
+  std::string model;  ///< model file
   std::vector<RequestMetrics> requests;
   double wall_s = 0.0;
   long generated_tokens = 0;

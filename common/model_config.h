@@ -8,12 +8,12 @@ namespace llm {
 /// Hyper-parameters of a Llama-architecture model (RMSNorm, RoPE, SwiGLU, GQA).
 struct ModelConfig {
   std::string architecture = "llama";
-  int dim = 0;             ///< model (residual stream) width
-  int n_layers = 0;        ///< transformer blocks
-  int n_heads = 0;         ///< query heads
-  int n_kv_heads = 0;      ///< key/value heads (n_heads must be a multiple)
-  int head_dim = 0;        ///< per-head width; q is [n_heads * head_dim], k/v [n_kv_heads * head_dim]
-  int hidden_dim = 0;      ///< SwiGLU inner width
+  int dim = 0;         ///< model (residual stream) width
+  int n_layers = 0;    ///< transformer blocks
+  int n_heads = 0;     ///< query heads
+  int n_kv_heads = 0;  ///< key/value heads (n_heads must be a multiple)
+  int head_dim = 0;    ///< per-head width; q is [n_heads * head_dim], k/v [n_kv_heads * head_dim]
+  int hidden_dim = 0;  ///< SwiGLU inner width
   int vocab_size = 0;
   int context_length = 0;  ///< the longest sequence the model was trained for (tokens)
   float rope_theta = 10000.0f;

@@ -14,7 +14,8 @@ ModelConfig read_config(const GGUFFile& f) {
   ModelConfig c;
   c.architecture = f.get_string("general.architecture");
   if (c.architecture != "llama") {
-    throw Error(f.path() + ": general.architecture is '" + c.architecture + "': this engine runs the Llama architecture ('llama')");
+    throw Error(f.path() + ": general.architecture is '" + c.architecture +
+                "': this engine runs the Llama architecture ('llama')");
   }
   const std::string a = c.architecture + ".";
   auto get_int = [&](const std::string& key) {
@@ -30,16 +31,20 @@ ModelConfig read_config(const GGUFFile& f) {
   c.context_length = get_int(a + "context_length");
   c.head_dim = f.has(a + "attention.key_length") ? get_int(a + "attention.key_length") : c.dim / c.n_heads;
   if (f.has(a + "rope.dimension_count") && get_int(a + "rope.dimension_count") != c.head_dim) {
-    throw Error(f.path() + ": " + a + "rope.dimension_count is " + std::to_string(f.get_int(a + "rope.dimension_count")) +
-                " but the head size is " + std::to_string(c.head_dim) + ": partial rotary embeddings are not supported");
+    throw Error(f.path() + ": " + a + "rope.dimension_count is " +
+                std::to_string(f.get_int(a + "rope.dimension_count")) + " but the head size is " +
+                std::to_string(c.head_dim) + ": partial rotary embeddings are not supported");
   }
   c.rope_theta = static_cast<float>(f.get_float(a + "rope.freq_base", 10000.0));
   c.norm_eps = static_cast<float>(f.get_float(a + "attention.layer_norm_rms_epsilon", 1e-5));
   // The vocabulary size: from the key if present, else from the embedding tensor.
   const GGUFTensorInfo* emb = f.find_tensor("token_embd.weight");
-  if (f.has(a + "vocab_size")) c.vocab_size = get_int(a + "vocab_size");
-  else if (emb != nullptr && emb->dims.size() == 2) c.vocab_size = static_cast<int>(emb->dims[1]);
-  else throw Error(f.path() + ": no " + a + "vocab_size key and no 2-D token_embd.weight to read it from");
+  if (f.has(a + "vocab_size"))
+    c.vocab_size = get_int(a + "vocab_size");
+  else if (emb != nullptr && emb->dims.size() == 2)
+    c.vocab_size = static_cast<int>(emb->dims[1]);
+  else
+    throw Error(f.path() + ": no " + a + "vocab_size key and no 2-D token_embd.weight to read it from");
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   c.validate(f.path());
   return c;
@@ -50,7 +55,8 @@ ModelConfig read_config(const GGUFFile& f) {
 std::vector<float> read_tensor(const GGUFFile& f, const std::string& name, std::size_t rows, std::size_t cols) {
   const GGUFTensorInfo* t = f.find_tensor(name);
   if (t == nullptr) throw Error(f.path() + ": missing tensor '" + name + "'");
-  std::vector<std::uint64_t> want = rows == 1 ? std::vector<std::uint64_t>{cols} : std::vector<std::uint64_t>{cols, rows};
+  std::vector<std::uint64_t> want =
+      rows == 1 ? std::vector<std::uint64_t>{cols} : std::vector<std::uint64_t>{cols, rows};
   auto dims = t->dims;
   while (dims.size() > want.size() && dims.back() == 1) dims.pop_back();  // [cols, 1] == [cols]
   if (dims != want) {
@@ -59,7 +65,8 @@ std::vector<float> read_tensor(const GGUFFile& f, const std::string& name, std::
       for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
       return s + "]";
     };
-    throw Error(f.path() + ": tensor '" + name + "' has shape " + show(t->dims) + " (ggml order) but the config needs " + show(want));
+    throw Error(f.path() + ": tensor '" + name + "' has shape " + show(t->dims) +
+                " (ggml order) but the config needs " + show(want));
   }
   std::vector<float> out(rows * cols);
   cpu::dequantize(t->type, f.tensor_data(*t), out.data(), out.size());

@@ -21,7 +21,8 @@ namespace llm {
 ModelWeights load_llama2c_weights(const std::string& path) {
   MappedFile file(path);
   if (file.size() < 28) {
-    throw Error(path + ": file is truncated: " + std::to_string(file.size()) + " bytes, but a llama2.c header alone is 28");
+    throw Error(path + ": file is truncated: " + std::to_string(file.size()) +
+                " bytes, but a llama2.c header alone is 28");
   }
   std::int32_t h[7];
   std::memcpy(h, file.data(), sizeof(h));
@@ -41,11 +42,13 @@ ModelWeights load_llama2c_weights(const std::string& path) {
   c.context_length = h[6];
   c.rope_theta = 10000.0f;
   c.norm_eps = 1e-5f;
-  const std::string header = " (header: dim " + std::to_string(h[0]) + ", hidden_dim " + std::to_string(h[1]) + ", n_layers " +
-                             std::to_string(h[2]) + ", n_heads " + std::to_string(h[3]) + ", n_kv_heads " + std::to_string(h[4]) +
-                             ", vocab_size " + std::to_string(h[5]) + ", seq_len " + std::to_string(h[6]) + ")";
+  const std::string header = " (header: dim " + std::to_string(h[0]) + ", hidden_dim " + std::to_string(h[1]) +
+                             ", n_layers " + std::to_string(h[2]) + ", n_heads " + std::to_string(h[3]) +
+                             ", n_kv_heads " + std::to_string(h[4]) + ", vocab_size " + std::to_string(h[5]) +
+                             ", seq_len " + std::to_string(h[6]) + ")";
   if (c.n_heads <= 0 || c.dim <= 0 || c.dim % c.n_heads != 0) {
-    throw Error(path + ": dim " + std::to_string(c.dim) + " is not a positive multiple of n_heads " + std::to_string(c.n_heads) + header);
+    throw Error(path + ": dim " + std::to_string(c.dim) + " is not a positive multiple of n_heads " +
+                std::to_string(c.n_heads) + header);
   }
   c.head_dim = c.dim / c.n_heads;
   c.validate(path + header);
@@ -53,11 +56,13 @@ ModelWeights load_llama2c_weights(const std::string& path) {
   const auto dim = static_cast<std::uint64_t>(c.dim), hidden = static_cast<std::uint64_t>(c.hidden_dim);
   const auto layers = static_cast<std::uint64_t>(c.n_layers), vocab = static_cast<std::uint64_t>(c.vocab_size);
   const auto kv_dim = static_cast<std::uint64_t>(c.kv_dim()), hd = static_cast<std::uint64_t>(c.head_dim);
-  const std::uint64_t floats = vocab * dim + layers * (2 * dim + dim * dim + 2 * kv_dim * dim + dim * dim + 3 * hidden * dim) + dim +
-                               static_cast<std::uint64_t>(c.context_length) * hd + (c.tied_embeddings ? 0 : vocab * dim);
+  const std::uint64_t floats =
+      vocab * dim + layers * (2 * dim + dim * dim + 2 * kv_dim * dim + dim * dim + 3 * hidden * dim) + dim +
+      static_cast<std::uint64_t>(c.context_length) * hd + (c.tied_embeddings ? 0 : vocab * dim);
   const std::uint64_t want = 28 + 4 * floats;
   if (file.size() != want) {
-    throw Error(path + ": file size is " + std::to_string(file.size()) + " bytes but the header implies " + std::to_string(want) +
+    throw Error(path + ": file size is " + std::to_string(file.size()) + " bytes but the header implies " +
+                std::to_string(want) +
                 (file.size() < want ? " (truncated file?)" : " (trailing bytes: wrong format or header?)") + header);
   }
 

@@ -11,8 +11,8 @@ namespace llm {
 std::size_t ModelWeights::bytes() const {
   std::size_t n = token_embd.size() + output_norm.size() + output.size();
   for (const auto& L : layers) {
-    n += L.attn_norm.size() + L.wq.size() + L.wk.size() + L.wv.size() + L.wo.size() + L.ffn_norm.size() + L.w_gate.size() +
-         L.w_up.size() + L.w_down.size();
+    n += L.attn_norm.size() + L.wq.size() + L.wk.size() + L.wv.size() + L.wo.size() + L.ffn_norm.size() +
+         L.w_gate.size() + L.w_up.size() + L.w_down.size();
   }
   return n * sizeof(float);
 }
@@ -44,8 +44,8 @@ Model load_model(const std::string& model_path, const std::string& tokenizer_pat
     m.tokenizer = load_llama2c_tokenizer(tokenizer_path, m.weights.config.vocab_size);
   }
   if (m.tokenizer->vocab_size() != m.weights.config.vocab_size) {
-    throw Error(model_path + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) + " tokens but the model's vocab_size is " +
-                std::to_string(m.weights.config.vocab_size));
+    throw Error(model_path + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
+                " tokens but the model's vocab_size is " + std::to_string(m.weights.config.vocab_size));
   }
   return m;
 }

@@ -30,7 +30,7 @@ struct LayerWeights {
 /// All weights of a model.
 struct ModelWeights {
   ModelConfig config;
-  std::vector<float> token_embd;   ///< [vocab, dim]
+  std::vector<float> token_embd;  ///< [vocab, dim]
   std::vector<LayerWeights> layers;
   std::vector<float> output_norm;  ///< [dim]
   std::vector<float> output;       ///< [vocab, dim]; empty when the embeddings are tied

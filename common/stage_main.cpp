@@ -15,7 +15,8 @@ namespace llm {
 
 namespace {
 
-Request make_request(const Model& model, const CliOptions& o, const std::string& id, const std::string& text, int max_new) {
+Request make_request(const Model& model, const CliOptions& o, const std::string& id, const std::string& text,
+                     int max_new) {
   const std::string prompt = o.chat ? apply_chat_template(*model.tokenizer, model.path, text, o.system_prompt) : text;
   Request r;
   r.id = id;
@@ -23,8 +24,9 @@ Request make_request(const Model& model, const CliOptions& o, const std::string&
   if (r.prompt.empty()) throw Error("request " + id + ": the prompt encodes to no tokens");
   const int ctx = model.config().context_length;
   if (static_cast<int>(r.prompt.size()) >= ctx) {
-    throw Error("request " + id + ": the prompt is " + std::to_string(r.prompt.size()) + " tokens but the model's context is " +
-                std::to_string(ctx) + " (" + model.path + "): shorten the prompt");
+    throw Error("request " + id + ": the prompt is " + std::to_string(r.prompt.size()) +
+                " tokens but the model's context is " + std::to_string(ctx) + " (" + model.path +
+                "): shorten the prompt");
   }
   r.max_new_tokens = max_new;
   if (static_cast<int>(r.prompt.size()) + max_new > ctx) {
@@ -88,8 +90,12 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
     auto j = metrics_to_json(m);
     j["outputs"] = nlohmann::json::array();
     for (const auto& r : results) {
-      j["outputs"].push_back({{"id", r.id}, {"prompt_tokens", r.prompt_tokens}, {"text", text_of(r)}, {"tokens", r.tokens},
-                              {"token_time_s", r.token_time_s}, {"arrival_s", r.arrival_s}});
+      j["outputs"].push_back({{"id", r.id},
+                              {"prompt_tokens", r.prompt_tokens},
+                              {"text", text_of(r)},
+                              {"tokens", r.tokens},
+                              {"token_time_s", r.token_time_s},
+                              {"arrival_s", r.arrival_s}});
     }
     std::cout << j.dump(2) << "\n";
   } else {

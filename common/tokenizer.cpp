@@ -20,7 +20,9 @@ Tokenizer::Tokenizer(Vocabulary vocab) : vocab_(std::move(vocab)) {
   if (vocab_.kinds.empty()) vocab_.kinds.assign(vocab_.pieces.size(), TokenKind::Normal);
   for (int id = 0; id < n; ++id) piece_to_id_.emplace(vocab_.pieces[static_cast<std::size_t>(id)], id);
   auto check_id = [&](const char* what, int id) {
-    if (id < -1 || id >= n) throw Error(vocab_.source + ": " + what + " token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(n));
+    if (id < -1 || id >= n)
+      throw Error(vocab_.source + ": " + what + " token id " + std::to_string(id) + " is outside the vocabulary of " +
+                  std::to_string(n));
   };
   check_id("BOS", vocab_.bos_id);
   check_id("EOS", vocab_.eos_id);
@@ -57,7 +59,8 @@ std::vector<Tokenizer::Segment> Tokenizer::split_special(std::string_view text, 
   std::vector<int> specials;
   for (int id = 0; id < vocab_size(); ++id) {
     const TokenKind k = vocab_.kinds[static_cast<std::size_t>(id)];
-    if ((k == TokenKind::UserDefined || (control_too && k == TokenKind::Control)) && !piece(id).empty()) specials.push_back(id);
+    if ((k == TokenKind::UserDefined || (control_too && k == TokenKind::Control)) && !piece(id).empty())
+      specials.push_back(id);
   }
   std::sort(specials.begin(), specials.end(), [&](int a, int b) { return piece(a).size() > piece(b).size(); });
 
@@ -67,9 +70,15 @@ std::vector<Tokenizer::Segment> Tokenizer::split_special(std::string_view text, 
     int hit = -1;
     for (int id : specials) {
       const std::string& p = piece(id);
-      if (text.compare(i, p.size(), p) == 0) { hit = id; break; }
+      if (text.compare(i, p.size(), p) == 0) {
+        hit = id;
+        break;
+      }
     }
-    if (hit < 0) { ++i; continue; }
+    if (hit < 0) {
+      ++i;
+      continue;
+    }
     if (i > start) out.push_back({-1, text.substr(start, i - start)});
     out.push_back({hit, text.substr(i, piece(hit).size())});
     i += piece(hit).size();
@@ -90,7 +99,8 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GGUFFile& f) {
   if (f.has("tokenizer.ggml.token_type")) {
     const auto types = f.get_int_array("tokenizer.ggml.token_type");
     if (types.size() != n) {
-      throw Error(f.path() + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) + " entries but tokenizer.ggml.tokens has " + std::to_string(n));
+      throw Error(f.path() + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
+                  " entries but tokenizer.ggml.tokens has " + std::to_string(n));
     }
     for (auto t : types) v.kinds.push_back((t >= 1 && t <= 6) ? static_cast<TokenKind>(t) : TokenKind::Normal);
   }
@@ -101,7 +111,8 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GGUFFile& f) {
   if (model == "llama") {
     v.scores = f.get_float_array("tokenizer.ggml.scores");
     if (v.scores.size() != n) {
-      throw Error(f.path() + ": tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries but tokenizer.ggml.tokens has " + std::to_string(n));
+      throw Error(f.path() + ": tokenizer.ggml.scores has " + std::to_string(v.scores.size()) +
+                  " entries but tokenizer.ggml.tokens has " + std::to_string(n));
     }
     v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token", true);
     v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", true);
@@ -114,7 +125,8 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GGUFFile& f) {
     v.pre_tokenizer = f.get_string("tokenizer.ggml.pre", "default");
     return std::make_unique<BpeTokenizer>(std::move(v));
   }
-  throw Error(f.path() + ": tokenizer.ggml.model is '" + model + "': supported are 'llama' (SentencePiece BPE) and 'gpt2' (byte-level BPE)");
+  throw Error(f.path() + ": tokenizer.ggml.model is '" + model +
+              "': supported are 'llama' (SentencePiece BPE) and 'gpt2' (byte-level BPE)");
 }
 
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path, int vocab_size) {
@@ -124,8 +136,9 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path, int v
   auto take = [&](void* dst, std::size_t n, const std::string& what) {
     if (n > left) {
       throw Error(path + ": file is truncated: " + what + " needs " + std::to_string(n) + " bytes at offset " +
-                  std::to_string(file.size() - left) + " but " + std::to_string(left) + " remain (the model's vocab_size is " +
-                  std::to_string(vocab_size) + ": is this the tokenizer for this model?)");
+                  std::to_string(file.size() - left) + " but " + std::to_string(left) +
+                  " remain (the model's vocab_size is " + std::to_string(vocab_size) +
+                  ": is this the tokenizer for this model?)");
     }
     std::memcpy(dst, p, n);
     p += n;
@@ -133,7 +146,8 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path, int v
   };
   std::int32_t max_len = 0;
   take(&max_len, 4, "max_token_length");
-  if (max_len <= 0 || max_len > (1 << 16)) throw Error(path + ": max_token_length is " + std::to_string(max_len) + ": not a llama2.c tokenizer.bin?");
+  if (max_len <= 0 || max_len > (1 << 16))
+    throw Error(path + ": max_token_length is " + std::to_string(max_len) + ": not a llama2.c tokenizer.bin?");
   Vocabulary v;
   v.source = path;
   v.bos_id = 1;  // llama2.c's fixed convention (the Llama 2 SentencePiece ids)
@@ -148,7 +162,8 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path, int v
     take(&score, 4, what + " score");
     take(&len, 4, what + " length");
     if (len < 0 || len > max_len) {
-      throw Error(path + ": " + what + " has length " + std::to_string(len) + " (max_token_length is " + std::to_string(max_len) + ")");
+      throw Error(path + ": " + what + " has length " + std::to_string(len) + " (max_token_length is " +
+                  std::to_string(max_len) + ")");
     }
     std::string piece(static_cast<std::size_t>(len), '\0');
     take(piece.data(), piece.size(), what + " bytes");
@@ -157,17 +172,22 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path, int v
     std::string normalized;
     for (char c : piece) normalized += (c == ' ') ? std::string("\xE2\x96\x81") : std::string(1, c);
     TokenKind kind = TokenKind::Normal;
-    if (id == 0) kind = TokenKind::Unknown;
-    else if (id == 1 || id == 2) kind = TokenKind::Control;
-    else if (normalized.size() == 6 && normalized.rfind("<0x", 0) == 0 && normalized[5] == '>') kind = TokenKind::Byte;
-    else if (normalized.size() > 4 && normalized.rfind("<|", 0) == 0 && normalized.compare(normalized.size() - 2, 2, "|>") == 0) kind = TokenKind::UserDefined;
+    if (id == 0)
+      kind = TokenKind::Unknown;
+    else if (id == 1 || id == 2)
+      kind = TokenKind::Control;
+    else if (normalized.size() == 6 && normalized.rfind("<0x", 0) == 0 && normalized[5] == '>')
+      kind = TokenKind::Byte;
+    else if (normalized.size() > 4 && normalized.rfind("<|", 0) == 0 &&
+             normalized.compare(normalized.size() - 2, 2, "|>") == 0)
+      kind = TokenKind::UserDefined;
     v.pieces.push_back(std::move(normalized));
     v.scores.push_back(score);
     v.kinds.push_back(kind);
   }
   if (left != 0) {
-    throw Error(path + ": " + std::to_string(left) + " bytes remain after the model's vocab_size (" + std::to_string(vocab_size) +
-                ") tokens: the tokenizer's vocabulary is larger than the model's");
+    throw Error(path + ": " + std::to_string(left) + " bytes remain after the model's vocab_size (" +
+                std::to_string(vocab_size) + ") tokens: the tokenizer's vocabulary is larger than the model's");
   }
   return std::make_unique<SpmTokenizer>(std::move(v));
 }

@@ -29,7 +29,8 @@ std::size_t match_gpt2(const std::vector<Char>& c, std::size_t i) {
     }
   }
   const std::size_t j = (c[i].cp == ' ') ? i + 1 : i;  // the optional leading space
-  for (auto cls : {+[](char32_t cp) { return unicode::is_letter(cp); }, +[](char32_t cp) { return unicode::is_number(cp); }}) {
+  for (auto cls :
+       {+[](char32_t cp) { return unicode::is_letter(cp); }, +[](char32_t cp) { return unicode::is_number(cp); }}) {
     if (j < n && cls(c[j].cp)) {
       std::size_t k = j;
       while (k < n && cls(c[k].cp)) ++k;
@@ -58,7 +59,8 @@ BpeTokenizer::BpeTokenizer(Vocabulary vocab) : Tokenizer(std::move(vocab)) {
   if (pre == "smollm" || pre == "starcoder" || pre == "refact") {
     split_digits_ = true;  // these add "\p{N}" (one digit per chunk) before the GPT-2 pattern
   } else if (pre != "gpt2" && pre != "default" && !pre.empty()) {
-    throw Error(vocab_.source + ": tokenizer.ggml.pre is '" + pre + "': supported byte-level pre-tokenizers are gpt2, default, smollm, starcoder, refact");
+    throw Error(vocab_.source + ": tokenizer.ggml.pre is '" + pre +
+                "': supported byte-level pre-tokenizers are gpt2, default, smollm, starcoder, refact");
   }
   for (std::size_t r = 0; r < vocab_.merges.size(); ++r) merge_rank_.emplace(vocab_.merges[r], static_cast<int>(r));
 
@@ -163,8 +165,10 @@ std::string BpeTokenizer::token_bytes(int id, int /*prev*/) const {
   std::string out;
   for (const auto& ch : unicode::decode_utf8(p)) {
     auto it = char_to_byte_.find(ch.cp);
-    if (it != char_to_byte_.end()) out += static_cast<char>(it->second);
-    else out += p.substr(ch.offset, ch.len);
+    if (it != char_to_byte_.end())
+      out += static_cast<char>(it->second);
+    else
+      out += p.substr(ch.offset, ch.len);
   }
   return out;
 }

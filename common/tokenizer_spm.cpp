@@ -25,8 +25,10 @@ std::vector<int> SpmTokenizer::encode(std::string_view text) const {
   std::string normalized = vocab_.add_space_prefix ? kSpace : std::string();
   for (char c : text) normalized += (c == ' ') ? kSpace : std::string(1, c);
   for (const auto& seg : split_special(normalized, /*control_too=*/false)) {
-    if (seg.special_id >= 0) out.push_back(seg.special_id);
-    else encode_segment(seg.text, out);
+    if (seg.special_id >= 0)
+      out.push_back(seg.special_id);
+    else
+      encode_segment(seg.text, out);
   }
   return out;
 }
@@ -37,7 +39,7 @@ void SpmTokenizer::encode_segment(std::string_view text, std::vector<int>& out) 
   struct Symbol {
     std::size_t begin, len;
     int prev, next;
-    int id;          // the piece's id, or -1 for a character that will fall back to bytes
+    int id;  // the piece's id, or -1 for a character that will fall back to bytes
     bool alive = true;
   };
   std::vector<Symbol> sym;
@@ -98,10 +100,14 @@ std::string SpmTokenizer::token_bytes(int id, int prev) const {
   if (id < 0 || id >= vocab_size()) return "";
   const std::string& p = piece(id);
   switch (vocab_.kinds[static_cast<std::size_t>(id)]) {
-    case TokenKind::Control: return "";
-    case TokenKind::Unknown: return " \xE2\x81\x87 ";  // " ⁇ ", as llama.cpp shows it
-    case TokenKind::Byte: return std::string(1, static_cast<char>(std::stoi(p.substr(3, 2), nullptr, 16)));
-    default: break;
+    case TokenKind::Control:
+      return "";
+    case TokenKind::Unknown:
+      return " \xE2\x81\x87 ";  // " ⁇ ", as llama.cpp shows it
+    case TokenKind::Byte:
+      return std::string(1, static_cast<char>(std::stoi(p.substr(3, 2), nullptr, 16)));
+    default:
+      break;
   }
   std::string out;
   for (std::size_t i = 0; i < p.size();) {

@@ -16,9 +16,15 @@ bool in_ranges(const CodepointRange (&ranges)[N], char32_t cp) {
 }
 }  // namespace
 
-bool is_letter(char32_t cp) { return in_ranges(kLetter, cp); }
-bool is_number(char32_t cp) { return in_ranges(kNumber, cp); }
-bool is_whitespace(char32_t cp) { return in_ranges(kWhitespace, cp); }
+bool is_letter(char32_t cp) {
+  return in_ranges(kLetter, cp);
+}
+bool is_number(char32_t cp) {
+  return in_ranges(kNumber, cp);
+}
+bool is_whitespace(char32_t cp) {
+  return in_ranges(kWhitespace, cp);
+}
 
 int utf8_sequence_length(unsigned char b) {
   if (b < 0x80) return 1;
@@ -41,11 +47,16 @@ std::vector<Char> decode_utf8(std::string_view s) {
       cp = b0 & (0xFF >> (len + 1));
       for (int k = 1; k < len; ++k) {
         const auto b = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
-        if ((b & 0xC0) != 0x80) { ok = false; break; }
+        if ((b & 0xC0) != 0x80) {
+          ok = false;
+          break;
+        }
         cp = (cp << 6) | (b & 0x3F);
       }
       // Reject overlong forms, surrogates and values past U+10FFFF.
-      if (ok && ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
+      if (ok &&
+          ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)))
+        ok = false;
     }
     if (!ok) {
       out.push_back({0xFFFD, i, 1});

@@ -33,10 +33,12 @@ std::vector<WorkloadItem> read_workload(const std::string& path) {
       throw Error(where + "\"max_new_tokens\" is missing or not an integer");
     }
     const auto n = j["max_new_tokens"].get<long long>();
-    if (n <= 0 || n > (1 << 24)) throw Error(where + "\"max_new_tokens\" is " + std::to_string(n) + " (must be at least 1)");
+    if (n <= 0 || n > (1 << 24))
+      throw Error(where + "\"max_new_tokens\" is " + std::to_string(n) + " (must be at least 1)");
     it.max_new_tokens = static_cast<int>(n);
     if (j.contains("arrival_s")) {
-      if (!j["arrival_s"].is_number() || j["arrival_s"].get<double>() < 0.0) throw Error(where + "\"arrival_s\" must be a number >= 0");
+      if (!j["arrival_s"].is_number() || j["arrival_s"].get<double>() < 0.0)
+        throw Error(where + "\"arrival_s\" must be a number >= 0");
       it.arrival_s = j["arrival_s"].get<double>();
     }
     if (j.contains("id") && j["id"].is_string()) {

@@ -41,7 +41,7 @@ std::uint16_t fp32_to_fp16(float f) {
   const std::uint32_t abs = x & 0x7FFFFFFFu;
   if (abs >= 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7C00u | (abs > 0x7F800000u ? 0x200u : 0u));
   if (abs >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // overflow -> inf
-  if (abs < 0x38800000u) {  // result is subnormal or zero
+  if (abs < 0x38800000u) {                                                    // result is subnormal or zero
     if (abs < 0x33000000u) return static_cast<std::uint16_t>(sign);
     const std::uint32_t e = abs >> 23;
     const std::uint32_t m = (abs & 0x7FFFFFu) | 0x800000u;
@@ -58,9 +58,13 @@ std::uint16_t fp32_to_fp16(float f) {
   return static_cast<std::uint16_t>(sign | half);
 }
 
-float bf16_to_fp32(std::uint16_t b) { return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); }
+float bf16_to_fp32(std::uint16_t b) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
+}
 
-std::size_t row_bytes(TensorType t, std::size_t n) { return n / block_elements(t) * block_bytes(t); }
+std::size_t row_bytes(TensorType t, std::size_t n) {
+  return n / block_elements(t) * block_bytes(t);
+}
 
 void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
   const auto* p = static_cast<const std::uint8_t*>(src);

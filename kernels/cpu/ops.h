@@ -34,8 +34,8 @@ void swiglu(float* out, const float* gate, const float* up, std::size_t n);
 ///   out: [n, n_heads,    head_dim]
 /// Query i attends to keys 0..i; query head h reads kv head h / (n_heads / n_kv_heads).
 /// Scores are scaled by 1/sqrt(head_dim).
-void causal_attention(float* out, const float* q, const float* k, const float* v, int n,
-                      int n_heads, int n_kv_heads, int head_dim);
+void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads, int n_kv_heads,
+                      int head_dim);
 
 /// Index of the largest element (the first one on ties).
 int argmax(const float* x, int n);

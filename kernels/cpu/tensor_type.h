@@ -13,9 +13,9 @@ namespace llm {
 enum class TensorType : std::uint32_t {
   F32 = 0,
   F16 = 1,
-  Q4_0 = 2,   ///< blocks of 32: fp16 scale d, 16 bytes of 4-bit q; x = (q - 8) * d
-  Q4_1 = 3,   ///< blocks of 32: fp16 scale d, fp16 min m, 16 bytes of 4-bit q; x = q * d + m
-  Q8_0 = 8,   ///< blocks of 32: fp16 scale d, 32 int8 q; x = q * d
+  Q4_0 = 2,  ///< blocks of 32: fp16 scale d, 16 bytes of 4-bit q; x = (q - 8) * d
+  Q4_1 = 3,  ///< blocks of 32: fp16 scale d, fp16 min m, 16 bytes of 4-bit q; x = q * d + m
+  Q8_0 = 8,  ///< blocks of 32: fp16 scale d, 32 int8 q; x = q * d
   BF16 = 30,
 };
 

@@ -6,11 +6,11 @@
 #include <stdexcept>
 #include <string>
 
-#define CUDA_CHECK(call)                                                                                       \
-  do {                                                                                                         \
-    const cudaError_t err_ = (call);                                                                           \
-    if (err_ != cudaSuccess) {                                                                                 \
-      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " #call ": " +       \
-                               cudaGetErrorString(err_));                                                      \
-    }                                                                                                          \
+#define CUDA_CHECK(call)                                                                                  \
+  do {                                                                                                    \
+    const cudaError_t err_ = (call);                                                                      \
+    if (err_ != cudaSuccess) {                                                                            \
+      throw std::runtime_error(std::string(__FILE__) + ":" + std::to_string(__LINE__) + ": " #call ": " + \
+                               cudaGetErrorString(err_));                                                 \
+    }                                                                                                     \
   } while (0)

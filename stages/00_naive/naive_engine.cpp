@@ -27,7 +27,8 @@ std::vector<float> forward(const ModelWeights& w, const std::vector<int>& tokens
   const ModelConfig& c = w.config;
   const int n = static_cast<int>(tokens.size());
   if (n == 0) throw Error("forward: no tokens");
-  if (n > c.context_length) throw Error("forward: " + std::to_string(n) + " tokens exceed the context of " + std::to_string(c.context_length));
+  if (n > c.context_length)
+    throw Error("forward: " + std::to_string(n) + " tokens exceed the context of " + std::to_string(c.context_length));
   const long dim = c.dim, hidden = c.hidden_dim;
 
   // Activations for the whole sequence; nothing survives from one call to the next.
@@ -39,8 +40,11 @@ std::vector<float> forward(const ModelWeights& w, const std::vector<int>& tokens
 
   for (int t = 0; t < n; ++t) {
     const int id = tokens[static_cast<std::size_t>(t)];
-    if (id < 0 || id >= c.vocab_size) throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(c.vocab_size));
-    std::memcpy(&x[static_cast<std::size_t>(t * dim)], &w.token_embd[static_cast<std::size_t>(id * dim)], sizeof(float) * static_cast<std::size_t>(dim));
+    if (id < 0 || id >= c.vocab_size)
+      throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary of " +
+                  std::to_string(c.vocab_size));
+    std::memcpy(&x[static_cast<std::size_t>(t * dim)], &w.token_embd[static_cast<std::size_t>(id * dim)],
+                sizeof(float) * static_cast<std::size_t>(dim));
   }
 
   for (const LayerWeights& L : w.layers) {
@@ -73,9 +77,12 @@ std::vector<float> forward(const ModelWeights& w, const std::vector<int>& tokens
   return logits;
 }
 
-NaiveEngine::NaiveEngine(const ModelWeights& weights, std::vector<int> stop_ids) : w_(weights), stop_ids_(std::move(stop_ids)) {}
+NaiveEngine::NaiveEngine(const ModelWeights& weights, std::vector<int> stop_ids)
+    : w_(weights), stop_ids_(std::move(stop_ids)) {}
 
-std::vector<float> NaiveEngine::logits(const std::vector<int>& tokens) { return forward(w_, tokens, true); }
+std::vector<float> NaiveEngine::logits(const std::vector<int>& tokens) {
+  return forward(w_, tokens, true);
+}
 
 std::vector<RequestResult> NaiveEngine::run(const std::vector<Request>& requests, const TokenCallback& on_token) {
   std::vector<RequestResult> results;

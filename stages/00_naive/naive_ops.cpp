@@ -40,8 +40,8 @@ void rope(float* x, int n, int n_heads, int head_dim, float theta) {
   // END EXERCISE
 }
 
-void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads,
-                      int n_kv_heads, int head_dim) {
+void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads, int n_kv_heads,
+                      int head_dim) {
   // BEGIN EXERCISE(causal-attention): scores = q.k / sqrt(head_dim) over keys 0..i, softmax, weighted sum of v
   const int group = n_heads / n_kv_heads;  // query heads that share one kv head
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));

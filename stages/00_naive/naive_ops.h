@@ -18,8 +18,8 @@ void rope(float* x, int n, int n_heads, int head_dim, float theta);
 /// Causal grouped-query self-attention over the whole sequence.
 ///   q [n, n_heads, head_dim], k and v [n, n_kv_heads, head_dim]  ->  out [n, n_heads, head_dim]
 /// Token i attends to tokens 0..i; query head h uses kv head h / (n_heads / n_kv_heads).
-void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads,
-                      int n_kv_heads, int head_dim);
+void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads, int n_kv_heads,
+                      int head_dim);
 
 /// SwiGLU activation, elementwise over `size` values: out = silu(gate) * up. out may alias gate.
 void swiglu(float* out, const float* gate, const float* up, long size);

@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
   const std::string dir = argv[1];
   const auto good = read_file(repo_path("datasets/test/tiny_random.gguf"));
 
-  write_file(dir + "/truncated.gguf", std::vector<std::uint8_t>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2)));
+  write_file(dir + "/truncated.gguf",
+             std::vector<std::uint8_t>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(good.size() / 2)));
   auto magic = good;
   magic[0] = 'X';
   write_file(dir + "/bad_magic.gguf", magic);

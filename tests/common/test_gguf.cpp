@@ -8,8 +8,8 @@
 #include "tests/helpers/random_model.h"
 
 using namespace llm;
-using llm::test::GGUFWriter;
 using Catch::Matchers::Contains;
+using llm::test::GGUFWriter;
 
 namespace {
 template <typename T>
@@ -63,7 +63,8 @@ TEST_CASE("reads every metadata value type, in versions 2 and 3", "[gguf]") {
   // An array of arrays: [[1, 2], []] of INT32.
   std::vector<std::uint8_t> nested = le<std::uint32_t>(9);
   for (auto b : le<std::uint64_t>(2)) nested.push_back(b);
-  for (auto part : {le<std::uint32_t>(5), le<std::uint64_t>(2), le<std::int32_t>(1), le<std::int32_t>(2), le<std::uint32_t>(5), le<std::uint64_t>(0)}) {
+  for (auto part : {le<std::uint32_t>(5), le<std::uint64_t>(2), le<std::int32_t>(1), le<std::int32_t>(2),
+                    le<std::uint32_t>(5), le<std::uint64_t>(0)}) {
     nested.insert(nested.end(), part.begin(), part.end());
   }
   w.add_raw("nested", 9, nested);
@@ -151,7 +152,8 @@ TEST_CASE("tensor infos that do not fit are refused", "[gguf]") {
     w.add_string("general.architecture", "llama");
     w.add_tensor("t", {32}, 0, std::vector<std::uint8_t>(128, 0));
     auto bytes = w.bytes();
-    // header 24 bytes | key "general.architecture" (8+20) type (4) value (8+5) | name "t" (8+1) n_dims (4) dim (8) type (4) | offset
+    // header 24 bytes | key "general.architecture" (8+20) type (4) value (8+5) | name "t" (8+1) n_dims (4) dim (8) type
+    // (4) | offset
     const std::size_t off_pos = 24 + (8 + 20 + 4 + 8 + 5) + (8 + 1) + 4 + 8 + 4;
     std::memcpy(bytes.data() + off_pos, le<std::uint64_t>(1 << 20).data(), 8);
     CHECK_THROWS_WITH(parse(bytes), Contains("tensor 't'") && Contains("runs past the end"));
@@ -159,7 +161,8 @@ TEST_CASE("tensor infos that do not fit are refused", "[gguf]") {
   SECTION("unsupported tensor type") {
     GGUFWriter w;
     w.add_tensor("blk.0.ffn_down.weight", {256}, 14, std::vector<std::uint8_t>(210, 0));
-    CHECK_THROWS_WITH(parse(w.bytes()), Contains("blk.0.ffn_down.weight") && Contains("Q6_K") && Contains("cannot read"));
+    CHECK_THROWS_WITH(parse(w.bytes()),
+                      Contains("blk.0.ffn_down.weight") && Contains("Q6_K") && Contains("cannot read"));
   }
   SECTION("row not a multiple of the block") {
     GGUFWriter w;
@@ -214,7 +217,8 @@ TEST_CASE("metadata that lies about its size is refused", "[gguf]") {
 }
 
 TEST_CASE("a file on disk: missing, empty, directory", "[gguf]") {
-  CHECK_THROWS_WITH(GGUFFile("/nonexistent/model.gguf"), Contains("/nonexistent/model.gguf") && Contains("cannot open"));
+  CHECK_THROWS_WITH(GGUFFile("/nonexistent/model.gguf"),
+                    Contains("/nonexistent/model.gguf") && Contains("cannot open"));
   const std::string empty = test::temp_path("empty.gguf");
   test::write_file(empty, {});
   CHECK_THROWS_WITH(GGUFFile(empty), Contains(empty) && Contains("truncated"));

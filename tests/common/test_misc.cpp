@@ -17,7 +17,9 @@ using Catch::Matchers::Contains;
 TEST_CASE("workload files: good lines are read, bad lines name file and line", "[misc]") {
   const std::string path = test::temp_path("w.jsonl");
   auto write = [&](const std::string& text) { std::ofstream(path) << text; };
-  write("{\"prompt\": \"a\", \"max_new_tokens\": 3}\n\n{\"id\": \"x\", \"prompt\": \"b\", \"max_new_tokens\": 1, \"arrival_s\": 0.5}\n");
+  write(
+      "{\"prompt\": \"a\", \"max_new_tokens\": 3}\n\n{\"id\": \"x\", \"prompt\": \"b\", \"max_new_tokens\": 1, "
+      "\"arrival_s\": 0.5}\n");
   const auto items = read_workload(path);
   REQUIRE(items.size() == 2);
   CHECK(items[0].id == "r0");

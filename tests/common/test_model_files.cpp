@@ -1,7 +1,7 @@
 // Model files: config read from the file, GGUF and llama2.c agreeing on the same weights, and
 // every way a model file can disagree with itself.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstring>
 
@@ -43,7 +43,8 @@ TEST_CASE("GGUF and llama2.c files of the same weights give the same model", "[m
   for (bool tied : {true, false}) {
     test::RandomModelSpec spec{"cross-format", 24, 2, 3, 1, 40, 50, 16, 10000.0f, 1e-5f, tied, 7};
     const ModelWeights w = test::make_random_weights(spec);
-    const std::string gguf = test::temp_path("cross.gguf"), bin = test::temp_path("cross.bin"), tok = test::temp_path("cross.tok");
+    const std::string gguf = test::temp_path("cross.gguf"), bin = test::temp_path("cross.bin"),
+                      tok = test::temp_path("cross.tok");
     test::write_gguf_model(w, gguf);
     test::write_llama2c_model(w, bin);
     test::write_llama2c_tokenizer(spec.vocab, tok);
@@ -139,11 +140,13 @@ TEST_CASE("shapes that disagree with the config name the tensor", "[model]") {
   f.add_f32_tensor("output_norm.weight", 1, 24, w.output_norm);
   f.add_f32_tensor("blk.0.attn_norm.weight", 1, 24, w.layers[0].attn_norm);
   f.add_f32_tensor("blk.0.attn_q.weight", 24, 24, w.layers[0].wq);
-  f.add_f32_tensor("blk.0.attn_k.weight", 8, 24, std::vector<float>(w.layers[0].wk.begin(), w.layers[0].wk.begin() + 8 * 24));
+  f.add_f32_tensor("blk.0.attn_k.weight", 8, 24,
+                   std::vector<float>(w.layers[0].wk.begin(), w.layers[0].wk.begin() + 8 * 24));
   const std::string path = test::temp_path("shape.gguf");
   f.write(path);
-  CHECK_THROWS_WITH(load_gguf_weights(GGUFFile(path)),
-                    Contains(path) && Contains("tensor 'blk.0.attn_k.weight' has shape [24, 8]") && Contains("needs [24, 24]"));
+  CHECK_THROWS_WITH(load_gguf_weights(GGUFFile(path)), Contains(path) &&
+                                                           Contains("tensor 'blk.0.attn_k.weight' has shape [24, 8]") &&
+                                                           Contains("needs [24, 24]"));
   std::remove(path.c_str());
 }
 
@@ -152,7 +155,8 @@ TEST_CASE("a GGUF tokenizer whose size disagrees with the model is refused", "[m
   const ModelWeights w = test::make_random_weights(spec);
   const std::string path = test::temp_path("vocab.gguf");
   test::gguf_for(w, /*tokenizer_vocab=*/40).write(path);
-  CHECK_THROWS_WITH(load_model(path), Contains(path) && Contains("tokenizer has 40 tokens") && Contains("vocab_size is 41"));
+  CHECK_THROWS_WITH(load_model(path),
+                    Contains(path) && Contains("tokenizer has 40 tokens") && Contains("vocab_size is 41"));
   test::gguf_for(w).write(path);
   CHECK_NOTHROW(load_model(path));
   std::remove(path.c_str());

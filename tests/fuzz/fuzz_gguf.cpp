@@ -1,8 +1,8 @@
 // libFuzzer entry point: any byte string given to the GGUF reader (and, if it parses, to the
 // tokenizer and weight loaders) must either load or throw llm::Error: no crash, no hang, no
 // sanitizer report.
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 
 #include "common/error.h"
 #include "common/gguf.h"

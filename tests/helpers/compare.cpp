@@ -7,7 +7,8 @@
 
 namespace llm::test {
 
-Comparison compare_rows(const std::vector<float>& got, const std::vector<float>& want, std::size_t cols, double rel_tol) {
+Comparison compare_rows(const std::vector<float>& got, const std::vector<float>& want, std::size_t cols,
+                        double rel_tol) {
   Comparison c;
   char line[200];
   if (got.size() != want.size() || cols == 0) {
@@ -19,18 +20,21 @@ Comparison compare_rows(const std::vector<float>& got, const std::vector<float>&
   int shown = 0;
   for (std::size_t r = 0; r * cols < want.size(); ++r) {
     double scale = 0.0, err = 0.0;
-    for (std::size_t i = r * cols; i < (r + 1) * cols; ++i) scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
+    for (std::size_t i = r * cols; i < (r + 1) * cols; ++i)
+      scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
     const double tol = rel_tol * std::max(scale, 1e-6);
     for (std::size_t i = r * cols; i < (r + 1) * cols; ++i) {
       const double d = std::fabs(static_cast<double>(got[i]) - static_cast<double>(want[i]));
       const bool bad = !std::isfinite(got[i]) || d > tol;
-      if (std::isfinite(got[i])) err = std::max(err, d);
-      else err = std::numeric_limits<double>::infinity();
+      if (std::isfinite(got[i]))
+        err = std::max(err, d);
+      else
+        err = std::numeric_limits<double>::infinity();
       if (bad) {
         c.ok = false;
         if (shown < 10) {
-          std::snprintf(line, sizeof(line), "  mismatch at row %zu col %zu (index %zu): got %.9g want %.9g\n", r, i - r * cols, i,
-                        static_cast<double>(got[i]), static_cast<double>(want[i]));
+          std::snprintf(line, sizeof(line), "  mismatch at row %zu col %zu (index %zu): got %.9g want %.9g\n", r,
+                        i - r * cols, i, static_cast<double>(got[i]), static_cast<double>(want[i]));
           c.report += line;
         } else if (shown == 10) {
           c.report += "  ... (stopping after ten)\n";
@@ -43,6 +47,8 @@ Comparison compare_rows(const std::vector<float>& got, const std::vector<float>&
   return c;
 }
 
-void poison(std::vector<float>& v) { std::fill(v.begin(), v.end(), std::numeric_limits<float>::quiet_NaN()); }
+void poison(std::vector<float>& v) {
+  std::fill(v.begin(), v.end(), std::numeric_limits<float>::quiet_NaN());
+}
 
 }  // namespace llm::test

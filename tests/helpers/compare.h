@@ -11,13 +11,14 @@ namespace llm::test {
 /// Result of comparing `got` with `want` as rows of `cols` values.
 struct Comparison {
   bool ok = true;
-  double max_rel = 0.0;       ///< max over rows of max|got - want| / max|want|
-  std::string report;         ///< the first mismatches, for the test log
+  double max_rel = 0.0;  ///< max over rows of max|got - want| / max|want|
+  std::string report;    ///< the first mismatches, for the test log
 };
 
 /// Compares row by row; a row fails when max|got-want| > rel_tol * max(|want|) (plus a tiny
 /// absolute floor for all-zero rows). Any NaN/Inf in `got` fails.
-Comparison compare_rows(const std::vector<float>& got, const std::vector<float>& want, std::size_t cols, double rel_tol);
+Comparison compare_rows(const std::vector<float>& got, const std::vector<float>& want, std::size_t cols,
+                        double rel_tol);
 
 /// Fills `v` with a NaN pattern so that a kernel that forgets to write an element is caught.
 void poison(std::vector<float>& v);

@@ -43,7 +43,9 @@ void GGUFWriter::add_f32(const std::string& key, float v) {
   put(p, v);
   add_raw(key, 6, p);
 }
-void GGUFWriter::add_bool(const std::string& key, bool v) { add_raw(key, 7, {static_cast<std::uint8_t>(v ? 1 : 0)}); }
+void GGUFWriter::add_bool(const std::string& key, bool v) {
+  add_raw(key, 7, {static_cast<std::uint8_t>(v ? 1 : 0)});
+}
 void GGUFWriter::add_string(const std::string& key, const std::string& v) {
   std::vector<std::uint8_t> p;
   put_string(p, v);
@@ -76,7 +78,8 @@ void GGUFWriter::add_tensor(const std::string& name, const std::vector<std::uint
   tensors_.push_back({name, dims, type_id, data});
 }
 
-void GGUFWriter::add_f32_tensor(const std::string& name, std::size_t rows, std::size_t cols, const std::vector<float>& data) {
+void GGUFWriter::add_f32_tensor(const std::string& name, std::size_t rows, std::size_t cols,
+                                const std::vector<float>& data) {
   if (data.size() != rows * cols) throw std::logic_error("add_f32_tensor: size mismatch for " + name);
   std::vector<std::uint8_t> bytes(data.size() * 4);
   std::memcpy(bytes.data(), data.data(), bytes.size());
@@ -108,7 +111,9 @@ std::vector<std::uint8_t> GGUFWriter::bytes(std::uint32_t version) const {
   return out;
 }
 
-void GGUFWriter::write(const std::string& path, std::uint32_t version) const { write_file(path, bytes(version)); }
+void GGUFWriter::write(const std::string& path, std::uint32_t version) const {
+  write_file(path, bytes(version));
+}
 
 void write_file(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);

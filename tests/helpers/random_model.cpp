@@ -16,7 +16,7 @@ std::vector<RandomModelSpec> awkward_specs() {
   s.push_back({"mha-tied", 32, 2, 4, 4, 64, 96, 40, 10000.0f, 1e-5f, true, 11});
   s.push_back({"gqa-odd-heads", 42, 2, 7, 1, 50, 77, 40, 10000.0f, 1e-5f, false, 12});  // 7 heads x 6, dims % 8 != 0
   s.push_back({"gqa-3-of-9", 54, 3, 9, 3, 70, 101, 48, 500000.0f, 1e-6f, true, 13});    // SmolLM2's head layout, shrunk
-  s.push_back({"one-head", 10, 1, 1, 1, 13, 33, 24, 10000.0f, 1e-5f, false, 14});        // head_dim 10, tiny everything
+  s.push_back({"one-head", 10, 1, 1, 1, 13, 33, 24, 10000.0f, 1e-5f, false, 14});       // head_dim 10, tiny everything
   return s;
 }
 
@@ -134,7 +134,9 @@ GGUFWriter gguf_for(const ModelWeights& w, int tokenizer_vocab) {
   return g;
 }
 
-void write_gguf_model(const ModelWeights& w, const std::string& path) { gguf_for(w).write(path); }
+void write_gguf_model(const ModelWeights& w, const std::string& path) {
+  gguf_for(w).write(path);
+}
 
 void write_llama2c_model(const ModelWeights& w, const std::string& path) {
   const ModelConfig& c = w.config;
@@ -144,8 +146,9 @@ void write_llama2c_model(const ModelWeights& w, const std::string& path) {
     out.resize(at + v.size() * sizeof(float));
     std::memcpy(out.data() + at, v.data(), v.size() * sizeof(float));
   };
-  const std::int32_t header[7] = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
-                                  c.tied_embeddings ? c.vocab_size : -c.vocab_size, c.context_length};
+  const std::int32_t header[7] = {c.dim,           c.hidden_dim, c.n_layers,
+                                  c.n_heads,       c.n_kv_heads, c.tied_embeddings ? c.vocab_size : -c.vocab_size,
+                                  c.context_length};
   out.resize(sizeof(header));
   std::memcpy(out.data(), header, sizeof(header));
   put_floats(w.token_embd);
@@ -159,7 +162,8 @@ void write_llama2c_model(const ModelWeights& w, const std::string& path) {
   for (const auto& L : w.layers) put_floats(L.w_down);
   for (const auto& L : w.layers) put_floats(L.w_up);
   put_floats(w.output_norm);
-  put_floats(std::vector<float>(static_cast<std::size_t>(c.context_length) * static_cast<std::size_t>(c.head_dim), 0.0f));
+  put_floats(
+      std::vector<float>(static_cast<std::size_t>(c.context_length) * static_cast<std::size_t>(c.head_dim), 0.0f));
   if (!w.output.empty()) put_floats(w.output);
   write_file(path, out);
 }
@@ -188,6 +192,8 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("llm-test-" + std::to_string(::getpid()) + "-" + name)).string();
 }
 
-std::string repo_path(const std::string& relative) { return std::string(LLM_SOURCE_DIR) + "/" + relative; }
+std::string repo_path(const std::string& relative) {
+  return std::string(LLM_SOURCE_DIR) + "/" + relative;
+}
 
 }  // namespace llm::test

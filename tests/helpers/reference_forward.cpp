@@ -15,7 +15,8 @@ std::vector<float> reference_logits(const ModelWeights& w, const std::vector<int
   std::vector<float> k(N * static_cast<std::size_t>(c.kv_dim())), v(k.size());
   std::vector<float> gate(N * static_cast<std::size_t>(c.hidden_dim)), up(gate.size());
   for (int t = 0; t < n; ++t) {
-    std::memcpy(&x[static_cast<std::size_t>(t * c.dim)], &w.token_embd[static_cast<std::size_t>(tokens[static_cast<std::size_t>(t)] * c.dim)],
+    std::memcpy(&x[static_cast<std::size_t>(t * c.dim)],
+                &w.token_embd[static_cast<std::size_t>(tokens[static_cast<std::size_t>(t)] * c.dim)],
                 sizeof(float) * static_cast<std::size_t>(c.dim));
   }
   for (const auto& L : w.layers) {

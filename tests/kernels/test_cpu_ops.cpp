@@ -35,7 +35,8 @@ TEST_CASE("matmul: y = x W^T", "[ops]") {
     for (int r = 0; r < n; ++r)
       for (int o = 0; o < out; ++o) {
         double s = 0;
-        for (int i = 0; i < in; ++i) s += static_cast<double>(x[static_cast<std::size_t>(r * in + i)]) * W[static_cast<std::size_t>(o * in + i)];
+        for (int i = 0; i < in; ++i)
+          s += static_cast<double>(x[static_cast<std::size_t>(r * in + i)]) * W[static_cast<std::size_t>(o * in + i)];
         want[static_cast<std::size_t>(r * out + o)] = s;
       }
     INFO("n=" << n << " in=" << in << " out=" << out);
@@ -55,7 +56,9 @@ TEST_CASE("rmsnorm", "[ops]") {
       double ss = 0;
       for (int i = 0; i < dim; ++i) ss += std::pow(static_cast<double>(x[static_cast<std::size_t>(r * dim + i)]), 2);
       const double inv = 1.0 / std::sqrt(ss / dim + 1e-5);
-      for (int i = 0; i < dim; ++i) want[static_cast<std::size_t>(r * dim + i)] = x[static_cast<std::size_t>(r * dim + i)] * inv * w[static_cast<std::size_t>(i)];
+      for (int i = 0; i < dim; ++i)
+        want[static_cast<std::size_t>(r * dim + i)] =
+            x[static_cast<std::size_t>(r * dim + i)] * inv * w[static_cast<std::size_t>(i)];
     }
     expect_close(y, want, static_cast<std::size_t>(dim), 1e-6);
   }
@@ -63,14 +66,16 @@ TEST_CASE("rmsnorm", "[ops]") {
 
 TEST_CASE("rope rotates pairs as complex numbers e^{i pos theta^(-2i/d)}", "[ops]") {
   std::mt19937_64 rng(3);
-  for (auto [heads, hd, pos, theta] : {std::tuple{9, 64, 17, 100000.0f}, {3, 6, 0, 10000.0f}, {2, 10, 1000, 10000.0f}}) {
+  for (auto [heads, hd, pos, theta] :
+       {std::tuple{9, 64, 17, 100000.0f}, {3, 6, 0, 10000.0f}, {2, 10, 1000, 10000.0f}}) {
     auto x = randn(static_cast<std::size_t>(heads * hd), rng);
     const auto orig = x;
     cpu::rope(x.data(), heads, hd, pos, theta);
     std::vector<double> want(x.size());
     for (int h = 0; h < heads; ++h)
       for (int i = 0; i < hd / 2; ++i) {
-        const std::complex<double> z(orig[static_cast<std::size_t>(h * hd + 2 * i)], orig[static_cast<std::size_t>(h * hd + 2 * i + 1)]);
+        const std::complex<double> z(orig[static_cast<std::size_t>(h * hd + 2 * i)],
+                                     orig[static_cast<std::size_t>(h * hd + 2 * i + 1)]);
         const auto r = z * std::polar(1.0, pos * std::pow(static_cast<double>(theta), -2.0 * i / hd));
         want[static_cast<std::size_t>(h * hd + 2 * i)] = r.real();
         want[static_cast<std::size_t>(h * hd + 2 * i + 1)] = r.imag();
@@ -103,7 +108,8 @@ TEST_CASE("softmax and swiglu", "[ops]") {
 TEST_CASE("causal grouped-query attention", "[ops]") {
   std::mt19937_64 rng(5);
   for (auto [n, heads, kv, hd] : {std::tuple{1, 4, 2, 8}, {13, 9, 3, 64}, {7, 7, 1, 6}, {20, 2, 2, 10}}) {
-    const auto q = randn(static_cast<std::size_t>(n * heads * hd), rng), k = randn(static_cast<std::size_t>(n * kv * hd), rng),
+    const auto q = randn(static_cast<std::size_t>(n * heads * hd), rng),
+               k = randn(static_cast<std::size_t>(n * kv * hd), rng),
                v = randn(static_cast<std::size_t>(n * kv * hd), rng);
     std::vector<float> out(q.size());
     test::poison(out);
@@ -116,13 +122,17 @@ TEST_CASE("causal grouped-query attention", "[ops]") {
         double mx = -1e300, sum = 0;
         for (int j = 0; j <= i; ++j) {
           double d = 0;
-          for (int e = 0; e < hd; ++e) d += static_cast<double>(q[static_cast<std::size_t>((i * heads + h) * hd + e)]) * k[static_cast<std::size_t>((j * kv + g) * hd + e)];
+          for (int e = 0; e < hd; ++e)
+            d += static_cast<double>(q[static_cast<std::size_t>((i * heads + h) * hd + e)]) *
+                 k[static_cast<std::size_t>((j * kv + g) * hd + e)];
           s[static_cast<std::size_t>(j)] = d / std::sqrt(static_cast<double>(hd));
           mx = std::max(mx, s[static_cast<std::size_t>(j)]);
         }
         for (auto& x : s) sum += (x = std::exp(x - mx));
         for (int j = 0; j <= i; ++j)
-          for (int e = 0; e < hd; ++e) want[static_cast<std::size_t>((i * heads + h) * hd + e)] += s[static_cast<std::size_t>(j)] / sum * v[static_cast<std::size_t>((j * kv + g) * hd + e)];
+          for (int e = 0; e < hd; ++e)
+            want[static_cast<std::size_t>((i * heads + h) * hd + e)] +=
+                s[static_cast<std::size_t>(j)] / sum * v[static_cast<std::size_t>((j * kv + g) * hd + e)];
       }
     }
     INFO("n=" << n << " heads=" << heads << " kv=" << kv << " hd=" << hd);

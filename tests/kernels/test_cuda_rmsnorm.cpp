@@ -40,7 +40,8 @@ int main() {
     CUDA_CHECK(cudaFree(dw));
     CUDA_CHECK(cudaFree(dy));
     const auto cmp = llm::test::compare_rows(got, want, static_cast<std::size_t>(dim), 1e-5);
-    std::printf("rmsnorm n=%d dim=%d: max rel err %.3g %s\n%s", n, dim, cmp.max_rel, cmp.ok ? "ok" : "FAIL", cmp.report.c_str());
+    std::printf("rmsnorm n=%d dim=%d: max rel err %.3g %s\n%s", n, dim, cmp.max_rel, cmp.ok ? "ok" : "FAIL",
+                cmp.report.c_str());
     ok = ok && cmp.ok;
   }
   return ok ? 0 : 1;

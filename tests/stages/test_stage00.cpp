@@ -4,10 +4,10 @@
 //   [generate] generation = argmax of the reference logits, step by step; seeds repeat
 //   [ex:NAME]  each hand-written op (an exercise) vs its kernels/cpu twin
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <cmath>
 
 #include "common/model_weights.h"
 #include "kernels/cpu/ops.h"
@@ -54,7 +54,8 @@ TEST_CASE("stage 00 logits match the numpy reference on the committed models", "
       check_rows(engine.logits(tokens), want, static_cast<std::size_t>(m.config().vocab_size), kTol);
       // The last-row-only path that generation uses gives the same last row.
       const auto last = stage00::forward(m.weights, tokens, false);
-      check_rows(last, std::vector<float>(want.end() - m.config().vocab_size, want.end()), static_cast<std::size_t>(m.config().vocab_size), kTol);
+      check_rows(last, std::vector<float>(want.end() - m.config().vocab_size, want.end()),
+                 static_cast<std::size_t>(m.config().vocab_size), kTol);
     }
   }
 }
@@ -64,7 +65,8 @@ TEST_CASE("stage 00 matches the kernels/cpu forward on awkward shapes", "[awkwar
     const ModelWeights w = test::make_random_weights(spec);
     std::mt19937_64 rng(spec.seed);
     std::vector<int> tokens;
-    for (int i = 0; i < spec.context - 3; ++i) tokens.push_back(static_cast<int>(rng() % static_cast<std::uint64_t>(spec.vocab)));
+    for (int i = 0; i < spec.context - 3; ++i)
+      tokens.push_back(static_cast<int>(rng() % static_cast<std::uint64_t>(spec.vocab)));
     INFO("shape " << spec.name << ": " << w.config.summary());
     const auto got = stage00::forward(w, tokens, true);
     check_rows(got, test::reference_logits(w, tokens), static_cast<std::size_t>(spec.vocab), kTol);
@@ -92,7 +94,8 @@ TEST_CASE("generation is the argmax of the recomputed logits, and seeds repeat",
   std::vector<int> seq = prompt;
   for (int t : res[0].tokens) {
     const auto logits = test::reference_logits(m.weights, seq);
-    CHECK(t == cpu::argmax(&logits[logits.size() - static_cast<std::size_t>(m.config().vocab_size)], m.config().vocab_size));
+    CHECK(t ==
+          cpu::argmax(&logits[logits.size() - static_cast<std::size_t>(m.config().vocab_size)], m.config().vocab_size));
     seq.push_back(t);
   }
 
@@ -137,7 +140,8 @@ TEST_CASE("exercise rope: hand-written RoPE equals the reference at every positi
 
 TEST_CASE("exercise causal-attention: hand-written attention equals the reference", "[ex:causal-attention]") {
   for (auto [n, heads, kv, hd] : {std::tuple{1, 4, 4, 8}, {17, 6, 2, 6}, {11, 9, 3, 64}, {8, 7, 1, 6}}) {
-    const auto q = randn(static_cast<std::size_t>(n * heads * hd), 13), k = randn(static_cast<std::size_t>(n * kv * hd), 14),
+    const auto q = randn(static_cast<std::size_t>(n * heads * hd), 13),
+               k = randn(static_cast<std::size_t>(n * kv * hd), 14),
                v = randn(static_cast<std::size_t>(n * kv * hd), 15);
     std::vector<float> got(q.size()), want(q.size());
     test::poison(got);
