@@ -27,8 +27,8 @@ int utf8_sequence_length(unsigned char b);
 /// sequence at the end is left out (it may be finished by the next token's bytes).
 std::size_t complete_utf8_prefix(std::string_view s);
 
-bool is_letter(char32_t cp);      ///< general category L (regex \p{L})
-bool is_number(char32_t cp);      ///< general category N (regex \p{N})
-bool is_whitespace(char32_t cp);  ///< White_Space property (regex \s)
+bool is_letter(char32_t cp);      ///< general category L (regex `\p{L}`)
+bool is_number(char32_t cp);      ///< general category N (regex `\p{N}`)
+bool is_whitespace(char32_t cp);  ///< White_Space property (regex `\s`)
 
 }  // namespace llm::unicode
