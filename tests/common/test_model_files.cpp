@@ -40,8 +40,16 @@ TEST_CASE("the config comes from the file", "[model]") {
 }
 
 TEST_CASE("GGUF and llama2.c files of the same weights give the same model", "[model]") {
-  for (bool tied : {true, false}) {
-    test::RandomModelSpec spec{"cross-format", 24, 2, 3, 1, 40, 50, 16, 10000.0f, 1e-5f, tied, 7};
+  // Both classifier layouts, plus every awkward shape that llama2.c can express (its RoPE theta
+  // and norm epsilon are fixed at 10000 and 1e-5).
+  std::vector<test::RandomModelSpec> specs = {{"cross-tied", 24, 2, 3, 1, 40, 50, 16, 10000.0f, 1e-5f, true, 7},
+                                              {"cross-untied", 24, 2, 3, 1, 40, 50, 16, 10000.0f, 1e-5f, false, 8}};
+  for (const auto& s : test::awkward_specs()) {
+    if (s.rope_theta == 10000.0f && s.norm_eps == 1e-5f) specs.push_back(s);
+  }
+  for (const auto& spec : specs) {
+    const bool tied = spec.tied;
+    INFO("shape " << spec.name);
     const ModelWeights w = test::make_random_weights(spec);
     const std::string gguf = test::temp_path("cross.gguf"), bin = test::temp_path("cross.bin"),
                       tok = test::temp_path("cross.tok");
@@ -53,12 +61,12 @@ TEST_CASE("GGUF and llama2.c files of the same weights give the same model", "[m
     CHECK(b.format == "llama2c");
     CHECK(b.config().tied_embeddings == tied);
     CHECK(a.config().summary() == b.config().summary());
-    const std::vector<int> tokens = {1, 5, 9, 3, 49, 0, 17};
+    const std::vector<int> tokens = {1, 5, 9, 3, spec.vocab - 1, 0, 17};
     const auto la = test::reference_logits(a.weights, tokens), lb = test::reference_logits(b.weights, tokens);
     const auto cmp = test::compare_rows(la, lb, static_cast<std::size_t>(spec.vocab), 0.0);
     INFO(cmp.report);
     CHECK(cmp.ok);
-    CHECK(a.tokenizer->encode("t5t9") == b.tokenizer->encode("t5t9"));
+    CHECK(a.tokenizer->encode("t5 t9") == b.tokenizer->encode("t5 t9"));
     for (const auto& p : {gguf, bin, tok}) std::remove(p.c_str());
   }
 }
