@@ -60,6 +60,7 @@ def train_tokenizer(corpus, seed):
         byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
         add_dummy_prefix=True, split_digits=True, character_coverage=1.0, unk_id=0, bos_id=1,
         eos_id=2, pad_id=-1, max_sentence_length=1 << 17, num_threads=2, minloglevel=2)
+    Path(TOKENIZER[:-len(".model")] + ".vocab").unlink(missing_ok=True)  # a by-product; the .model has it all
 
 
 def encode_docs(sp, docs):
