@@ -9,11 +9,14 @@ them: general.architecture llama, llama.*, tokenizer.ggml.* (model "llama", toke
 token_type, bos 1 / eos 2 / unk 0, add_bos_token true). The classifier is tied: no output.weight.
 """
 import json
+import sys
 from pathlib import Path
 
-import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as T
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "reference"))
+import llama_gguf  # noqa: E402  (shared GGUF key writing)
 
 MODELS = {"target": T.F16, "draft": T.F32}
 
@@ -22,28 +25,8 @@ def export(name, mat_type):
     z = np.load(f"build/tiny_export/{name}.npz", allow_pickle=True)
     c = json.loads(str(z["config"]))
     path = f"datasets/models/tiny-{name}.gguf"
-    wr = gguf.GGUFWriter(path, "llama")
-    wr.add_name(f"tiny-{name}")
-    wr.add_context_length(c["ctx"])
-    wr.add_embedding_length(c["dim"])
-    wr.add_block_count(c["n_layers"])
-    wr.add_feed_forward_length(c["hidden"])
-    wr.add_head_count(c["n_heads"])
-    wr.add_head_count_kv(c["n_kv_heads"])
-    wr.add_rope_freq_base(c["theta"])
-    wr.add_layer_norm_rms_eps(c["eps"])
-    wr.add_rope_dimension_count(c["dim"] // c["n_heads"])
-    wr.add_vocab_size(int(z["vocab_size"]))
-    wr.add_tokenizer_model("llama")
-    wr.add_token_list([str(t) for t in z["tokens"]])
-    wr.add_token_scores([float(s) for s in z["scores"]])
-    wr.add_token_types([int(t) for t in z["types"]])
-    wr.add_bos_token_id(1)
-    wr.add_eos_token_id(2)
-    wr.add_unk_token_id(0)
-    wr.add_add_bos_token(True)
-    wr.add_add_eos_token(False)
-    wr.add_add_space_prefix(True)
+    assert int(z["vocab_size"]) == len(z["tokens"])
+    wr = llama_gguf.start(path, f"tiny-{name}", c, z["tokens"], z["scores"], z["types"])
     skip = {"config", "vocab_size", "tokens", "scores", "types"}
     for key in z.files:
         if key in skip:
@@ -56,12 +39,7 @@ def export(name, mat_type):
             wr.add_tensor(key, half, raw_dtype=T.F16)
         else:
             wr.add_tensor(key, arr, raw_dtype=T.F32)
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
-    print(path, Path(path).stat().st_size, "bytes")
-
+    llama_gguf.finish(wr, path)
 
 if __name__ == "__main__":
     for name, qt in MODELS.items():

@@ -10,6 +10,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 import sentencepiece as spm
+
+import llama_gguf  # tests/reference/llama_gguf.py: shared GGUF key writing
 from gguf import GGMLQuantizationType as T
 
 SPM_MODEL = "datasets/tokenizers/spm_tiny.model"
@@ -92,38 +94,12 @@ def write(path, c, types):
     tokens, scores, ttypes = spm_vocab()
     assert len(tokens) == c["vocab"]
     hd = c["dim"] // c["n_heads"]
-    wr = gguf.GGUFWriter(path, "llama")  # writes general.architecture, GGUF v3
-    wr.add_name(Path(path).stem)
-    wr.add_context_length(c["ctx"])
-    wr.add_embedding_length(c["dim"])
-    wr.add_block_count(c["n_layers"])
-    wr.add_feed_forward_length(c["hidden"])
-    wr.add_head_count(c["n_heads"])
-    wr.add_head_count_kv(c["n_kv_heads"])
-    wr.add_rope_freq_base(c["theta"])
-    wr.add_layer_norm_rms_eps(c["eps"])
-    wr.add_rope_dimension_count(hd)
-    wr.add_vocab_size(c["vocab"])
-    wr.add_tokenizer_model("llama")
-    wr.add_token_list(tokens)
-    wr.add_token_scores(scores)
-    wr.add_token_types(ttypes)
-    wr.add_bos_token_id(1)
-    wr.add_eos_token_id(2)
-    wr.add_unk_token_id(0)
-    wr.add_add_bos_token(True)
-    wr.add_add_eos_token(False)
-    wr.add_add_space_prefix(True)
+    wr = llama_gguf.start(path, Path(path).stem, c, tokens, scores, ttypes)
     for name, arr in random_weights(c).items():
         qt = types.get(name, T.F32) if arr.ndim == 2 else T.F32
         data = gguf.quants.quantize(arr, qt)
         wr.add_tensor(name + ".weight", data, raw_dtype=qt)
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
-    print(path, Path(path).stat().st_size, "bytes")
-
+    llama_gguf.finish(wr, path)
 
 if __name__ == "__main__":
     Path("datasets/test").mkdir(parents=True, exist_ok=True)

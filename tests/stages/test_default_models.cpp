@@ -1,6 +1,5 @@
 // The committed default models (datasets/models/tiny-{target,draft}.gguf, trained by
 // scripts/train_tiny.py) against the training script's own PyTorch model:
-//   [default-golden]      teacher-forced logits within 1e-4 relative (as [golden] in test_stage00)
 //   [default-perplexity]  the engine's tokenizer gives the script's token ids on held-out text, and
 //                         stage 00's perplexity over those windows is the script's within 1%
 //   [workloads]           every datasets/workloads/*.jsonl parses and fits the model's context
@@ -33,31 +32,8 @@ std::vector<std::string> read_lines(const std::string& path, std::size_t n) {
 }
 }  // namespace
 
-TEST_CASE("stage 00 logits of the default models match the training script's", "[default-golden]") {
-  for (const std::string name : kModels) {
-    Model m = load_model(test::repo_path("datasets/models/" + name + ".gguf"));
-    std::ifstream in(test::repo_path("datasets/test/golden_" + name + ".json"));
-    REQUIRE(in.good());
-    const auto golden = nlohmann::json::parse(in);
-    REQUIRE(golden["sequences"].size() >= 3);
-    const auto vocab = static_cast<std::size_t>(m.config().vocab_size);
-    for (const auto& seq : golden["sequences"]) {
-      const auto tokens = seq["tokens"].get<std::vector<int>>();
-      std::vector<float> want;
-      for (const auto& row : seq["logits"])
-        for (double x : row) want.push_back(static_cast<float>(x));
-      INFO(name << ", " << tokens.size() << " tokens");
-      stage00::NaiveEngine engine(m.weights, {});
-      const auto cmp = test::compare_rows(engine.logits(tokens), want, vocab, 1e-4);
-      INFO("max relative error " << cmp.max_rel << "\n" << cmp.report);
-      CHECK(cmp.ok);
-      const auto last = test::compare_rows(stage00::forward(m.weights, tokens, false),
-                                           std::vector<float>(want.end() - static_cast<long>(vocab), want.end()),
-                                           vocab, 1e-4);
-      CHECK(last.ok);
-    }
-  }
-}
+// The default models' golden logits (from the training script's PyTorch forward) are checked
+// with the other golden files by the [golden] case of tests/stages/test_stage00.cpp.
 
 TEST_CASE("tokenizer and stage 00 perplexity on held-out text match the training script",
           "[default-perplexity]") {

@@ -1,5 +1,5 @@
 // Stage 00 against independent references:
-//   [golden]   logits of the committed tiny models vs tests/reference/forward_numpy.py
+//   [golden]   logits of the committed models vs their golden files (numpy; the training script)
 //   [awkward]  random models of awkward shapes vs the kernels/cpu forward (tests/helpers)
 //   [generate] generation = argmax of the reference logits, step by step; seeds repeat
 //   [ex:NAME]  each hand-written op (an exercise) vs its kernels/cpu twin
@@ -14,6 +14,7 @@
 #include "naive_engine.h"
 #include "naive_ops.h"
 #include "tests/helpers/compare.h"
+#include "tests/helpers/golden.h"
 #include "tests/helpers/random_model.h"
 #include "tests/helpers/reference_forward.h"
 
@@ -37,25 +38,26 @@ void check_rows(const std::vector<float>& got, const std::vector<float>& want, s
 }
 }  // namespace
 
-TEST_CASE("stage 00 logits match the numpy reference on the committed models", "[golden]") {
-  for (const std::string name : {"tiny_random", "tiny_random_quant"}) {
-    Model m = load_model(test::repo_path("datasets/test/" + name + ".gguf"));
-    std::ifstream in(test::repo_path("datasets/test/golden_" + name + ".json"));
-    REQUIRE(in.good());
-    const auto golden = nlohmann::json::parse(in);
-    REQUIRE(golden["sequences"].size() >= 3);
-    for (const auto& seq : golden["sequences"]) {
-      const auto tokens = seq["tokens"].get<std::vector<int>>();
-      std::vector<float> want;
-      for (const auto& row : seq["logits"])
-        for (double x : row) want.push_back(static_cast<float>(x));
-      INFO(name << ", " << tokens.size() << " tokens");
+TEST_CASE("stage 00 logits match the golden files of the committed models", "[golden]") {
+  // Random-weight models vs tests/reference/forward_numpy.py (numpy float64), and the trained
+  // default models vs scripts/train_tiny.py's own PyTorch forward.
+  const std::pair<const char*, const char*> models[] = {
+      {"datasets/test/tiny_random.gguf", "datasets/test/golden_tiny_random.json"},
+      {"datasets/test/tiny_random_quant.gguf", "datasets/test/golden_tiny_random_quant.json"},
+      {"datasets/models/tiny-target.gguf", "datasets/test/golden_tiny-target.json"},
+      {"datasets/models/tiny-draft.gguf", "datasets/test/golden_tiny-draft.json"}};
+  for (const auto& [model_path, golden_path] : models) {
+    Model m = load_model(test::repo_path(model_path));
+    const auto vocab = static_cast<std::size_t>(m.config().vocab_size);
+    const auto golden = test::read_golden_logits(golden_path);
+    CHECK(golden.size() >= 3);
+    for (const auto& seq : golden) {
+      INFO(model_path << ", " << seq.tokens.size() << " tokens");
       stage00::NaiveEngine engine(m.weights, {});
-      check_rows(engine.logits(tokens), want, static_cast<std::size_t>(m.config().vocab_size), kTol);
+      check_rows(engine.logits(seq.tokens), seq.logits, vocab, kTol);
       // The last-row-only path that generation uses gives the same last row.
-      const auto last = stage00::forward(m.weights, tokens, false);
-      check_rows(last, std::vector<float>(want.end() - m.config().vocab_size, want.end()),
-                 static_cast<std::size_t>(m.config().vocab_size), kTol);
+      const auto last = stage00::forward(m.weights, seq.tokens, false);
+      check_rows(last, std::vector<float>(seq.logits.end() - static_cast<long>(vocab), seq.logits.end()), vocab, kTol);
     }
   }
 }
