@@ -22,8 +22,9 @@ Everything but the timings is deterministic (greedy decoding, fixed prompts).
 
 Needs matplotlib: `pip install matplotlib` (in the pyenv python), or Debian's python3-matplotlib.
 Build first (scripts/run or cmake --build build --target stage00_naive) and fetch the model
-(scripts/fetch_models). Leave the machine otherwise idle while it measures: it takes about
-four minutes on 2 cores with the defaults.
+(scripts/fetch_models). Leave the machine otherwise idle while it measures (about three
+minutes on 2 cores with the defaults): the script waits for an idle machine before each run and
+records how much CPU time other processes took meanwhile (other_processes_cpu_s in the JSON).
 """
 
 import argparse
@@ -32,8 +33,10 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = "datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -114,12 +117,47 @@ def device_dir_name(name, cores):
     return f"cpu-{s}-{cores}c"
 
 
-def run_stage00(binary, model, prompt, new_tokens):
+def busy_cpu_s():
+    """CPU seconds spent so far by every process on the machine (user + nice + system + irq + softirq)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7)) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(max_wait_s):
+    """Waits (up to max_wait_s) until the machine has been idle for 6 s: other work skews the timings."""
+    deadline, quiet_since = time.monotonic() + max_wait_s, None
+    while time.monotonic() < deadline:
+        before = busy_cpu_s()
+        time.sleep(2)
+        if busy_cpu_s() - before < 0.2:  # less than 10% of one core
+            quiet_since = quiet_since or time.monotonic() - 2
+            if time.monotonic() - quiet_since >= 6:
+                return True
+        else:
+            if quiet_since is None:
+                print("plot_stage00: waiting for the machine to go idle ...", flush=True)
+            quiet_since = None
+    return False
+
+
+def run_stage00(binary, model, prompt, new_tokens, idle_wait_s):
     cmd = [binary, "--model", model, "--prompt", prompt, "--max-new-tokens", str(new_tokens),
            "--temperature", "0", "--json", "--quiet"]
     print(f"plot_stage00: running {os.path.basename(binary)} with a {len(prompt)}-character prompt, "
           f"{new_tokens} new tokens ...", flush=True)
+    if idle_wait_s > 0 and not wait_until_idle(idle_wait_s):
+        print("plot_stage00: warning: the machine never went idle; timings will be noisy", flush=True)
+    busy0, child0 = busy_cpu_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+    # CPU time that other processes took while we measured: more than a second or so means the
+    # timings are skewed (two OpenMP programs on 2 cores slow each other down a lot).
+    other = max(0.0, busy_cpu_s() - busy0 - own)
+    if other > 1.0:
+        print(f"plot_stage00: warning: other processes used {other:.1f} CPU-seconds during this run; "
+              "its timings are skewed (run again on an idle machine)", flush=True)
     if p.returncode != 0:
         sys.exit(f"plot_stage00: {' '.join(cmd[:3])} ... failed (exit {p.returncode}):\n{p.stderr}")
     j = json.loads(p.stdout)
@@ -142,6 +180,8 @@ def run_stage00(binary, model, prompt, new_tokens):
         "token_time_s": times,
         "step_s": steps,
         "positions": [out["prompt_tokens"] + i for i in range(len(times))],
+        "stage00_cpu_s": round(own, 2),
+        "other_processes_cpu_s": round(other, 2),
         "metrics": {k: j[k] for k in ("wall_s", "tokens_per_s", "ttft_s", "tpot_s", "weight_bytes", "peak_rss_bytes") if k in j},
     }
 
@@ -200,9 +240,11 @@ def plot(data, png_path):
     r = runs["short_prompt"]
     n = list(range(1, r["generated_tokens"] + 1))
     ax2.plot(n, r["token_time_s"], "-", color=colors["short_prompt"], lw=2, label="measured (stage 00)")
-    first = r["step_s"][0]
-    ax2.plot(n, [first * k for k in n], "--", color="gray", lw=1,
-             label=f"if every token cost as much as the first ({first * 1e3:.0f} ms)")
+    # The very first step also pays one-time costs (thread start-up, first touch of buffers), so
+    # the constant-cost reference uses the median of the first few steps.
+    early = sorted(r["step_s"][:7])[len(r["step_s"][:7]) // 2]
+    ax2.plot(n, [early * k for k in n], "--", color="gray", lw=1,
+             label=f"if every token cost as much as the early ones ({early * 1e3:.0f} ms)")
     ax2.set_xlabel("tokens generated")
     ax2.set_ylabel("time since the start of the run (s)")
     ax2.set_title(f"Total time grows quadratically ({r['prompt_tokens']}-token prompt)")
@@ -226,6 +268,7 @@ def main():
     ap.add_argument("--long-tokens", type=int, default=32, help="new tokens after the long prompt; 0 = skip it (default 32)")
     ap.add_argument("--binary", default=DEFAULT_BINARY, help=f"stage-00 executable (default {DEFAULT_BINARY})")
     ap.add_argument("--device", help="results folder name under docs/results (default: from /proc/cpuinfo)")
+    ap.add_argument("--idle-wait", type=float, default=600, help="seconds to wait for an idle machine before each run; 0 = don't (default 600)")
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the saved JSON")
     args = ap.parse_args()
 
@@ -253,9 +296,9 @@ def main():
         sys.exit("plot_stage00: --tokens must be at least 2")
     binary_rel = os.path.relpath(binary, ROOT)
 
-    runs = {"short_prompt": run_stage00(binary_rel, model, SHORT_PROMPT, args.tokens)}
+    runs = {"short_prompt": run_stage00(binary_rel, model, SHORT_PROMPT, args.tokens, args.idle_wait)}
     if args.long_tokens > 0:
-        runs["long_prompt"] = run_stage00(binary_rel, model, LONG_PROMPT, args.long_tokens)
+        runs["long_prompt"] = run_stage00(binary_rel, model, LONG_PROMPT, args.long_tokens, args.idle_wait)
 
     xs = [x for r in runs.values() for x in r["positions"]]
     ys = [s * 1e3 for r in runs.values() for s in r["step_s"]]
@@ -288,7 +331,8 @@ def main():
     for key, r in runs.items():
         print(f"  {key}: prompt {r['prompt_tokens']} tokens, {r['generated_tokens']} generated, "
               f"first step {r['step_s'][0] * 1e3:.0f} ms, last step {r['step_s'][-1] * 1e3:.0f} ms, "
-              f"total {r['token_time_s'][-1]:.1f} s")
+              f"total {r['token_time_s'][-1]:.1f} s, {r['generated_tokens'] / r['token_time_s'][-1]:.2f} tokens/s, "
+              f"other processes {r['other_processes_cpu_s']:.1f} CPU-s")
     print(f"  fit: step_ms = {c[0]:.1f} + {c[1]:.3f}*n + {c[2]:.2e}*n^2")
 
 
