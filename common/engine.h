@@ -33,6 +33,22 @@ struct RequestResult {
   std::vector<double> token_time_s;  ///< for each generated token, seconds since the run started
   double arrival_s = 0.0;
   bool stopped = false;  ///< ended on a stop token rather than max_new_tokens
+  /// [tokens.size(), vocab]: the logits each token was sampled from. Filled only when the engine
+  /// was asked to keep them (Engine::set_keep_logits), for the stage-to-stage checks.
+  std::vector<float> logits;
+};
+
+/// What an engine counts while it runs, for the bench and the metrics table. Zero = not counted
+/// by this stage (stage 00 keeps no cache, batch-1 stages have no slots).
+struct EngineStats {
+  std::size_t kv_bytes_allocated = 0;  ///< peak bytes reserved for K/V (whether used or not)
+  std::size_t kv_bytes_used = 0;       ///< peak bytes holding K/V of real tokens
+  long decode_steps = 0;               ///< forward passes that produced one token per running row
+  double decode_seconds = 0.0;         ///< time spent in those passes
+  double decode_bytes = 0.0;           ///< bytes they read: weights once per step + each row's K/V
+  long slot_steps = 0;                 ///< batch rows x decode steps (batching stages)
+  long wasted_slot_steps = 0;          ///< of which spent on rows whose request had already finished
+  long padded_tokens = 0;              ///< prompt positions computed only as padding
 };
 
 /// Called as each token is generated: (index of the request in the batch, token id).
@@ -46,6 +62,13 @@ class Engine {
   virtual std::vector<float> logits(const std::vector<int>& tokens) = 0;
   /// Generates for every request; results in the same order.
   virtual std::vector<RequestResult> run(const std::vector<Request>& requests, const TokenCallback& on_token) = 0;
+  /// Counters of the last run() (see EngineStats).
+  virtual EngineStats stats() const { return {}; }
+  /// Ask run() to return each token's logits in RequestResult::logits (costs memory; for checks).
+  void set_keep_logits(bool keep) { keep_logits_ = keep; }
+
+ protected:
+  bool keep_logits_ = false;
 };
 
 }  // namespace llm
