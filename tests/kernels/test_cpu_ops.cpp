@@ -24,14 +24,16 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 }
 }  // namespace
 
-TEST_CASE("matmul: y = x W^T", "[ops]") {
+TEST_CASE("matmul: y = x W^T (streaming, blocked, and the dispatch between them)", "[ops]") {
   std::mt19937_64 rng(1);
-  for (auto [n, in, out] : {std::tuple{1, 576, 192}, {7, 13, 29}, {33, 64, 1}, {5, 1, 5}}) {
+  using Kernel = void (*)(float*, const float*, const float*, int, int, int);
+  const std::pair<const char*, Kernel> kernels[] = {
+      {"matmul", cpu::matmul}, {"matmul_streaming", cpu::matmul_streaming}, {"matmul_blocked", cpu::matmul_blocked}};
+  // Row counts on both sides of kStreamingRows; in not a multiple of 8, out not a multiple of 4.
+  for (auto [n, in, out] : {std::tuple{1, 576, 192}, {7, 13, 29}, {33, 64, 1}, {5, 1, 5}, {2, 35, 6}, {16, 71, 9},
+                            {17, 40, 13}, {3, 8, 4}}) {
     const auto x = randn(static_cast<std::size_t>(n * in), rng), W = randn(static_cast<std::size_t>(out * in), rng);
-    std::vector<float> y(static_cast<std::size_t>(n * out));
-    test::poison(y);
-    cpu::matmul(y.data(), x.data(), W.data(), n, in, out);
-    std::vector<double> want(y.size());
+    std::vector<double> want(static_cast<std::size_t>(n * out));
     for (int r = 0; r < n; ++r)
       for (int o = 0; o < out; ++o) {
         double s = 0;
@@ -39,8 +41,13 @@ TEST_CASE("matmul: y = x W^T", "[ops]") {
           s += static_cast<double>(x[static_cast<std::size_t>(r * in + i)]) * W[static_cast<std::size_t>(o * in + i)];
         want[static_cast<std::size_t>(r * out + o)] = s;
       }
-    INFO("n=" << n << " in=" << in << " out=" << out);
-    expect_close(y, want, static_cast<std::size_t>(out), 1e-4);  // fp32 sums in another order
+    for (const auto& [name, kernel] : kernels) {
+      std::vector<float> y(want.size());
+      test::poison(y);
+      kernel(y.data(), x.data(), W.data(), n, in, out);
+      INFO(name << ": n=" << n << " in=" << in << " out=" << out);
+      expect_close(y, want, static_cast<std::size_t>(out), 1e-4);  // fp32 sums in another order
+    }
   }
 }
 

@@ -13,7 +13,7 @@
 #include "kernels/cpu/ops.h"
 #include "naive_engine.h"
 #include "naive_ops.h"
-#include "tests/helpers/compare.h"
+#include "tests/helpers/checks.h"
 #include "tests/helpers/golden.h"
 #include "tests/helpers/random_model.h"
 #include "tests/helpers/reference_forward.h"
@@ -23,19 +23,8 @@ using namespace llm;
 namespace {
 constexpr double kTol = 1e-4;  // fp32 against a float64 reference: DESIGN.md's 1e-4 relative
 
-std::vector<float> randn(std::size_t n, std::uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-void check_rows(const std::vector<float>& got, const std::vector<float>& want, std::size_t cols, double tol) {
-  const auto cmp = test::compare_rows(got, want, cols, tol);
-  INFO("max relative error " << cmp.max_rel << "\n" << cmp.report);
-  CHECK(cmp.ok);
-}
+using test::check_rows;
+using test::randn;
 }  // namespace
 
 TEST_CASE("stage 00 logits match the golden files of the committed models", "[golden]") {
