@@ -29,6 +29,7 @@ struct CliOptions {
 
 /// Parses argv. Returns nothing when --help was printed (the caller exits 0). Throws llm::Error
 /// for an unknown flag, a missing value, or a value out of range.
-std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description);
+std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
+                                    int default_batch = 1);
 
 }  // namespace llm

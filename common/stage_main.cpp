@@ -39,7 +39,7 @@ Request make_request(const Model& model, const CliOptions& o, const std::string&
 }
 
 int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
-  const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description);
+  const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description, stage.default_batch);
   if (!parsed) return 0;  // --help
   const CliOptions& o = *parsed;
 

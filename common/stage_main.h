@@ -17,6 +17,7 @@ namespace llm {
 struct StageInfo {
   std::string name;         ///< "00_naive"
   std::string description;  ///< "naive CPU transformer: recomputes the whole sequence for every token"
+  int default_batch = 1;    ///< --batch when not given
 };
 
 /// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses

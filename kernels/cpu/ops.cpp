@@ -26,52 +26,80 @@ inline float sum8(v8f v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-// y[c, r] = dot(W[r, :], x[c, :]) for an R x C tile: R rows of W against C rows of x, with R*C
-// vector accumulators in registers. Each W vector loaded is used C times, each x vector R times.
-template <int R, int C>
-inline void dot_tile(float* y, std::ptrdiff_t ldy, const float* W, const float* x, std::ptrdiff_t ld, int in) {
-  v8f acc[R][C] = {};
+// y[0, r] = dot(W[r, :], x[0, :]) for R rows of W at once: R independent vector accumulators
+// keep the FMA units busy while the rows stream in from memory.
+template <int R>
+inline void dot_rows(float* y, const float* W, const float* x, std::ptrdiff_t ld, int in) {
+  v8f acc[R] = {};
   int k = 0;
   for (; k + 8 <= in; k += 8) {
-    v8f w[R];
-    for (int r = 0; r < R; ++r) w[r] = load8(W + r * ld + k);
-    for (int c = 0; c < C; ++c) {
-      const v8f xv = load8(x + c * ld + k);
-      for (int r = 0; r < R; ++r) acc[r][c] += w[r] * xv;
-    }
+    const v8f xv = load8(x + k);
+    for (int r = 0; r < R; ++r) acc[r] += load8(W + r * ld + k) * xv;
   }
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) {
-      float s = sum8(acc[r][c]);
-      for (int t = k; t < in; ++t) s += W[r * ld + t] * x[c * ld + t];
-      y[c * ldy + r] = s;
-    }
+    float s = sum8(acc[r]);
+    for (int t = k; t < in; ++t) s += W[r * ld + t] * x[t];
+    y[r] = s;
   }
 }
 
-// All n rows of x against R rows of W, two x rows at a time.
-template <int R>
-inline void dot_band(float* y, std::ptrdiff_t ldy, const float* W, const float* x, std::ptrdiff_t ld, int in, int n) {
-  int c = 0;
-  for (; c + 2 <= n; c += 2) dot_tile<R, 2>(y + c * ldy, ldy, W, x + c * ld, ld, in);
-  if (c < n) dot_tile<R, 1>(y + c * ldy, ldy, W, x + c * ld, ld, in);
+// Rows of W handled together by matmul_small_batch: 6 rows x 2 vectors = 12 accumulators, which
+// with the two x vectors and a broadcast fits the 16 registers of AVX2.
+constexpr int kBatchRowsOfW = 6;
+
+// Up to 16 rows of x (given transposed: xt is [in, 16], row i of x in lane i) against rows
+// o0 .. o0+R-1 of W: y[i, o] for all 16 lanes at once. Per k, two vector loads of x, R scalar
+// loads of W broadcast to a vector, and 2R fused multiply-adds; no horizontal sums.
+inline void batch_tile(float* y, std::ptrdiff_t ldy, const float* W, const float* xt, std::ptrdiff_t ld, int in,
+                       int n, int o0, int out) {
+  constexpr int R = kBatchRowsOfW;
+  const float* w[R];
+  for (int r = 0; r < R; ++r) w[r] = W + std::min(o0 + r, out - 1) * ld;  // past the end: repeat the last row
+  v8f lo[R] = {}, hi[R] = {};
+  for (int k = 0; k < in; ++k) {
+    const v8f x0 = load8(xt + 16 * k), x1 = load8(xt + 16 * k + 8);
+    for (int r = 0; r < R; ++r) {
+      const float wk = w[r][k];
+      lo[r] += wk * x0;
+      hi[r] += wk * x1;
+    }
+  }
+  const int rows = std::min(R, out - o0);
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < n; ++i) y[i * ldy + o0 + r] = i < 8 ? lo[r][i] : hi[r][i - 8];
+  }
 }
 
 }  // namespace
 
-void matmul_streaming(float* y, const float* x, const float* W, int n, int in, int out) {
-  // Each thread takes a contiguous band of W's rows and reads it from memory exactly once, four
-  // rows at a time; the four rows stay in L1 while they meet every input row.
-  const std::ptrdiff_t ld = in, ldy = out;
+void matvec_streaming(float* y, const float* x, const float* W, int in, int out) {
+  // Each thread takes a contiguous band of W's rows and reads it from memory exactly once.
+  const std::ptrdiff_t ld = in;
   const int blocks = (out + 3) / 4;
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < blocks; ++b) {
     const int o0 = 4 * b;
     if (o0 + 4 <= out) {
-      dot_band<4>(y + o0, ldy, W + o0 * ld, x, ld, in, n);
+      dot_rows<4>(y + o0, W + o0 * ld, x, ld, in);
     } else {
-      for (int o = o0; o < out; ++o) dot_band<1>(y + o, ldy, W + o * ld, x, ld, in, n);
+      for (int o = o0; o < out; ++o) dot_rows<1>(y + o, W + o * ld, x, ld, in);
     }
+  }
+}
+
+void matmul_small_batch(float* y, const float* x, const float* W, int n, int in, int out) {
+  const std::ptrdiff_t ld = in, ldy = out;
+  std::vector<float> xt(static_cast<std::size_t>(in) * 16);
+  for (int i0 = 0; i0 < n; i0 += 16) {
+    const int rows = std::min(16, n - i0);
+    // Transpose this chunk of x so that one k gives a vector of up to 16 rows; unused lanes are 0.
+    std::fill(xt.begin(), xt.end(), 0.0f);
+    for (int i = 0; i < rows; ++i)
+      for (int k = 0; k < in; ++k) xt[static_cast<std::size_t>(16 * k + i)] = x[(i0 + i) * ld + k];
+    const int blocks = (out + kBatchRowsOfW - 1) / kBatchRowsOfW;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < blocks; ++b)
+      batch_tile(y + i0 * ldy, ldy, W, xt.data(), ld, in, rows, b * kBatchRowsOfW, out);
   }
 }
 
@@ -83,8 +111,10 @@ void matmul_blocked(float* y, const float* x, const float* W, int n, int in, int
 }
 
 void matmul(float* y, const float* x, const float* W, int n, int in, int out) {
-  if (n <= kStreamingRows) {
-    matmul_streaming(y, x, W, n, in, out);
+  if (n == 1) {
+    matvec_streaming(y, x, W, in, out);
+  } else if (n <= kSmallBatchRows) {
+    matmul_small_batch(y, x, W, n, in, out);
   } else {
     matmul_blocked(y, x, W, n, in, out);
   }

@@ -10,16 +10,23 @@
 namespace llm::cpu {
 
 /// y[n, out] = x[n, in] * W^T, where W is [out, in] (the GGUF / PyTorch nn.Linear layout).
-/// y must not alias x or W. Picks matmul_streaming for n <= kStreamingRows (decode: the time
-/// goes into reading W) and matmul_blocked otherwise (prefill: the time goes into arithmetic).
+/// y must not alias x or W. Dispatches on n, the number of tokens in the step:
+///   n = 1                   matvec_streaming    (decode, batch 1: reading W is the cost)
+///   n <= kSmallBatchRows    matmul_small_batch  (decode of a batch: W read once for all rows)
+///   larger                  matmul_blocked      (prefill: arithmetic is the cost)
 void matmul(float* y, const float* x, const float* W, int n, int in, int out);
 
-/// Up to this many rows, matmul streams W (see matmul_streaming); measured on a 2-core Zen 4.
-inline constexpr int kStreamingRows = 16;
+/// Up to this many rows, matmul uses matmul_small_batch (measured on a 2-core Zen 4: above it,
+/// Eigen's blocked GEMM wins).
+inline constexpr int kSmallBatchRows = 16;
 
-/// The decode kernel (GEMV when n = 1): OpenMP threads split W's rows, each row is read from
-/// memory once and applied to all n rows of x. Memory-bound: its speed is bytes of W per second.
-void matmul_streaming(float* y, const float* x, const float* W, int n, int in, int out);
+/// y[out] = W x for one row x[in] (GEMV): OpenMP threads split W's rows, each row is read from
+/// memory once, four rows at a time. Memory-bound: its speed is bytes of W per second.
+void matvec_streaming(float* y, const float* x, const float* W, int in, int out);
+
+/// y[n, out] = x W^T for a few rows: x is transposed into 16-row chunks so that each weight,
+/// read once per chunk, is multiplied with up to 16 rows in vector registers. Threads split W.
+void matmul_small_batch(float* y, const float* x, const float* W, int n, int in, int out);
 
 /// The prefill kernel: Eigen's cache-blocked GEMM (packs tiles of x and W so that each weight
 /// loaded from memory is used for many rows). Compute-bound for large n.

@@ -27,9 +27,15 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 TEST_CASE("matmul: y = x W^T (streaming, blocked, and the dispatch between them)", "[ops]") {
   std::mt19937_64 rng(1);
   using Kernel = void (*)(float*, const float*, const float*, int, int, int);
-  const std::pair<const char*, Kernel> kernels[] = {
-      {"matmul", cpu::matmul}, {"matmul_streaming", cpu::matmul_streaming}, {"matmul_blocked", cpu::matmul_blocked}};
-  // Row counts on both sides of kStreamingRows; in not a multiple of 8, out not a multiple of 4.
+  auto matvec = [](float* y, const float* x, const float* W, int n, int in, int out) {
+    for (int i = 0; i < n; ++i) cpu::matvec_streaming(y + i * out, x + i * in, W, in, out);
+  };
+  const std::pair<const char*, Kernel> kernels[] = {{"matmul", cpu::matmul},
+                                                    {"matvec_streaming", matvec},
+                                                    {"matmul_small_batch", cpu::matmul_small_batch},
+                                                    {"matmul_blocked", cpu::matmul_blocked}};
+  // Row counts on both sides of kSmallBatchRows and of a 16-row chunk; in not a multiple of 8,
+  // out not a multiple of 4 or 6.
   for (auto [n, in, out] : {std::tuple{1, 576, 192}, {7, 13, 29}, {33, 64, 1}, {5, 1, 5}, {2, 35, 6}, {16, 71, 9},
                             {17, 40, 13}, {3, 8, 4}}) {
     const auto x = randn(static_cast<std::size_t>(n * in), rng), W = randn(static_cast<std::size_t>(out * in), rng);
