@@ -20,7 +20,7 @@ namespace llm::stage02 {
 struct BatchRow {
   const Request* request = nullptr;
   std::size_t index = 0;  ///< the request's index in run()'s list
-  Sampler sampler;
+  Sampler sampler{SamplingParams{}};
   RequestResult out;
   bool done = false;  ///< finished; still occupies its slot until the batch ends
 };
