@@ -21,7 +21,7 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     ("top-p", "nucleus sampling mass in (0, 1]; 1 = off", cxxopts::value<float>()->default_value("1"))
     ("seed", "random seed for sampling", cxxopts::value<std::uint64_t>()->default_value("42"))
     ("workload", "JSONL file of requests {\"prompt\", \"max_new_tokens\"}", cxxopts::value<std::string>()->default_value(""))
-    ("batch", "requests run together (stages 00-01: 1)", cxxopts::value<int>()->default_value(std::to_string(default_batch)))
+    ("batch", "requests run together, at most (stages 00-01: only 1)", cxxopts::value<int>()->default_value(std::to_string(default_batch)))
     ("json", "print the metrics as JSON", cxxopts::value<bool>()->default_value("false"))
     ("chat", "apply the model's chat template to the prompt", cxxopts::value<bool>()->default_value("false"))
     ("system", "system message for --chat", cxxopts::value<std::string>()->default_value(""))

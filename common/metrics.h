@@ -35,6 +35,7 @@ struct RunMetrics {
   double mean_tpot_s = 0.0, p90_tpot_s = 0.0;
   std::size_t weight_bytes = 0;
   std::size_t peak_rss_bytes = 0;
+  EngineStats engine;  ///< the engine's own counters (KV bytes, decode bytes, slot-steps)
 };
 
 /// Computes per-request and aggregate metrics from the engine's results.

@@ -86,6 +86,7 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   m.stage = stage.name;
   m.model = o.model;
   m.weight_bytes = model.weights.bytes();
+  m.engine = engine->stats();
   if (o.json) {
     auto j = metrics_to_json(m);
     j["outputs"] = nlohmann::json::array();
