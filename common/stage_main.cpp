@@ -38,6 +38,23 @@ Request make_request(const Model& model, const CliOptions& o, const std::string&
   return r;
 }
 
+}  // namespace
+
+std::vector<Request> build_requests(const Model& model, const CliOptions& o) {
+  std::vector<Request> requests;
+  if (!o.workload.empty()) {
+    for (const auto& item : read_workload(o.workload)) {
+      requests.push_back(make_request(model, o, item.id, item.prompt, item.max_new_tokens));
+      requests.back().arrival_s = item.arrival_s;
+    }
+  } else {
+    requests.push_back(make_request(model, o, "prompt", o.prompt, o.max_new_tokens));
+  }
+  return requests;
+}
+
+namespace {
+
 int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
   const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description, stage.default_batch);
   if (!parsed) return 0;  // --help
@@ -48,15 +65,7 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   std::fprintf(stderr, "[%s] loaded %s (%s, %s) in %.2f s\n", stage.name.c_str(), o.model.c_str(), model.format.c_str(),
                model.config().summary().c_str(), load_timer.seconds());
 
-  std::vector<Request> requests;
-  if (!o.workload.empty()) {
-    for (const auto& item : read_workload(o.workload)) {
-      requests.push_back(make_request(model, o, item.id, item.prompt, item.max_new_tokens));
-      requests.back().arrival_s = item.arrival_s;
-    }
-  } else {
-    requests.push_back(make_request(model, o, "prompt", o.prompt, o.max_new_tokens));
-  }
+  std::vector<Request> requests = build_requests(model, o);
 
   auto engine = make_engine(model, o);
   const bool stream = requests.size() == 1 && !o.quiet && !o.json;

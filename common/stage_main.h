@@ -24,6 +24,11 @@ struct StageInfo {
 /// (e.g. --batch > 1 in a batch-1 stage).
 using EngineFactory = std::function<std::unique_ptr<Engine>(const Model&, const CliOptions&)>;
 
+/// The requests a command line asks for: the --workload file's, or the one --prompt (with
+/// --chat applied), tokenized, with max_new_tokens lowered to fit the context. Throws llm::Error
+/// for a prompt that does not fit.
+std::vector<Request> build_requests(const Model& model, const CliOptions& o);
+
 /// The whole main(): returns the process exit code.
 int stage_main(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine);
 

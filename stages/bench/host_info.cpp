@@ -1,0 +1,71 @@
+#include "host_info.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <string>
+
+namespace llm::bench {
+
+namespace {
+
+std::string run_command(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    if (pclose(p) != 0) return "";
+  }
+  while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+HostInfo host_info() {
+  HostInfo h;
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      h.cpu_name = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  if (h.cpu_name.empty()) h.cpu_name = "unknown cpu";
+  h.threads = omp_get_max_threads();
+  std::string slug;
+  for (char c : h.cpu_name) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      slug += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!slug.empty() && slug.back() != '-') {
+      slug += '-';
+    }
+  }
+  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  h.device_id = "cpu-" + slug + "-" + std::to_string(h.threads) + "c";
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  h.date = date;
+  h.commit = run_command("git -C '" LLM_SOURCE_DIR "' describe --always --dirty=+dirty 2>/dev/null");
+  if (h.commit.empty()) h.commit = "unknown";
+  return h;
+}
+
+std::string self_path() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "bench";
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::size_t kv_bytes_per_token(const ModelConfig& c) {
+  return 2 * static_cast<std::size_t>(c.n_layers) * static_cast<std::size_t>(c.kv_dim()) * sizeof(float);
+}
+
+}  // namespace llm::bench

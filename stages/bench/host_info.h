@@ -1,0 +1,25 @@
+// host_info.h: what a result must name: the machine, the date and the commit it was measured at.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "common/model_config.h"
+
+namespace llm::bench {
+
+struct HostInfo {
+  std::string cpu_name;   ///< /proc/cpuinfo "model name", e.g. "AMD EPYC"
+  int threads = 0;        ///< OpenMP threads the stages use
+  std::string device_id;  ///< folder name under docs/results, e.g. "cpu-amd-epyc-2c"
+  std::string date;       ///< UTC, ISO 8601
+  std::string commit;     ///< git describe of the source tree ("+dirty" when modified), or "unknown"
+};
+
+HostInfo host_info();
+/// This executable's path (to start workers).
+std::string self_path();
+/// 2 x layers x kv_dim x 4 bytes: one token's K and V in fp32.
+std::size_t kv_bytes_per_token(const ModelConfig& c);
+
+}  // namespace llm::bench

@@ -1,0 +1,36 @@
+#include "stage_registry.h"
+
+#include "common/error.h"
+#include "stages/00_naive/naive_engine.h"
+#include "stages/01_kv_cache/kv_engine.h"
+#include "stages/02_static_batching/static_batch_engine.h"
+
+namespace llm::bench {
+
+const std::vector<StageEntry>& stages() {
+  static const std::vector<StageEntry> all = {
+      {"00", "00_naive", "baseline: recompute the whole sequence for every token", false},
+      {"01", "01_kv_cache", "KV cache: prefill once, then one token per step", false},
+      {"02", "02_static_batching", "static batching: B requests padded into one lock-step batch", true},
+  };
+  return all;
+}
+
+const StageEntry& find_stage(const std::string& key) {
+  std::string known;
+  for (const auto& s : stages()) {
+    if (s.id == key || s.name == key) return s;
+    known += (known.empty() ? "" : ", ") + s.id;
+  }
+  throw Error("--stages: unknown stage '" + key + "' (known: " + known + ")");
+}
+
+std::unique_ptr<Engine> make_engine(const StageEntry& stage, const Model& model, int batch, bool stop_tokens) {
+  const std::vector<int> stops = stop_tokens ? model.tokenizer->stop_ids() : std::vector<int>{};
+  if (stage.id == "00") return std::make_unique<stage00::NaiveEngine>(model.weights, stops);
+  if (stage.id == "01") return std::make_unique<stage01::KvCacheEngine>(model.weights, stops);
+  if (stage.id == "02") return std::make_unique<stage02::StaticBatchEngine>(model.weights, stops, batch);
+  throw Error("no engine for stage " + stage.name);
+}
+
+}  // namespace llm::bench

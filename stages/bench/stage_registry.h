@@ -1,0 +1,28 @@
+// stage_registry.h: the stages the bench can run, by name, with what each one changed.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/engine.h"
+#include "common/model_weights.h"
+
+namespace llm::bench {
+
+struct StageEntry {
+  std::string id;    ///< "00", "01", ...
+  std::string name;  ///< "00_naive"
+  std::string what;  ///< what it changed, one line
+  bool batches;      ///< takes --batch
+};
+
+/// Every stage that exists, in order.
+const std::vector<StageEntry>& stages();
+/// The entry for an id ("01") or name ("01_kv_cache"); throws llm::Error naming the known ones.
+const StageEntry& find_stage(const std::string& id_or_name);
+/// The stage's engine for a model (batch is ignored by batch-1 stages). Without stop_tokens,
+/// requests run to their max_new_tokens.
+std::unique_ptr<Engine> make_engine(const StageEntry& stage, const Model& model, int batch, bool stop_tokens = true);
+
+}  // namespace llm::bench
