@@ -27,7 +27,8 @@ class AttentionBackend {
   virtual void finish_step(int n) = 0;
 };
 
-/// Activation buffers reused from step to step, so that steady decoding allocates nothing.
+/// Activation buffers reused from step to step (grown on demand, never shrunk), so that a
+/// decode step does not reallocate them.
 struct ForwardScratch {
   std::vector<float> x, h, q, k, v, att, proj, gate, up;
 };

@@ -7,7 +7,7 @@
 //   row 1:   Once upon  a  time there       pad[1] = 0   positions  0  1  2  3  4
 //
 // Each row keeps its own positions (RoPE sees 0, 1, 2 ... from the row's first real token);
-// pad columns are never attended to (see batch_attention.h).
+// pad columns are never attended to (see batch_kv_cache.h).
 #pragma once
 
 #include <vector>
