@@ -21,7 +21,7 @@ void matmul(float* y, const float* x, const float* W, int n, int in, int out);
 inline constexpr int kSmallBatchRows = 16;
 
 /// y[out] = W x for one row x[in] (GEMV): OpenMP threads split W's rows, each row is read from
-/// memory once, four rows at a time. Memory-bound: its speed is bytes of W per second.
+/// memory once, eight rows at a time. Memory-bound: its speed is bytes of W per second.
 void matvec_streaming(float* y, const float* x, const float* W, int in, int out);
 
 /// y[n, out] = x W^T for a few rows: x is transposed into 16-row chunks so that each weight,
