@@ -80,7 +80,12 @@ with tempfile.TemporaryDirectory() as tmp:
     check(run(pathlib.Path(tmp) / "x", "--source", good, "--exercise", "nope").returncode == 2, "unknown exercise")
     check(run(pathlib.Path(tmp) / "y", "--source", good, "--stage", "42").returncode == 2, "unknown stage")
 
-    # This repository: one exercise blanked, everything else identical.
+    # This repository: one exercise blanked, everything else identical. (Skipped in a student tree,
+    # whose exercises are already blanked and which is not a git checkout.)
+    if 'NotImplemented("kv-cache-append")' in (ROOT / "stages/01_kv_cache/kv_cache.cpp").read_text():
+        print("this is a student tree: the checks on the reference tree are skipped")
+        print(f"{len(failures)} failure(s)")
+        sys.exit(1 if failures else 0)
     listing = run("--list").stdout
     check("ex:rope" in listing and "ex:kv-cache-append" in listing and "ex:retire-rows" in listing, "--list")
     out_dir = pathlib.Path(tmp) / "student"
