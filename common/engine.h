@@ -3,8 +3,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
+
+#include "common/timer.h"
 
 namespace llm {
 
@@ -50,6 +53,14 @@ struct EngineStats {
   long wasted_slot_steps = 0;          ///< of which spent on rows whose request had already finished
   long padded_tokens = 0;              ///< prompt positions computed only as padding
 };
+
+/// A result for `request` with its id, prompt length and arrival filled in, nothing generated yet.
+RequestResult result_for(const Request& request);
+/// Whether `token` is one of `stop_ids`.
+bool is_stop(std::span<const int> stop_ids, int token);
+/// Sleeps until `clock` reads at least `t` seconds: how an engine waits for a request that has
+/// not arrived yet.
+void wait_until(const Timer& clock, double t);
 
 /// Called as each token is generated: (index of the request in the batch, token id).
 using TokenCallback = std::function<void(std::size_t request, int token)>;

@@ -67,6 +67,10 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
 
   std::vector<Request> requests = build_requests(model, o);
 
+  if (stage.max_batch > 0 && o.batch > stage.max_batch) {
+    throw Error("--batch " + std::to_string(o.batch) + ": stage " + stage.name.substr(0, 2) +
+                " runs one request at a time (batching arrives in stage 02)");
+  }
   auto engine = make_engine(model, o);
   const bool stream = requests.size() == 1 && !o.quiet && !o.json;
   TextDecoder decoder(*model.tokenizer, requests.front().prompt.back());
@@ -75,9 +79,8 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   }
   Timer wall;
   const auto& stops = model.tokenizer->stop_ids();
-  auto is_stop = [&](int token) { return std::find(stops.begin(), stops.end(), token) != stops.end(); };
   auto results = engine->run(requests, [&](std::size_t, int token) {
-    if (stream && !is_stop(token)) std::cout << decoder.push(token) << std::flush;
+    if (stream && !is_stop(stops, token)) std::cout << decoder.push(token) << std::flush;
   });
   const double wall_s = wall.seconds();
   if (stream) std::cout << decoder.flush() << "\n";

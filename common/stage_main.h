@@ -18,10 +18,10 @@ struct StageInfo {
   std::string name;         ///< "00_naive"
   std::string description;  ///< "naive CPU transformer: recomputes the whole sequence for every token"
   int default_batch = 1;    ///< --batch when not given
+  int max_batch = 0;        ///< largest --batch the stage accepts; 0 = no limit
 };
 
-/// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses
-/// (e.g. --batch > 1 in a batch-1 stage).
+/// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses.
 using EngineFactory = std::function<std::unique_ptr<Engine>(const Model&, const CliOptions&)>;
 
 /// The requests a command line asks for: the --workload file's, or the one --prompt (with

@@ -11,9 +11,7 @@
 #include "naive_engine.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <thread>
 
 #include "common/error.h"
 #include "common/sampler.h"
@@ -90,11 +88,8 @@ std::vector<RequestResult> NaiveEngine::run(const std::vector<Request>& requests
   for (std::size_t r = 0; r < requests.size(); ++r) {
     const Request& req = requests[r];
     // One request at a time: a request that has not arrived yet is waited for.
-    while (clock.seconds() < req.arrival_s) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    RequestResult out;
-    out.id = req.id;
-    out.prompt_tokens = static_cast<int>(req.prompt.size());
-    out.arrival_s = req.arrival_s;
+    wait_until(clock, req.arrival_s);
+    RequestResult out = result_for(req);
     Sampler sampler(req.sampling);
     std::vector<int> seq = req.prompt;
     for (int step = 0; step < req.max_new_tokens; ++step) {
@@ -104,7 +99,7 @@ std::vector<RequestResult> NaiveEngine::run(const std::vector<Request>& requests
       out.tokens.push_back(next);
       out.token_time_s.push_back(clock.seconds());
       if (on_token) on_token(r, next);
-      if (std::find(stop_ids_.begin(), stop_ids_.end(), next) != stop_ids_.end()) {
+      if (is_stop(stop_ids_, next)) {
         out.stopped = true;
         break;
       }

@@ -1,9 +1,7 @@
 #include "kv_engine.h"
 
 #include <algorithm>
-#include <chrono>
 #include <numeric>
-#include <thread>
 
 #include "common/error.h"
 #include "common/sampler.h"
@@ -55,11 +53,8 @@ std::vector<RequestResult> KvCacheEngine::run(const std::vector<Request>& reques
   Timer clock;  // times are seconds since the run started
   for (std::size_t r = 0; r < requests.size(); ++r) {
     const Request& req = requests[r];
-    while (clock.seconds() < req.arrival_s) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    RequestResult out;
-    out.id = req.id;
-    out.prompt_tokens = static_cast<int>(req.prompt.size());
-    out.arrival_s = req.arrival_s;
+    wait_until(clock, req.arrival_s);
+    RequestResult out = result_for(req);
     if (req.max_new_tokens > 0) {
       if (req.prompt.empty()) throw Error("request " + req.id + ": empty prompt");
       KvCache& cache = cache_for(static_cast<int>(req.prompt.size()) + req.max_new_tokens);
@@ -71,7 +66,7 @@ std::vector<RequestResult> KvCacheEngine::run(const std::vector<Request>& reques
         out.token_time_s.push_back(clock.seconds());
         if (keep_logits_) out.logits.insert(out.logits.end(), logits.begin(), logits.begin() + static_cast<long>(vocab));
         if (on_token) on_token(r, next);
-        if (std::find(stop_ids_.begin(), stop_ids_.end(), next) != stop_ids_.end()) {
+        if (is_stop(stop_ids_, next)) {
           out.stopped = true;
           break;
         }

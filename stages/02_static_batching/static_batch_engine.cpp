@@ -1,9 +1,7 @@
 #include "static_batch_engine.h"
 
 #include <algorithm>
-#include <chrono>
 #include <numeric>
-#include <thread>
 
 #include "batch_kv_cache.h"
 #include "common/error.h"
@@ -22,7 +20,7 @@ int retire_rows(std::vector<BatchRow>& rows, std::span<const int> stop_ids) {
   for (BatchRow& row : rows) {
     if (row.done) continue;
     const int last = row.out.tokens.back();
-    if (std::find(stop_ids.begin(), stop_ids.end(), last) != stop_ids.end()) {
+    if (is_stop(stop_ids, last)) {
       row.out.stopped = true;
       row.done = true;
     } else if (static_cast<int>(row.out.tokens.size()) >= row.request->max_new_tokens) {
@@ -57,15 +55,12 @@ std::vector<RequestResult> StaticBatchEngine::run(const std::vector<Request>& re
   while (next < requests.size()) {
     // The server is free: wait for the next request, then take every request that has arrived,
     // first come first served, up to the batch size.
-    while (clock.seconds() < requests[next].arrival_s) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    wait_until(clock, requests[next].arrival_s);
     std::vector<BatchRow> rows;
     while (next < requests.size() && static_cast<int>(rows.size()) < batch_size_ &&
            requests[next].arrival_s <= clock.seconds()) {
       const Request& req = requests[next];
-      BatchRow row{&req, next, Sampler(req.sampling), {}, false};
-      row.out.id = req.id;
-      row.out.prompt_tokens = static_cast<int>(req.prompt.size());
-      row.out.arrival_s = req.arrival_s;
+      BatchRow row{&req, next, Sampler(req.sampling), result_for(req), false};
       if (req.max_new_tokens <= 0) {
         results[next] = std::move(row.out);  // nothing to generate: it needs no slot
       } else {

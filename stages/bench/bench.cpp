@@ -8,12 +8,10 @@
 // and decode bytes/s against this machine's measured memory bandwidth. Each measurement runs in
 // a fresh child process (this executable with --worker), so peak RSS and caches are its own.
 // Writes docs/results/<device>/<name>.json and .md; scripts/plot_bench.py draws the plots.
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <cxxopts.hpp>
 #include <filesystem>
 #include <fstream>
