@@ -18,6 +18,12 @@ context). Arrival times: a Poisson process (exponential gaps) at the given rate.
   short.jsonl  32 identical-shape requests: 16-token prompts, 32 new tokens, all at t = 0
                (offline throughput runs).
   long.jsonl   16 long-context requests: ~192-token prompts, 48 new tokens, 0.5 req/s.
+  shared_prefix.jsonl
+               48 requests for prefix caching: every prompt is the same "system prompt" (one
+               span of ~96 tokens with BOS, chosen once) + " " + a distinct span of 16-32 tokens
+               (uniform), so ~80% of each prompt is shared; the prefix tokenizes to the same ids
+               at the start of every prompt (checked). max_new_tokens uniform in [16, 48]. 4 req/s.
+               Drawn from its own generator (seed + 100) so the other files are unchanged.
 """
 import argparse
 import json
@@ -99,6 +105,29 @@ def main():
     t = arrivals(rng, 16, 0.5)
     write("long", [{"id": f"long-{i:03d}", "prompt": prompt_of(rng, 192), "max_new_tokens": 48, "arrival_s": t[i]}
                    for i in range(16)])
+
+    # shared_prefix: its own generator, created after the others, so their streams are untouched.
+    rng = np.random.default_rng(a.seed + 100)
+    n = 48
+    prefix = prompt_of(rng, 96)
+    pre_ids = SP.encode(prefix)
+    t = arrivals(rng, n, 4.0)
+    reqs, seen = [], {prefix}
+    for i in range(n):
+        s_len = int(rng.integers(16, 33))  # suffix tokens (no BOS of its own)
+        o_len = int(rng.integers(16, 49))
+        while True:
+            suffix = prompt_of(rng, s_len + 1)
+            full = prefix + " " + suffix
+            if suffix not in seen and SP.encode(full)[:len(pre_ids)] == pre_ids:
+                break
+        seen.add(suffix)
+        assert SP.encode(full)[:len(pre_ids)] == pre_ids
+        reqs.append({"id": f"shared-{i:03d}", "prompt": full, "max_new_tokens": o_len, "arrival_s": t[i]})
+    write("shared_prefix", reqs)
+    share = [n_tokens(prefix) / n_tokens(r["prompt"]) for r in reqs]
+    print(f"  shared prefix {n_tokens(prefix)} tokens (with BOS); shared share of each prompt "
+          f"mean {np.mean(share):.1%} min {min(share):.1%} max {max(share):.1%}")
 
 
 if __name__ == "__main__":
