@@ -8,7 +8,7 @@
 namespace llm {
 
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
-                                    int default_batch) {
+                                    int default_batch, bool paged_kv) {
   cxxopts::Options spec(program, description);
   // clang-format off
   spec.add_options()
@@ -27,6 +27,14 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     ("system", "system message for --chat", cxxopts::value<std::string>()->default_value(""))
     ("quiet", "do not stream the generated text", cxxopts::value<bool>()->default_value("false"))
     ("h,help", "show this help");
+  if (paged_kv) {
+    spec.add_options("paged KV cache")
+      ("block-size", "tokens per KV block", cxxopts::value<int>()->default_value("16"))
+      ("kv-blocks", "blocks in the KV pool; 0 = enough for --batch sequences of the whole context (at most 256 MiB)", cxxopts::value<int>()->default_value("0"))
+      ("token-budget", "tokens per step: decode tokens plus prompt chunks", cxxopts::value<int>()->default_value("256"))
+      ("max-queue", "waiting requests at most; more are rejected", cxxopts::value<int>()->default_value("256"))
+      ("no-prefix-cache", "do not share cached prompt blocks between requests", cxxopts::value<bool>()->default_value("false"));
+  }
   // clang-format on
   cxxopts::ParseResult r;
   try {
@@ -60,6 +68,13 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     o.chat = r["chat"].as<bool>();
     o.system_prompt = r["system"].as<std::string>();
     o.quiet = r["quiet"].as<bool>();
+    if (paged_kv) {
+      o.block_size = r["block-size"].as<int>();
+      o.kv_blocks = r["kv-blocks"].as<int>();
+      o.token_budget = r["token-budget"].as<int>();
+      o.max_queue = r["max-queue"].as<int>();
+      o.no_prefix_cache = r["no-prefix-cache"].as<bool>();
+    }
   } catch (const cxxopts::exceptions::exception& e) {
     throw Error(std::string(e.what()) + " (see --help)");
   }
@@ -73,6 +88,10 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
   if (o.top_k < 0) bad("--top-k", std::to_string(o.top_k), "must be 0 (off) or positive");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) bad("--top-p", std::to_string(o.top_p), "must be in (0, 1]");
   if (o.batch < 1) bad("--batch", std::to_string(o.batch), "must be at least 1");
+  if (o.block_size < 1) bad("--block-size", std::to_string(o.block_size), "must be at least 1");
+  if (o.kv_blocks < 0) bad("--kv-blocks", std::to_string(o.kv_blocks), "must be 0 (auto) or positive");
+  if (o.token_budget < 1) bad("--token-budget", std::to_string(o.token_budget), "must be at least 1");
+  if (o.max_queue < 1) bad("--max-queue", std::to_string(o.max_queue), "must be at least 1");
   if (o.prompt_given && !o.workload.empty()) throw Error("--prompt and --workload: give one or the other");
   if (!o.prompt_given && o.workload.empty()) throw Error("no input: give --prompt \"text\" or --workload file.jsonl");
   if (o.prompt_given && o.prompt.empty()) bad("--prompt", "\"\"", "the prompt is empty");

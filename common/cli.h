@@ -25,11 +25,19 @@ struct CliOptions {
   bool chat = false;          ///< --chat: wrap the prompt in the model's chat template
   std::string system_prompt;  ///< --system: system message for --chat (default: the template's)
   bool quiet = false;         ///< --quiet: no streaming text, metrics only
+  // Paged KV cache and scheduler (stage 03 on; other stages do not accept these flags).
+  int block_size = 16;           ///< --block-size: tokens per KV block
+  int kv_blocks = 0;             ///< --kv-blocks: blocks in the pool; 0 = sized from --batch and the context
+  int token_budget = 256;        ///< --token-budget: tokens per step (decode + prompt chunks)
+  int max_queue = 256;           ///< --max-queue: waiting requests before new ones are rejected
+  bool no_prefix_cache = false;  ///< --no-prefix-cache
 };
 
 /// Parses argv. Returns nothing when --help was printed (the caller exits 0). Throws llm::Error
-/// for an unknown flag, a missing value, or a value out of range.
+/// for an unknown flag, a missing value, or a value out of range. paged_kv adds the flags of the
+/// paged KV cache and its scheduler (--block-size, --kv-blocks, --token-budget, --max-queue,
+/// --no-prefix-cache).
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
-                                    int default_batch = 1);
+                                    int default_batch = 1, bool paged_kv = false);
 
 }  // namespace llm

@@ -36,6 +36,9 @@ struct RequestResult {
   std::vector<double> token_time_s;  ///< for each generated token, seconds since the run started
   double arrival_s = 0.0;
   bool stopped = false;  ///< ended on a stop token rather than max_new_tokens
+  /// Why the engine refused the request ("" = it was served): it can never fit the context or
+  /// the KV pool, or the queue was full (stage 03 on).
+  std::string rejected;
   /// [tokens.size(), vocab]: the logits each token was sampled from. Filled only when the engine
   /// was asked to keep them (Engine::set_keep_logits), for the stage-to-stage checks.
   std::vector<float> logits;
@@ -52,6 +55,11 @@ struct EngineStats {
   long slot_steps = 0;                 ///< batch rows x decode steps (batching stages)
   long wasted_slot_steps = 0;          ///< of which spent on rows whose request had already finished
   long padded_tokens = 0;              ///< prompt positions computed only as padding
+  std::size_t kv_pool_bytes = 0;       ///< the paged KV pool reserved up front (stage 03 on)
+  long preemptions = 0;                ///< sequences sent back to the queue to free KV blocks
+  long prefill_tokens = 0;             ///< prompt tokens run through the model (recomputation included)
+  long prefix_hit_tokens = 0;          ///< prompt tokens taken from the prefix cache instead
+  long rejected = 0;                   ///< requests refused (see RequestResult::rejected)
 };
 
 /// A result for `request` with its id, prompt length and arrival filled in, nothing generated yet.

@@ -51,6 +51,7 @@ RunMetrics compute_metrics(const std::vector<RequestResult>& results, double wal
     return v.empty() ? 0.0 : s / static_cast<double>(v.size());
   };
   m.mean_ttft_s = mean(ttfts);
+  m.p50_ttft_s = percentile(ttfts, 50);
   m.p90_ttft_s = percentile(ttfts, 90);
   m.mean_tpot_s = mean(tpots);
   m.p90_tpot_s = percentile(tpots, 90);
@@ -81,7 +82,7 @@ std::string format_metrics(const RunMetrics& m) {
   line("generated tokens", std::to_string(m.generated_tokens));
   line("wall time", num("%.3f s", m.wall_s));
   line("throughput", num("%.2f tokens/s", m.tokens_per_s));
-  line("TTFT mean / p90", ms(m.mean_ttft_s) + " / " + ms(m.p90_ttft_s));
+  line("TTFT mean / p50 / p90", ms(m.mean_ttft_s) + " / " + ms(m.p50_ttft_s) + " / " + ms(m.p90_ttft_s));
   line("TPOT mean / p90", ms(m.mean_tpot_s) + " / " + ms(m.p90_tpot_s));
   line("weights (fp32)", num("%.1f MiB", static_cast<double>(m.weight_bytes) / (1 << 20)));
   const EngineStats& e = m.engine;
@@ -99,6 +100,15 @@ std::string format_metrics(const RunMetrics& m) {
                                   num(" (%.0f%%)", 100.0 * static_cast<double>(e.wasted_slot_steps) /
                                                        static_cast<double>(e.slot_steps)));
   }
+  if (e.kv_pool_bytes > 0) line("KV pool (reserved)", num("%.2f MiB", static_cast<double>(e.kv_pool_bytes) / mib));
+  if (e.prefill_tokens + e.prefix_hit_tokens > 0) {
+    line("prefix cache hits", std::to_string(e.prefix_hit_tokens) + " of " +
+                                  std::to_string(e.prefill_tokens + e.prefix_hit_tokens) + " prompt tokens" +
+                                  num(" (%.0f%%)", 100.0 * static_cast<double>(e.prefix_hit_tokens) /
+                                                       static_cast<double>(e.prefill_tokens + e.prefix_hit_tokens)));
+  }
+  if (e.kv_pool_bytes > 0) line("preemptions", std::to_string(e.preemptions));
+  if (e.rejected > 0) line("rejected requests", std::to_string(e.rejected));
   line("peak resident memory", num("%.1f MiB", static_cast<double>(m.peak_rss_bytes) / mib));
   return out;
 }
@@ -110,7 +120,7 @@ nlohmann::json metrics_to_json(const RunMetrics& m) {
   j["wall_s"] = m.wall_s;
   j["generated_tokens"] = m.generated_tokens;
   j["tokens_per_s"] = m.tokens_per_s;
-  j["ttft_s"] = {{"mean", m.mean_ttft_s}, {"p90", m.p90_ttft_s}};
+  j["ttft_s"] = {{"mean", m.mean_ttft_s}, {"p50", m.p50_ttft_s}, {"p90", m.p90_ttft_s}};
   j["tpot_s"] = {{"mean", m.mean_tpot_s}, {"p90", m.p90_tpot_s}};
   j["weight_bytes"] = m.weight_bytes;
   j["peak_rss_bytes"] = m.peak_rss_bytes;
@@ -122,7 +132,12 @@ nlohmann::json metrics_to_json(const RunMetrics& m) {
                  {"decode_bytes", e.decode_bytes},
                  {"slot_steps", e.slot_steps},
                  {"wasted_slot_steps", e.wasted_slot_steps},
-                 {"padded_tokens", e.padded_tokens}};
+                 {"padded_tokens", e.padded_tokens},
+                 {"kv_pool_bytes", e.kv_pool_bytes},
+                 {"preemptions", e.preemptions},
+                 {"prefill_tokens", e.prefill_tokens},
+                 {"prefix_hit_tokens", e.prefix_hit_tokens},
+                 {"rejected", e.rejected}};
   j["requests"] = nlohmann::json::array();
   for (const auto& r : m.requests) {
     j["requests"].push_back({{"id", r.id},

@@ -31,7 +31,7 @@ struct RunMetrics {
   double wall_s = 0.0;
   long generated_tokens = 0;
   double tokens_per_s = 0.0;
-  double mean_ttft_s = 0.0, p90_ttft_s = 0.0;
+  double mean_ttft_s = 0.0, p50_ttft_s = 0.0, p90_ttft_s = 0.0;
   double mean_tpot_s = 0.0, p90_tpot_s = 0.0;
   std::size_t weight_bytes = 0;
   std::size_t peak_rss_bytes = 0;

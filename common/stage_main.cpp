@@ -16,13 +16,18 @@ namespace llm {
 namespace {
 
 Request make_request(const Model& model, const CliOptions& o, const std::string& id, const std::string& text,
-                     int max_new) {
+                     int max_new, bool engine_rejects) {
   const std::string prompt = o.chat ? apply_chat_template(*model.tokenizer, model.path, text, o.system_prompt) : text;
   Request r;
   r.id = id;
   r.prompt = model.tokenizer->encode_prompt(prompt);
   if (r.prompt.empty()) throw Error("request " + id + ": the prompt encodes to no tokens");
   const int ctx = model.config().context_length;
+  r.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
+  if (engine_rejects && static_cast<int>(r.prompt.size()) >= ctx) {
+    r.max_new_tokens = max_new;  // the engine refuses it with the reason; the other requests run
+    return r;
+  }
   if (static_cast<int>(r.prompt.size()) >= ctx) {
     throw Error("request " + id + ": the prompt is " + std::to_string(r.prompt.size()) +
                 " tokens but the model's context is " + std::to_string(ctx) + " (" + model.path +
@@ -34,21 +39,20 @@ Request make_request(const Model& model, const CliOptions& o, const std::string&
     std::fprintf(stderr, "note: request %s: max_new_tokens %d lowered to %d to stay within the context of %d tokens\n",
                  id.c_str(), max_new, r.max_new_tokens, ctx);
   }
-  r.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
   return r;
 }
 
 }  // namespace
 
-std::vector<Request> build_requests(const Model& model, const CliOptions& o) {
+std::vector<Request> build_requests(const Model& model, const CliOptions& o, bool engine_rejects) {
   std::vector<Request> requests;
   if (!o.workload.empty()) {
     for (const auto& item : read_workload(o.workload)) {
-      requests.push_back(make_request(model, o, item.id, item.prompt, item.max_new_tokens));
+      requests.push_back(make_request(model, o, item.id, item.prompt, item.max_new_tokens, engine_rejects));
       requests.back().arrival_s = item.arrival_s;
     }
   } else {
-    requests.push_back(make_request(model, o, "prompt", o.prompt, o.max_new_tokens));
+    requests.push_back(make_request(model, o, "prompt", o.prompt, o.max_new_tokens, false));
   }
   return requests;
 }
@@ -56,7 +60,8 @@ std::vector<Request> build_requests(const Model& model, const CliOptions& o) {
 namespace {
 
 int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
-  const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description, stage.default_batch);
+  const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description, stage.default_batch,
+                                stage.paged_kv);
   if (!parsed) return 0;  // --help
   const CliOptions& o = *parsed;
 
@@ -65,7 +70,7 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   std::fprintf(stderr, "[%s] loaded %s (%s, %s) in %.2f s\n", stage.name.c_str(), o.model.c_str(), model.format.c_str(),
                model.config().summary().c_str(), load_timer.seconds());
 
-  std::vector<Request> requests = build_requests(model, o);
+  std::vector<Request> requests = build_requests(model, o, stage.paged_kv);
 
   if (stage.max_batch > 0 && o.batch > stage.max_batch) {
     throw Error("--batch " + std::to_string(o.batch) + ": stage " + stage.name.substr(0, 2) +
@@ -93,6 +98,9 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   if (!stream && !o.json && !o.quiet) {
     for (const auto& r : results) std::cout << "[" << r.id << "] " << text_of(r) << "\n";
   }
+  for (const auto& r : results) {
+    if (!r.rejected.empty()) std::fprintf(stderr, "rejected: request %s: %s\n", r.id.c_str(), r.rejected.c_str());
+  }
 
   RunMetrics m = compute_metrics(results, wall_s);
   m.stage = stage.name;
@@ -108,7 +116,8 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
                               {"text", text_of(r)},
                               {"tokens", r.tokens},
                               {"token_time_s", r.token_time_s},
-                              {"arrival_s", r.arrival_s}});
+                              {"arrival_s", r.arrival_s},
+                              {"rejected", r.rejected}});
     }
     std::cout << j.dump(2) << "\n";
   } else {

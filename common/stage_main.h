@@ -19,6 +19,9 @@ struct StageInfo {
   std::string description;  ///< "naive CPU transformer: recomputes the whole sequence for every token"
   int default_batch = 1;    ///< --batch when not given
   int max_batch = 0;        ///< largest --batch the stage accepts; 0 = no limit
+  /// The stage has a paged KV cache: it takes its flags (cli.h) and rejects a request that does
+  /// not fit on its own (RequestResult::rejected) instead of stopping the whole run.
+  bool paged_kv = false;
 };
 
 /// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses.
@@ -26,8 +29,9 @@ using EngineFactory = std::function<std::unique_ptr<Engine>(const Model&, const 
 
 /// The requests a command line asks for: the --workload file's, or the one --prompt (with
 /// --chat applied), tokenized, with max_new_tokens lowered to fit the context. Throws llm::Error
-/// for a prompt that does not fit.
-std::vector<Request> build_requests(const Model& model, const CliOptions& o);
+/// for a prompt that does not fit, unless engine_rejects: then a workload's too-long request is
+/// passed on as it is, for the engine to refuse.
+std::vector<Request> build_requests(const Model& model, const CliOptions& o, bool engine_rejects = false);
 
 /// The whole main(): returns the process exit code.
 int stage_main(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine);

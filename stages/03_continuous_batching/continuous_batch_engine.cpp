@@ -1,0 +1,162 @@
+#include "continuous_batch_engine.h"
+
+#include <algorithm>
+#include <numeric>
+#include <optional>
+
+#include "common/error.h"
+#include "common/sampler.h"
+#include "common/timer.h"
+#include "paged_attention.h"
+#include "stages/01_kv_cache/kv_cache.h"
+
+namespace llm::stage03 {
+
+ContinuousBatchEngine::ContinuousBatchEngine(const ModelWeights& weights, std::vector<int> stop_ids,
+                                             ContinuousBatchConfig config)
+    : w_(weights), stop_ids_(std::move(stop_ids)), config_(config) {
+  const ModelConfig& c = w_.config;
+  if (config.block_size < 1) throw Error("--block-size " + std::to_string(config.block_size) + ": must be at least 1");
+  if (config.num_blocks < 0) throw Error("--kv-blocks " + std::to_string(config.num_blocks) + ": must be 0 (auto) or more");
+  num_blocks_ = config.num_blocks;
+  if (num_blocks_ == 0) {
+    const std::size_t block_bytes = stage01::KvCache::bytes_per_token(c) * static_cast<std::size_t>(config.block_size);
+    const long full = static_cast<long>(config.scheduler.max_running) *
+                      ((c.context_length + config.block_size - 1) / config.block_size);
+    const long cap = static_cast<long>(ContinuousBatchConfig::kDefaultPoolBytes / block_bytes);
+    num_blocks_ = static_cast<int>(std::max(1L, std::min(full, cap)));
+  }
+  BlockPool probe(c, 1, config.block_size);  // validates the block size now rather than at run()
+  Scheduler check(config.scheduler, probe, c.context_length);  // and the scheduler's limits
+}
+
+std::vector<float> ContinuousBatchEngine::logits(const std::vector<int>& tokens) {
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0) throw Error("logits: no tokens");
+  BlockPool pool(w_.config, (n + config_.block_size - 1) / config_.block_size, config_.block_size);
+  std::vector<int> table(static_cast<std::size_t>(pool.num_blocks()));
+  for (int& b : table) b = pool.allocate();
+  PagedKvCache cache(pool, w_.config);
+  cache.set_step({StepRows{table, 0, n}});
+  std::vector<int> positions(tokens.size());
+  std::iota(positions.begin(), positions.end(), 0);
+  return forward_tokens(w_, tokens, positions, positions, cache, scratch_);
+}
+
+std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>& requests,
+                                                      const TokenCallback& on_token) {
+  const ModelConfig& c = w_.config;
+  const auto vocab = static_cast<std::size_t>(c.vocab_size);
+  stats_ = {};
+  BlockPool pool(c, num_blocks_, config_.block_size);
+  Scheduler scheduler(config_.scheduler, pool, c.context_length);
+  PagedKvCache cache(pool, c);
+  stats_.kv_pool_bytes = pool.bytes_total();
+  const double weight_bytes = weight_bytes_per_step(w_);
+  const std::size_t bytes_per_token = stage01::KvCache::bytes_per_token(c);
+
+  std::vector<RequestResult> results(requests.size());
+  std::vector<std::optional<Sampler>> samplers(requests.size());
+  std::size_t next = 0, ended = 0;
+  Timer clock;  // token times are seconds since the run started
+
+  // Requests that have arrived by now join the queue (or are refused, with the reason).
+  auto arrive = [&] {
+    for (; next < requests.size() && requests[next].arrival_s <= clock.seconds(); ++next) {
+      const Request& req = requests[next];
+      if (next > 0 && req.arrival_s < requests[next - 1].arrival_s)
+        throw Error("request " + req.id + ": arrivals must be in order (arrival_s " + std::to_string(req.arrival_s) + ")");
+      results[next] = result_for(req);
+      if (req.max_new_tokens <= 0) {
+        ++ended;  // nothing to generate
+        continue;
+      }
+      std::string why = scheduler.submit(next, req);
+      if (!why.empty()) {
+        results[next].rejected = why;
+        ++stats_.rejected;
+        ++ended;
+        continue;
+      }
+      samplers[next].emplace(req.sampling);
+    }
+  };
+
+  std::vector<int> tokens, positions, logit_rows;
+  std::vector<StepRows> rows;
+  while (ended < requests.size()) {
+    arrive();
+    if (!scheduler.has_work()) {  // idle: sleep until the next request arrives
+      wait_until(clock, requests[next].arrival_s);
+      continue;
+    }
+    const StepPlan plan = scheduler.schedule();
+    if (plan.chunks.empty()) throw Error("scheduler: work is waiting but nothing could be scheduled");
+
+    // One flat list of rows: each chunk's tokens at their own positions, through its own table.
+    tokens.clear();
+    positions.clear();
+    logit_rows.clear();
+    rows.clear();
+    bool all_decode = true;
+    double kv_read = 0.0;
+    for (const Chunk& ch : plan.chunks) {
+      const Sequence& s = scheduler.sequence(ch.seq);
+      for (int i = 0; i < ch.count; ++i) {
+        tokens.push_back(s.tokens[static_cast<std::size_t>(ch.start + i)]);
+        positions.push_back(ch.start + i);
+      }
+      if (ch.samples) logit_rows.push_back(static_cast<int>(tokens.size()) - 1);
+      rows.push_back(StepRows{s.blocks, ch.start, ch.count});
+      all_decode = all_decode && ch.count == 1;
+      kv_read += static_cast<double>(ch.start + ch.count) * static_cast<double>(bytes_per_token);
+    }
+    cache.set_step(rows);
+    Timer step_timer;
+    const std::vector<float> logits = forward_tokens(w_, tokens, positions, logit_rows, cache, scratch_);
+    const double step_s = step_timer.seconds();
+    scheduler.commit(plan);
+    stats_.slot_steps += static_cast<long>(plan.chunks.size());
+    if (all_decode) {  // the decode roofline counts only steps without prompt work
+      stats_.decode_steps += 1;
+      stats_.decode_seconds += step_s;
+      stats_.decode_bytes += weight_bytes + kv_read;
+    }
+    // The KV bytes handed to sequences and the bytes they fill, at the step where most are handed out.
+    const std::size_t handed = static_cast<std::size_t>(pool.used_blocks()) * pool.bytes_per_block();
+    if (handed > stats_.kv_bytes_allocated) {
+      stats_.kv_bytes_allocated = handed;
+      stats_.kv_bytes_used = static_cast<std::size_t>(scheduler.tokens_held()) * bytes_per_token;
+    }
+
+    // Sample for every chunk that reached the end of its sequence; retire the finished at once.
+    std::size_t row = 0;
+    for (const Chunk& ch : plan.chunks) {
+      if (!ch.samples) continue;
+      const float* lr = &logits[row++ * vocab];
+      const std::size_t r = scheduler.sequence(ch.seq).index;
+      RequestResult& out = results[r];
+      const int token = samplers[r]->sample(lr, c.vocab_size);
+      out.tokens.push_back(token);
+      out.token_time_s.push_back(clock.seconds());
+      if (keep_logits_) out.logits.insert(out.logits.end(), lr, lr + vocab);
+      if (on_token) on_token(r, token);
+      scheduler.append(ch.seq, token);
+      const bool stop = is_stop(stop_ids_, token);
+      if (stop || static_cast<int>(out.tokens.size()) >= requests[r].max_new_tokens) {
+        out.stopped = stop;
+        scheduler.finish(ch.seq);
+        ++ended;
+      }
+    }
+    if (step_hook_) step_hook_(scheduler);
+  }
+  const SchedulerCounters& n = scheduler.counters();
+  stats_.preemptions = n.preemptions;
+  stats_.prefill_tokens = n.prefill_tokens;
+  stats_.prefix_hit_tokens = n.prefix_hit_tokens;
+  blocks_in_use_after_run_ = pool.used_blocks();
+  return results;
+}
+
+}  // namespace llm::stage03

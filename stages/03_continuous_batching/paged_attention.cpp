@@ -1,0 +1,91 @@
+#include "paged_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "common/error.h"
+#include "kernels/cpu/ops.h"
+
+namespace llm::stage03 {
+
+void paged_attention(float* out, const float* q, int pos, const BlockPool& pool, std::span<const int> table, int layer,
+                     const ModelConfig& c, float* scores) {
+  const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads, bs = pool.block_size();
+  const auto kvd = static_cast<std::size_t>(c.kv_dim());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int h = 0; h < c.n_heads; ++h) {
+    const float* qh = q + static_cast<std::size_t>(h) * static_cast<std::size_t>(hd);
+    const std::size_t head_offset = static_cast<std::size_t>(h / group) * static_cast<std::size_t>(hd);
+    float* oh = out + static_cast<std::size_t>(h) * static_cast<std::size_t>(hd);
+    // BEGIN EXERCISE(block-table): find each key and value through the block table, then softmax and sum as before
+    for (int j = 0; j <= pos; ++j) {
+      const int block = table[static_cast<std::size_t>(j / bs)];
+      const float* kj = pool.keys(block, layer) + static_cast<std::size_t>(j % bs) * kvd + head_offset;
+      float dot = 0.0f;
+      for (int d = 0; d < hd; ++d) dot += qh[d] * kj[d];
+      scores[j] = dot * scale;
+    }
+    cpu::softmax(scores, pos + 1);
+    std::fill(oh, oh + hd, 0.0f);
+    for (int j = 0; j <= pos; ++j) {
+      const int block = table[static_cast<std::size_t>(j / bs)];
+      const float* vj = pool.values(block, layer) + static_cast<std::size_t>(j % bs) * kvd + head_offset;
+      const float p = scores[j];
+      for (int d = 0; d < hd; ++d) oh[d] += p * vj[d];
+    }
+    // END EXERCISE
+  }
+}
+
+void PagedKvCache::set_step(std::vector<StepRows> rows) {
+  seqs_ = std::move(rows);
+  row_seq_.clear();
+  row_pos_.clear();
+  const int bs = pool_.block_size();
+  for (std::size_t s = 0; s < seqs_.size(); ++s) {
+    const StepRows& r = seqs_[s];
+    const int last = r.start + r.count - 1;
+    if (r.count < 1 || r.start < 0 || static_cast<std::size_t>(last / bs) >= r.table.size()) {
+      throw Error("paged attention: sequence " + std::to_string(s) + " has " + std::to_string(r.table.size()) +
+                  " blocks, too few for position " + std::to_string(last));
+    }
+    for (int i = 0; i < r.count; ++i) {
+      row_seq_.push_back(static_cast<int>(s));
+      row_pos_.push_back(r.start + i);
+    }
+  }
+}
+
+void PagedKvCache::attend(int layer, const float* q, const float* k, const float* v, float* out, int n) {
+  if (n != static_cast<int>(row_seq_.size()))
+    throw Error("paged attention: the step has " + std::to_string(row_seq_.size()) + " rows, the forward " +
+                std::to_string(n));
+  const int bs = pool_.block_size();
+  const auto qd = static_cast<std::size_t>(config_.q_dim()), kvd = static_cast<std::size_t>(config_.kv_dim());
+  // First every row's K/V goes to its slot, so that a prompt chunk's later rows see its earlier ones.
+  for (int r = 0; r < n; ++r) {
+    const StepRows& s = seqs_[static_cast<std::size_t>(row_seq_[static_cast<std::size_t>(r)])];
+    const int pos = row_pos_[static_cast<std::size_t>(r)];
+    const int block = s.table[static_cast<std::size_t>(pos / bs)];
+    const std::size_t slot = static_cast<std::size_t>(pos % bs) * kvd;
+    std::memcpy(pool_.keys(block, layer) + slot, k + static_cast<std::size_t>(r) * kvd, sizeof(float) * kvd);
+    std::memcpy(pool_.values(block, layer) + slot, v + static_cast<std::size_t>(r) * kvd, sizeof(float) * kvd);
+  }
+  // Every row is independent: one query token of one sequence.
+  int longest = 0;
+  for (int p : row_pos_) longest = std::max(longest, p + 1);
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<std::size_t>(longest));
+#pragma omp for schedule(dynamic, 4)
+    for (int r = 0; r < n; ++r) {
+      const auto i = static_cast<std::size_t>(r);
+      paged_attention(out + i * qd, q + i * qd, row_pos_[i], pool_, seqs_[static_cast<std::size_t>(row_seq_[i])].table,
+                      layer, config_, scores.data());
+    }
+  }
+}
+
+}  // namespace llm::stage03
