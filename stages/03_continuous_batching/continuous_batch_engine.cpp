@@ -87,6 +87,7 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
   while (ended < requests.size()) {
     arrive();
     if (!scheduler.has_work()) {  // idle: sleep until the next request arrives
+      if (next >= requests.size()) throw Error("scheduler: requests left unfinished with nothing queued");
       wait_until(clock, requests[next].arrival_s);
       continue;
     }
@@ -122,12 +123,11 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
       stats_.decode_seconds += step_s;
       stats_.decode_bytes += weight_bytes + kv_read;
     }
-    // The KV bytes handed to sequences and the bytes they fill, at the step where most are handed out.
-    const std::size_t handed = static_cast<std::size_t>(pool.used_blocks()) * pool.bytes_per_block();
-    if (handed > stats_.kv_bytes_allocated) {
-      stats_.kv_bytes_allocated = handed;
-      stats_.kv_bytes_used = static_cast<std::size_t>(scheduler.tokens_held()) * bytes_per_token;
-    }
+    // Peak KV bytes handed to sequences (whole blocks) and peak bytes they fill (tokens).
+    stats_.kv_bytes_allocated = std::max(stats_.kv_bytes_allocated,
+                                         static_cast<std::size_t>(pool.used_blocks()) * pool.bytes_per_block());
+    stats_.kv_bytes_used =
+        std::max(stats_.kv_bytes_used, static_cast<std::size_t>(scheduler.tokens_held()) * bytes_per_token);
 
     // Sample for every chunk that reached the end of its sequence; retire the finished at once.
     std::size_t row = 0;

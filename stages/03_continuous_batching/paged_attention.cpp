@@ -75,8 +75,13 @@ void PagedKvCache::attend(int layer, const float* q, const float* k, const float
   }
   // Every row is independent: one query token of one sequence.
   int longest = 0;
-  for (int p : row_pos_) longest = std::max(longest, p + 1);
-#pragma omp parallel
+  long work = 0;  // query-key pairs
+  for (int p : row_pos_) {
+    longest = std::max(longest, p + 1);
+    work += p + 1;
+  }
+  // A few short rows are not worth waking the other threads for.
+#pragma omp parallel if (work * config_.n_heads * config_.head_dim > 65536)
   {
     std::vector<float> scores(static_cast<std::size_t>(longest));
 #pragma omp for schedule(dynamic, 4)

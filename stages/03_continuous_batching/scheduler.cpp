@@ -163,6 +163,8 @@ void Scheduler::finish(int seq) {
   // Last block first: a prefix's tail is the part least likely to be shared, so it is reused first.
   for (auto b = s.blocks.rbegin(); b != s.blocks.rend(); ++b) pool_.release(*b);
   s.blocks.clear();
+  s.hashes.clear();
+  s.computed = 0;
   s.state = Sequence::State::finished;
   running_.erase(std::find(running_.begin(), running_.end(), seq));
 }

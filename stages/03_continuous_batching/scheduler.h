@@ -66,7 +66,6 @@ struct SchedulerCounters {
   long preemptions = 0;
   long prefill_tokens = 0;       ///< prompt (or recomputed) tokens run through the model
   long prefix_hit_tokens = 0;    ///< prompt tokens taken from cached blocks instead
-  long rejected = 0;
 };
 
 /// The scheduler: a queue, the running set, and the pool they share.
