@@ -98,8 +98,15 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   if (!stream && !o.json && !o.quiet) {
     for (const auto& r : results) std::cout << "[" << r.id << "] " << text_of(r) << "\n";
   }
+  std::size_t rejected = 0;
   for (const auto& r : results) {
-    if (!r.rejected.empty()) std::fprintf(stderr, "rejected: request %s: %s\n", r.id.c_str(), r.rejected.c_str());
+    if (r.rejected.empty()) continue;
+    ++rejected;
+    if (results.size() > 1) std::fprintf(stderr, "rejected: request %s: %s\n", r.id.c_str(), r.rejected.c_str());
+  }
+  if (rejected == results.size()) {  // nothing ran: that is a failed command, not a result
+    throw Error(results.size() == 1 ? "request " + results[0].id + " rejected: " + results[0].rejected
+                                    : "every request was rejected (see above)");
   }
 
   RunMetrics m = compute_metrics(results, wall_s);

@@ -86,6 +86,7 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
   std::vector<StepRows> rows;
   while (ended < requests.size()) {
     arrive();
+    if (ended == requests.size()) break;  // the last arrivals were all refused
     if (!scheduler.has_work()) {  // idle: sleep until the next request arrives
       if (next >= requests.size()) throw Error("scheduler: requests left unfinished with nothing queued");
       wait_until(clock, requests[next].arrival_s);
