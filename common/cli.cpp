@@ -29,7 +29,7 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     ("h,help", "show this help");
   if (paged_kv) {
     spec.add_options("paged KV cache")
-      ("block-size", "tokens per KV block", cxxopts::value<int>()->default_value("16"))
+      ("block-size", "tokens per KV block", cxxopts::value<int>()->default_value("8"))
       ("kv-blocks", "blocks in the KV pool; 0 = enough for --batch sequences of the whole context (at most 256 MiB)", cxxopts::value<int>()->default_value("0"))
       ("token-budget", "tokens per step: decode tokens plus prompt chunks", cxxopts::value<int>()->default_value("256"))
       ("max-queue", "waiting requests at most; more are rejected", cxxopts::value<int>()->default_value("256"))

@@ -26,7 +26,7 @@ struct CliOptions {
   std::string system_prompt;  ///< --system: system message for --chat (default: the template's)
   bool quiet = false;         ///< --quiet: no streaming text, metrics only
   // Paged KV cache and scheduler (stage 03 on; other stages do not accept these flags).
-  int block_size = 16;           ///< --block-size: tokens per KV block
+  int block_size = 8;            ///< --block-size: tokens per KV block
   int kv_blocks = 0;             ///< --kv-blocks: blocks in the pool; 0 = sized from --batch and the context
   int token_budget = 256;        ///< --token-budget: tokens per step (decode + prompt chunks)
   int max_queue = 256;           ///< --max-queue: waiting requests before new ones are rejected

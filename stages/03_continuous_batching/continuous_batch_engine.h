@@ -19,7 +19,7 @@ namespace llm::stage03 {
 /// Stage 03's settings.
 struct ContinuousBatchConfig {
   SchedulerConfig scheduler;
-  int block_size = 16;  ///< tokens per KV block (--block-size)
+  int block_size = 8;  ///< tokens per KV block (--block-size; the README measures 4 to 32)
   /// Blocks in the pool (--kv-blocks). 0 = enough for max_running sequences of the whole context,
   /// but at most kDefaultPoolBytes.
   int num_blocks = 0;

@@ -38,6 +38,7 @@ struct Options {
   std::vector<std::string> stages;
   int batch = 16, repeat = 3, max_requests = 0, qps_requests = 16, trace_tokens = 255;
   std::vector<double> qps_fractions;
+  std::vector<double> qps_rates;  ///< absolute rates (req/s), the same for every stage; overrides the fractions
   double slo_ttft_ms = 250.0, slo_tpot_ms = 50.0, bandwidth_mib = 512.0;
   bool qps = true;
   // worker mode
@@ -169,6 +170,7 @@ json summarize(const std::vector<json>& runs, const Bandwidth& bw) {
   s["tokens_per_s"] = med([](const json& r) { return r["tokens_per_s"].get<double>(); });
   s["wall_s"] = med([](const json& r) { return r["wall_s"].get<double>(); });
   s["ttft_mean_s"] = med([](const json& r) { return r["ttft_s"]["mean"].get<double>(); });
+  s["ttft_p50_s"] = med([](const json& r) { return r["ttft_s"]["p50"].get<double>(); });
   s["tpot_mean_s"] = med([](const json& r) { return r["tpot_s"]["mean"].get<double>(); });
   s["peak_rss_bytes"] = med([](const json& r) { return r["peak_rss_bytes"].get<double>(); });
   s["kv_bytes_allocated"] = med([](const json& r) { return r["engine"]["kv_bytes_allocated"].get<double>(); });
@@ -180,6 +182,9 @@ json summarize(const std::vector<json>& runs, const Bandwidth& bw) {
   s["decode_gbps"] = decode_gbps;
   s["decode_share_of_read_bw"] = bw.read_gbps > 0 ? decode_gbps / bw.read_gbps : 0.0;
   s["slot_steps"] = runs.front()["engine"]["slot_steps"];
+  s["preemptions"] = runs.front()["engine"]["preemptions"];
+  s["prefill_tokens"] = runs.front()["engine"]["prefill_tokens"];
+  s["prefix_hit_tokens"] = runs.front()["engine"]["prefix_hit_tokens"];
   s["wasted_slot_steps"] = runs.front()["engine"]["wasted_slot_steps"];
   s["generated_tokens"] = runs.front()["generated_tokens"];
   s["requests"] = runs.front()["requests"].size();
@@ -209,15 +214,19 @@ std::string markdown(const json& r) {
         " runs; stage 02 with batch " + std::to_string(r["batch"].get<int>()) +
         ". Decode GB/s above the read bandwidth means the weights were served from cache.  \n";
   if (r["stages"].front().contains("qps")) {
-    md += "TTFT and TPOT at light load (Poisson arrivals at the sweep's lowest rate); QPS (requests/s): the highest "
-          "Poisson rate tried, at 1/4 to 4x each stage's own capacity, whose p90 TTFT <= " +
+    const bool fixed = r.contains("qps_rates") && !r["qps_rates"].empty();
+    md += "TTFT and TPOT at light load (Poisson arrivals at the sweep's lowest rate, " +
+          fmt("%.2f req/s", r["stages"].front()["light_load"]["rate"].get<double>()) +
+          (fixed ? ", the same for every stage" : "") + "); QPS (requests/s): the highest Poisson rate tried, " +
+          (fixed ? std::string("of ") + r["qps_rates"].dump() + ",": std::string("at 1/4 to 4x each stage's own capacity,")) +
+          " whose p90 TTFT <= " +
           fmt("%.0f ms", r["slo"]["ttft_ms"].get<double>()) + " and p90 TPOT <= " +
           fmt("%.0f ms", r["slo"]["tpot_ms"].get<double>()) + ".\n\n";
   } else {
     md += "No QPS sweep in this run: TTFT and TPOT are those of the throughput run, every request queued at t = 0 "
           "(so TTFT includes the wait for the requests ahead).\n\n";
   }
-  md += "| stage | what changed | throughput (tok/s) | vs 00 | vs previous | TTFT mean (ms) | TPOT mean (ms) | QPS at SLO "
+  md += "| stage | what changed | throughput (tok/s) | vs 00 | vs previous | TTFT p50 / mean (ms) | TPOT mean (ms) | QPS at SLO "
         "| decode GB/s (share of read BW) | KV used / allocated (MiB) | wasted slot-steps | peak RSS (MiB) |\n";
   md += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   double base = 0.0, prev = 0.0;
@@ -227,20 +236,24 @@ std::string markdown(const json& r) {
     if (base == 0.0) base = tps;
     // Without a QPS sweep, the latencies of the throughput run (all requests queued at t = 0).
     const json lat = s.contains("light_load") ? s["light_load"]
-                                              : json{{"ttft_mean_s", m["ttft_mean_s"]}, {"tpot_mean_s", m["tpot_mean_s"]}};
+                                              : json{{"ttft_mean_s", m["ttft_mean_s"]},
+                                                     {"ttft_p50_s", m["ttft_p50_s"]},
+                                                     {"tpot_mean_s", m["tpot_mean_s"]}};
     auto ms = [&](const char* key) { return fmt("%.1f", lat[key].get<double>() * 1e3); };
     const double mib = 1 << 20;
     const double gbps = m["decode_gbps"].get<double>();
     md += "| " + s["stage"].get<std::string>() + " | " + s["what"].get<std::string>() + " | " + fmt("%.0f", tps) +
           " | " + fmt("%.1fx", tps / base) + " | " + (prev > 0 ? fmt("%.1fx", tps / prev) : std::string("-")) + " | " +
-          ms("ttft_mean_s") + " | " + ms("tpot_mean_s") + " | " +
+          ms("ttft_p50_s") + " / " + ms("ttft_mean_s") + " | " + ms("tpot_mean_s") + " | " +
           qps_cell(s) + " | " +
           (gbps > 0 ? fmt("%.1f", gbps) + fmt(" (%.0f%%)", 100.0 * m["decode_share_of_read_bw"].get<double>())
                     : std::string("-")) +
           " | " +
           (m["kv_bytes_allocated"].get<double>() > 0
                ? fmt("%.2f", m["kv_bytes_used"].get<double>() / mib) + " / " +
-                     fmt("%.2f", m["kv_bytes_allocated"].get<double>() / mib)
+                     fmt("%.2f", m["kv_bytes_allocated"].get<double>() / mib) +
+                     fmt(" (%.1f%% unused)", 100.0 * (1.0 - m["kv_bytes_used"].get<double>() /
+                                                                 m["kv_bytes_allocated"].get<double>()))
                : std::string("-")) +
           " | " +
           (m["slot_steps"].get<long>() > 0
@@ -249,13 +262,26 @@ std::string markdown(const json& r) {
           " | " + fmt("%.0f", m["peak_rss_bytes"].get<double>() / mib) + " |\n";
     prev = tps;
   }
+  // What the paged stages count besides.
+  std::string notes;
+  for (const auto& s : r["stages"]) {
+    const json& m = s["median"];
+    if (!m.contains("prefill_tokens") || m["prefill_tokens"].get<long>() + m["prefix_hit_tokens"].get<long>() == 0) continue;
+    const long hit = m["prefix_hit_tokens"].get<long>(), prompt = hit + m["prefill_tokens"].get<long>();
+    notes += "- " + s["stage"].get<std::string>() + ": prefix cache served " + std::to_string(hit) + " of " +
+             std::to_string(prompt) + " prompt tokens" + fmt(" (%.0f%%)", 100.0 * static_cast<double>(hit) / static_cast<double>(prompt)) +
+             "; " + std::to_string(m["preemptions"].get<long>()) + " preemptions (throughput run).\n";
+  }
+  if (!notes.empty()) md += "\n" + notes;
   return md;
 }
 
 int orchestrate(const Options& o, const std::string& command) {
   std::vector<StageEntry> chosen;
   for (const auto& s : o.stages) chosen.push_back(find_stage(s));
-  if (chosen.empty()) chosen = stages();
+  if (chosen.empty())
+    for (const auto& s : stages())
+      if (!s.variant) chosen.push_back(s);
   Model model = load_model(o.model, o.tokenizer);  // fail early on a bad model, and describe it
   const auto requests = load_requests(model, o, o.max_requests);
 
@@ -286,6 +312,7 @@ int orchestrate(const Options& o, const std::string& command) {
   result["batch"] = o.batch;
   result["repeat"] = o.repeat;
   result["slo"] = {{"ttft_ms", o.slo_ttft_ms}, {"tpot_ms", o.slo_tpot_ms}};
+  result["qps_rates"] = o.qps_rates;
 
   // Throughput: repeat, alternating the order of the stages so that drift hits them all alike.
   std::vector<std::vector<json>> runs(chosen.size());
@@ -308,10 +335,12 @@ int orchestrate(const Options& o, const std::string& command) {
     // QPS: rates as fractions of this stage's measured capacity (requests per second).
     if (o.qps) {
       const double capacity = static_cast<double>(requests.size()) / s["median"]["wall_s"].get<double>();
+      std::vector<double> rates = o.qps_rates;
+      if (rates.empty())
+        for (double f : o.qps_fractions) rates.push_back(f * capacity);
       json sweep = json::array();
       double best = 0.0;
-      for (double f : o.qps_fractions) {
-        const double rate = f * capacity;
+      for (double rate : rates) {
         Timer t;
         json run = spawn(o, "rate", chosen[i].id, " --rate " + fmt("%.6f", rate));
         const double ttft = run["ttft_s"]["p90"].get<double>(), tpot = run["tpot_s"]["p90"].get<double>();
@@ -321,11 +350,13 @@ int orchestrate(const Options& o, const std::string& command) {
                      chosen[i].name.c_str(), rate, ttft * 1e3, tpot * 1e3, ok ? "meets SLO" : "misses SLO",
                      t.seconds());
         sweep.push_back({{"rate", rate}, {"p90_ttft_s", ttft}, {"p90_tpot_s", tpot}, {"meets_slo", ok},
-                         {"ttft_mean_s", run["ttft_s"]["mean"]}, {"tpot_mean_s", run["tpot_s"]["mean"]}});
+                         {"ttft_mean_s", run["ttft_s"]["mean"]}, {"ttft_p50_s", run["ttft_s"]["p50"]},
+                         {"tpot_mean_s", run["tpot_s"]["mean"]}});
       }
       s["qps"] = {{"capacity_rps", capacity}, {"sweep", sweep}, {"max_rate_meeting_slo", best}};
       s["light_load"] = {{"rate", sweep[0]["rate"]},
                          {"ttft_mean_s", sweep[0]["ttft_mean_s"]},
+                         {"ttft_p50_s", sweep[0]["ttft_p50_s"]},
                          {"tpot_mean_s", sweep[0]["tpot_mean_s"]}};
     }
     result["stages"].push_back(std::move(s));
@@ -361,7 +392,7 @@ int orchestrate(const Options& o, const std::string& command) {
 int run(int argc, char** argv) {
   cxxopts::Options spec("bench", "runs chosen stages on the same model and workload and compares them");
   Options o;
-  std::string stages_arg, fractions_arg;
+  std::string stages_arg, fractions_arg, rates_arg;
   // clang-format off
   spec.add_options()
     ("model", "model file (GGUF or llama2.c .bin)", cxxopts::value(o.model))
@@ -373,6 +404,7 @@ int run(int argc, char** argv) {
     ("max-requests", "use only the first N requests (0 = all)", cxxopts::value(o.max_requests)->default_value("0"))
     ("qps-requests", "requests per QPS-sweep run", cxxopts::value(o.qps_requests)->default_value("16"))
     ("qps-fractions", "sweep rates as fractions of each stage's capacity", cxxopts::value(fractions_arg)->default_value("0.25,0.5,1,2,4"))
+    ("qps-rates", "sweep these rates (req/s) for every stage instead of fractions of each one's capacity", cxxopts::value(rates_arg))
     ("no-qps", "skip the QPS sweep", cxxopts::value<bool>()->default_value("false"))
     ("slo-ttft-ms", "SLO on p90 TTFT", cxxopts::value(o.slo_ttft_ms)->default_value("250"))
     ("slo-tpot-ms", "SLO on p90 TPOT", cxxopts::value(o.slo_tpot_ms)->default_value("50"))
@@ -407,17 +439,22 @@ int run(int argc, char** argv) {
   if (o.qps_requests < 1) throw Error("--qps-requests " + std::to_string(o.qps_requests) + ": must be at least 1");
   o.qps = !r["no-qps"].as<bool>();
   o.stages = split(stages_arg, ',');
-  o.qps_fractions.clear();
-  for (const auto& f : split(fractions_arg, ',')) {
-    double v = 0.0;
-    try {
-      v = std::stod(f);
-    } catch (const std::exception&) {
+  auto positive_list = [](const std::string& flag, const std::string& arg) {
+    std::vector<double> out;
+    for (const auto& f : split(arg, ',')) {
+      double v = 0.0;
+      try {
+        v = std::stod(f);
+      } catch (const std::exception&) {
+      }
+      if (!(v > 0.0)) throw Error(flag + ": '" + f + "' is not a positive number");
+      out.push_back(v);
     }
-    if (!(v > 0.0)) throw Error("--qps-fractions: '" + f + "' is not a positive number");
-    o.qps_fractions.push_back(v);
-  }
-  std::sort(o.qps_fractions.begin(), o.qps_fractions.end());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  o.qps_fractions = positive_list("--qps-fractions", fractions_arg);
+  o.qps_rates = positive_list("--qps-rates", rates_arg);
   if (!o.worker.empty()) {
     if (o.worker == "rate" && !(o.rate > 0.0)) throw Error("--rate must be positive");
     return worker(o);

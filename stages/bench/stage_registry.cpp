@@ -4,6 +4,7 @@
 #include "stages/00_naive/naive_engine.h"
 #include "stages/01_kv_cache/kv_engine.h"
 #include "stages/02_static_batching/static_batch_engine.h"
+#include "stages/03_continuous_batching/continuous_batch_engine.h"
 
 namespace llm::bench {
 
@@ -12,6 +13,9 @@ const std::vector<StageEntry>& stages() {
       {"00", "00_naive", "baseline: recompute the whole sequence for every token", false},
       {"01", "01_kv_cache", "KV cache: prefill once, then one token per step", false},
       {"02", "02_static_batching", "static batching: B requests padded into one lock-step batch", true},
+      {"03", "03_continuous_batching", "continuous batching: join and leave every step; paged KV, prefix cache", true},
+      // The same engine with prefix caching off, to measure what the cache saves.
+      {"03np", "03_continuous_batching (no prefix cache)", "stage 03 with prefix caching off", true, true},
   };
   return all;
 }
@@ -30,6 +34,12 @@ std::unique_ptr<Engine> make_engine(const StageEntry& stage, const Model& model,
   if (stage.id == "00") return std::make_unique<stage00::NaiveEngine>(model.weights, stops);
   if (stage.id == "01") return std::make_unique<stage01::KvCacheEngine>(model.weights, stops);
   if (stage.id == "02") return std::make_unique<stage02::StaticBatchEngine>(model.weights, stops, batch);
+  if (stage.id == "03" || stage.id == "03np") {
+    stage03::ContinuousBatchConfig config;  // the stage's defaults, as its executable has them
+    config.scheduler.max_running = batch;
+    config.scheduler.prefix_caching = stage.id == "03";
+    return std::make_unique<stage03::ContinuousBatchEngine>(model.weights, stops, config);
+  }
   throw Error("no engine for stage " + stage.name);
 }
 

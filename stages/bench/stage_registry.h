@@ -15,9 +15,10 @@ struct StageEntry {
   std::string name;  ///< "00_naive"
   std::string what;  ///< what it changed, one line
   bool batches;      ///< takes --batch
+  bool variant = false;  ///< a stage run with a feature off: only when named in --stages
 };
 
-/// Every stage that exists, in order.
+/// Every stage that exists, in order, and its variants.
 const std::vector<StageEntry>& stages();
 /// The entry for an id ("01") or name ("01_kv_cache"); throws llm::Error naming the known ones.
 const StageEntry& find_stage(const std::string& id_or_name);
