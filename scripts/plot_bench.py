@@ -9,6 +9,8 @@ For each RESULT.json written by the bench (docs/results/<device>/<name>.json) it
                           over the previous stage
   <name>_decode_bw.png    each stage's decode bytes/s against the machine's measured read and
                           copy bandwidth (the decode roofline: decode is memory-bound)
+  <name>_qps.png          when every stage was swept at the same rates (--qps-rates): p90 TTFT
+                          and p90 TPOT against the arrival rate, with the SLO
   <name>_per_token.png    when the result has a trace: per-token latency against position for
                           stages 00 and 01 (stage 00 grows with the position, stage 01 is flat
                           after the prefill) and KV-cache memory against position (stage 01's
@@ -85,6 +87,35 @@ def plot_decode_bw(r, out):
     return True
 
 
+def plot_qps(r, out):
+    """p90 TTFT and p90 TPOT against the Poisson rate, when every stage was swept at the same rates."""
+    if len(r.get("qps_rates") or []) < 2 or not all("qps" in s for s in r["stages"]):
+        return False
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = ["#55a868", "#c44e52", "#8172b2", "#4c72b0"]
+    for i, s in enumerate(r["stages"]):
+        sweep = s["qps"]["sweep"]
+        rates = [p["rate"] for p in sweep]
+        a1.plot(rates, [p["p90_ttft_s"] * 1e3 for p in sweep], "o-", color=colors[i % 4], label=short(s["stage"]))
+        a2.plot(rates, [p["p90_tpot_s"] * 1e3 for p in sweep], "o-", color=colors[i % 4], label=short(s["stage"]))
+    for ax, slo, what in ((a1, r["slo"]["ttft_ms"], "p90 TTFT"), (a2, r["slo"]["tpot_ms"], "p90 TPOT")):
+        ax.axhline(slo, color="#666666", ls="--", label=f"SLO {slo:.0f} ms")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("Poisson arrival rate (requests / s, log)")
+        ax.set_ylabel(f"{what} (ms, log)")
+        ax.legend(fontsize=8)
+    a1.set_title("Time to first token under load: below the line meets the SLO", fontsize=9)
+    a2.set_title("Time per output token under load", fontsize=9)
+    per_rate = f" ({r['qps_requests']} requests per rate)" if "qps_requests" in r else ""
+    fig.text(0.01, 0.01, f"{pathlib.Path(r['workload']['path']).name}{per_rate} on {pathlib.Path(r['model']['path']).name}, "
+             f"{r['device']['name']}, commit {r['commit']}", fontsize=7, color="#666666")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def plot_trace(r, out):
     traces = r.get("trace") or []
     if not traces:
@@ -145,6 +176,8 @@ def main():
             pngs.append(f"{base.name}_decode_bw.png")
         if plot_trace(r, f"{base}_per_token.png"):
             pngs.append(f"{base.name}_per_token.png")
+        if plot_qps(r, f"{base}_qps.png"):
+            pngs.append(f"{base.name}_qps.png")
         print(f"plot_bench: {path} -> {', '.join(pngs)}")
         md = path.with_suffix(".md").read_text()
         rel = path.parent.resolve().relative_to(ROOT)

@@ -313,6 +313,7 @@ int orchestrate(const Options& o, const std::string& command) {
   result["repeat"] = o.repeat;
   result["slo"] = {{"ttft_ms", o.slo_ttft_ms}, {"tpot_ms", o.slo_tpot_ms}};
   result["qps_rates"] = o.qps_rates;
+  result["qps_requests"] = o.qps_requests;
 
   // Throughput: repeat, alternating the order of the stages so that drift hits them all alike.
   std::vector<std::vector<json>> runs(chosen.size());
