@@ -17,6 +17,7 @@
 #include "stages/02_static_batching/static_batch_engine.h"
 #include "tests/helpers/checks.h"
 #include "tests/helpers/random_model.h"
+#include "tests/helpers/random_requests.h"
 
 using namespace llm;
 using test::check_rows;
@@ -24,21 +25,6 @@ using test::randn;
 
 namespace {
 constexpr double kTol = 1e-4;
-
-std::vector<Request> mixed_requests(int vocab, int context, std::uint64_t seed, int count) {
-  std::mt19937_64 rng(seed);
-  std::vector<Request> reqs;
-  for (int i = 0; i < count; ++i) {
-    Request r;
-    r.id = std::string(1, static_cast<char>('a' + i));
-    const int len = 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(context / 3));
-    for (int t = 0; t < len; ++t) r.prompt.push_back(static_cast<int>(rng() % static_cast<std::uint64_t>(vocab)));
-    r.max_new_tokens = 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(context / 2));
-    if (i % 3 == 2) r.sampling = {0.9f, 0, 1.0f, 7 + static_cast<std::uint64_t>(i)};  // some rows sample
-    reqs.push_back(r);
-  }
-  return reqs;
-}
 
 // Runs the requests alone through stage 01 and batched through stage 02 and compares each one.
 void check_batched_equals_solo(const ModelWeights& w, const std::vector<Request>& reqs, std::vector<int> stops) {
@@ -92,7 +78,7 @@ TEST_CASE("stage 02 gives every request its solo stage-01 result", "[vs-stage01]
   for (const auto& spec : test::awkward_specs()) {
     INFO("shape " << spec.name);
     const ModelWeights w = test::make_random_weights(spec);
-    check_batched_equals_solo(w, mixed_requests(spec.vocab, spec.context, spec.seed, 7), {2});
+    check_batched_equals_solo(w, test::random_requests(spec.vocab, spec.context, spec.seed, 7), {2});
   }
 }
 

@@ -30,6 +30,7 @@
 #include "stages/03_continuous_batching/scheduler.h"
 #include "tests/helpers/checks.h"
 #include "tests/helpers/random_model.h"
+#include "tests/helpers/random_requests.h"
 
 using namespace llm;
 using test::check_rows;
@@ -47,22 +48,6 @@ stage03::ContinuousBatchConfig config_of(int batch, int budget, int block_size, 
   c.block_size = block_size;
   c.num_blocks = num_blocks;
   return c;
-}
-
-std::vector<Request> mixed_requests(int vocab, int context, std::uint64_t seed, int count) {
-  std::mt19937_64 rng(seed);
-  std::vector<Request> reqs;
-  for (int i = 0; i < count; ++i) {
-    Request r;
-    r.id = std::to_string(i);
-    r.id.insert(0, 1, 'r');
-    const int len = 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(context / 3));
-    for (int t = 0; t < len; ++t) r.prompt.push_back(static_cast<int>(rng() % static_cast<std::uint64_t>(vocab)));
-    r.max_new_tokens = 1 + static_cast<int>(rng() % static_cast<std::uint64_t>(context / 2));
-    if (i % 3 == 2) r.sampling = {0.9f, 0, 1.0f, 7 + static_cast<std::uint64_t>(i)};  // some requests sample
-    reqs.push_back(r);
-  }
-  return reqs;
 }
 
 /// Runs every request alone through stage 01 (arrivals ignored: they do not change a solo run).
@@ -147,7 +132,7 @@ TEST_CASE("stage 03 gives every request its solo stage-01 result, with staggered
   for (const auto& spec : test::awkward_specs()) {
     INFO("shape " << spec.name);
     const ModelWeights w = test::make_random_weights(spec);
-    auto reqs = mixed_requests(spec.vocab, spec.context, spec.seed, 9);
+    auto reqs = test::random_requests(spec.vocab, spec.context, spec.seed, 9);
     stagger(reqs, 0.001);
     const auto want = solo_results(w, reqs, {2});
     check_equals_solo(w, reqs, {2}, want, config_of(16, 256, 4));
@@ -172,7 +157,7 @@ TEST_CASE("stage 03 preempts when the pool runs out and every request still gets
   for (const auto& spec : test::awkward_specs()) {
     INFO("shape " << spec.name);
     const ModelWeights w = test::make_random_weights(spec);
-    auto reqs = mixed_requests(spec.vocab, spec.context, spec.seed + 1, 8);  // all at t = 0
+    auto reqs = test::random_requests(spec.vocab, spec.context, spec.seed + 1, 8);  // all at t = 0
     const auto want = solo_results(w, reqs, {});
     int largest = 0;
     for (const auto& r : reqs) largest = std::max(largest, static_cast<int>(r.prompt.size()) + r.max_new_tokens - 1);
