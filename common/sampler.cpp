@@ -61,16 +61,19 @@ std::vector<float> Sampler::distribution(const float* logits, int vocab) const {
 int Sampler::sample(const float* logits, int vocab) {
   if (params_.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + vocab) - logits);
   const std::vector<float> p = distribution(logits, vocab);
-  const float r = next_uniform();
+  return pick(p, next_uniform());
+}
+
+int Sampler::pick(const std::vector<float>& p, float u) {
   float cdf = 0.0f;
   int last = 0;
-  for (int i = 0; i < vocab; ++i) {
-    if (p[static_cast<std::size_t>(i)] <= 0.0f) continue;
-    cdf += p[static_cast<std::size_t>(i)];
-    last = i;
-    if (r < cdf) return i;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (p[i] <= 0.0f) continue;
+    cdf += p[i];
+    last = static_cast<int>(i);
+    if (u < cdf) return last;
   }
-  return last;  // rounding left r just above the total
+  return last;  // rounding left u just above the total
 }
 
 }  // namespace llm

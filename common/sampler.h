@@ -20,6 +20,10 @@ class Sampler {
   std::vector<float> distribution(const float* logits, int vocab) const;
   /// Uniform in [0, 1), 24 random bits.
   float next_uniform();
+  /// The token sample() returns for the draw u from the distribution p: walks token ids in
+  /// order, accumulating p in float, and stops at the first id whose running sum exceeds u.
+  /// The device sampler (kernels/cuda/sampling.cuh) follows this exactly; it is its CPU twin.
+  static int pick(const std::vector<float>& p, float u);
 
  private:
   SamplingParams params_;

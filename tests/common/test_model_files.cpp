@@ -8,7 +8,7 @@
 #include "common/error.h"
 #include "common/gguf.h"
 #include "common/model_weights.h"
-#include "tests/helpers/compare.h"
+#include "kernels/harness/compare.h"
 #include "tests/helpers/random_model.h"
 #include "tests/helpers/reference_forward.h"
 
@@ -83,7 +83,7 @@ TEST_CASE("GGUF and llama2.c files of the same weights give the same model", "[m
     // peel differently for differently aligned buffers, which changes the summation order.
     const std::vector<int> tokens = {1, 5, 9, 3, spec.vocab - 1, 0, 17};
     const auto la = test::reference_logits(a.weights, tokens), lb = test::reference_logits(b.weights, tokens);
-    const auto cmp = test::compare_rows(la, lb, static_cast<std::size_t>(spec.vocab), 1e-5);
+    const auto cmp = harness::compare_rows(la, lb, static_cast<std::size_t>(spec.vocab), 1e-5);
     INFO(cmp.report);
     CHECK(cmp.ok);
     CHECK(a.tokenizer->encode("t5 t9") == b.tokenizer->encode("t5 t9"));

@@ -6,7 +6,7 @@
 #include <random>
 
 #include "kernels/cpu/ops.h"
-#include "tests/helpers/compare.h"
+#include "kernels/harness/compare.h"
 
 using namespace llm;
 
@@ -18,7 +18,7 @@ std::vector<float> randn(std::size_t n, std::mt19937_64& rng, float scale = 1.0f
   return v;
 }
 void expect_close(const std::vector<float>& got, const std::vector<double>& want, std::size_t cols, double tol) {
-  const auto cmp = test::compare_rows(got, std::vector<float>(want.begin(), want.end()), cols, tol);
+  const auto cmp = harness::compare_rows(got, std::vector<float>(want.begin(), want.end()), cols, tol);
   INFO(cmp.report);
   CHECK(cmp.ok);
 }
@@ -49,7 +49,7 @@ TEST_CASE("matmul: y = x W^T (streaming, blocked, and the dispatch between them)
       }
     for (const auto& [name, kernel] : kernels) {
       std::vector<float> y(want.size());
-      test::poison(y);
+      harness::poison(y);
       kernel(y.data(), x.data(), W.data(), n, in, out);
       INFO(name << ": n=" << n << " in=" << in << " out=" << out);
       expect_close(y, want, static_cast<std::size_t>(out), 1e-4);  // fp32 sums in another order
@@ -62,7 +62,7 @@ TEST_CASE("rmsnorm", "[ops]") {
   for (auto [n, dim] : {std::pair{1, 576}, {5, 37}, {3, 1}}) {
     const auto x = randn(static_cast<std::size_t>(n * dim), rng, 3.0f), w = randn(static_cast<std::size_t>(dim), rng);
     std::vector<float> y(x.size());
-    test::poison(y);
+    harness::poison(y);
     cpu::rmsnorm(y.data(), x.data(), w.data(), n, dim, 1e-5f);
     std::vector<double> want(y.size());
     for (int r = 0; r < n; ++r) {
@@ -111,7 +111,7 @@ TEST_CASE("softmax and swiglu", "[ops]") {
 
   const auto g = randn(77, rng, 4.0f), u = randn(77, rng);
   std::vector<float> out(77);
-  test::poison(out);
+  harness::poison(out);
   cpu::swiglu(out.data(), g.data(), u.data(), 77);
   std::vector<double> w2;
   for (std::size_t i = 0; i < 77; ++i) w2.push_back(g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i]);
@@ -125,7 +125,7 @@ TEST_CASE("causal grouped-query attention", "[ops]") {
                k = randn(static_cast<std::size_t>(n * kv * hd), rng),
                v = randn(static_cast<std::size_t>(n * kv * hd), rng);
     std::vector<float> out(q.size());
-    test::poison(out);
+    harness::poison(out);
     cpu::causal_attention(out.data(), q.data(), k.data(), v.data(), n, heads, kv, hd);
     std::vector<double> want(out.size(), 0.0);
     for (int h = 0; h < heads; ++h) {

@@ -13,7 +13,7 @@
 #include "common/model_weights.h"
 #include "common/workload.h"
 #include "naive_engine.h"
-#include "tests/helpers/compare.h"
+#include "kernels/harness/compare.h"
 #include "tests/helpers/random_model.h"
 
 using namespace llm;

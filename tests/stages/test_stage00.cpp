@@ -112,7 +112,7 @@ TEST_CASE("exercise rmsnorm: hand-written RMSNorm equals the reference", "[ex:rm
   for (auto [n, dim] : {std::pair{3, 36}, {1, 576}, {4, 7}}) {
     const auto x = randn(static_cast<std::size_t>(n * dim), 10, 2.0f), w = randn(static_cast<std::size_t>(dim), 11);
     std::vector<float> got(x.size()), want(x.size());
-    test::poison(got);
+    harness::poison(got);
     stage00::rmsnorm(got.data(), x.data(), w.data(), n, dim, 1e-5f);
     cpu::rmsnorm(want.data(), x.data(), w.data(), n, dim, 1e-5f);
     check_rows(got, want, static_cast<std::size_t>(dim), 1e-5);
@@ -135,7 +135,7 @@ TEST_CASE("exercise causal-attention: hand-written attention equals the referenc
                k = randn(static_cast<std::size_t>(n * kv * hd), 14),
                v = randn(static_cast<std::size_t>(n * kv * hd), 15);
     std::vector<float> got(q.size()), want(q.size());
-    test::poison(got);
+    harness::poison(got);
     stage00::causal_attention(got.data(), q.data(), k.data(), v.data(), n, heads, kv, hd);
     cpu::causal_attention(want.data(), q.data(), k.data(), v.data(), n, heads, kv, hd);
     INFO("n=" << n << " heads=" << heads << " kv=" << kv << " hd=" << hd);
@@ -146,7 +146,7 @@ TEST_CASE("exercise causal-attention: hand-written attention equals the referenc
 TEST_CASE("exercise swiglu: hand-written SwiGLU equals the reference", "[ex:swiglu]") {
   const auto g = randn(1000, 16, 4.0f), u = randn(1000, 17);
   std::vector<float> got(1000), want(1000);
-  test::poison(got);
+  harness::poison(got);
   stage00::swiglu(got.data(), g.data(), u.data(), 1000);
   cpu::swiglu(want.data(), g.data(), u.data(), 1000);
   check_rows(got, want, 1000, 1e-6);

@@ -174,7 +174,7 @@ TEST_CASE("exercise cached-attention: new queries over the cache equal full caus
     cpu::causal_attention(full.data(), q.data(), k.data(), v.data(), total, heads, kv, hd);
     const auto row = static_cast<std::size_t>(heads * hd);
     std::vector<float> got(static_cast<std::size_t>(n) * row);
-    test::poison(got);
+    harness::poison(got);
     stage01::cached_attention(got.data(), q.data() + static_cast<std::size_t>(start) * row, k.data(), v.data(), n,
                               start, heads, kv, hd);
     INFO("start=" << start << " n=" << n << " heads=" << heads << " kv=" << kv << " hd=" << hd);

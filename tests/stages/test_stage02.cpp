@@ -140,7 +140,7 @@ TEST_CASE("exercise padding-mask: a padded row attends exactly like the unpadded
     for (std::size_t i = 0; i < static_cast<std::size_t>(pad) * kvd && i < k.size(); ++i) k[i] = v[i] = 1e4f;
     const auto q = randn(static_cast<std::size_t>(n) * qd, 3);
     std::vector<float> got(q.size());
-    test::poison(got);
+    harness::poison(got);
     stage02::padded_row_attention(got.data(), q.data(), k.data(), v.data(), n, first, pad, c);
     // Reference: each real query against only the real columns, as an ordinary sequence.
     std::vector<float> want(q.size(), 0.0f);

@@ -448,7 +448,7 @@ TEST_CASE("exercise block-table: paged attention equals attention over a contigu
       for (int pos : {0, bs - 1, bs, len / 2, len - 1}) {
         INFO("block size " << bs << ", position " << pos);
         std::vector<float> got(qd), want(qd);
-        test::poison(got);
+        harness::poison(got);
         stage03::paged_attention(got.data(), q.data(), pos, pool, table, layer, c, scores.data());
         stage01::cached_attention(want.data(), q.data(), k.data(), v.data(), 1, pos, c.n_heads, c.n_kv_heads, c.head_dim);
         check_rows(got, want, qd, 1e-5);

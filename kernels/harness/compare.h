@@ -1,4 +1,5 @@
-// compare.h (tests only): comparing float arrays the way DESIGN.md says: fail on NaN/Inf,
+// compare.h: the kernel harness's comparison (CPU), used by every numeric test and by kernel_harness:
+// comparing float arrays the way DESIGN.md says: fail on NaN/Inf,
 // measure the error per row relative to the row's largest reference value, and print the
 // first mismatches (index, got, want), stopping after ten.
 #pragma once
@@ -6,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace llm::test {
+namespace llm::harness {
 
 /// Result of comparing `got` with `want` as rows of `cols` values.
 struct Comparison {
@@ -23,4 +24,4 @@ Comparison compare_rows(const std::vector<float>& got, const std::vector<float>&
 /// Fills `v` with a NaN pattern so that a kernel that forgets to write an element is caught.
 void poison(std::vector<float>& v);
 
-}  // namespace llm::test
+}  // namespace llm::harness

@@ -1,11 +1,11 @@
-#include "tests/helpers/compare.h"
+#include "kernels/harness/compare.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 
-namespace llm::test {
+namespace llm::harness {
 
 Comparison compare_rows(const std::vector<float>& got, const std::vector<float>& want, std::size_t cols,
                         double rel_tol) {
@@ -51,4 +51,4 @@ void poison(std::vector<float>& v) {
   std::fill(v.begin(), v.end(), std::numeric_limits<float>::quiet_NaN());
 }
 
-}  // namespace llm::test
+}  // namespace llm::harness

@@ -1,0 +1,443 @@
+// 02_split_kv.cu: decode attention, version 2: flash-decoding (split-KV) with grouped heads.
+//
+// What changes against 01_one_block_per_head.cu, and why it should be faster:
+//   1. The keys of each sequence are cut into `splits` contiguous ranges, one block each:
+//      grid (split, kv head, sequence). At batch 1 and 32k context that is 128 splits x 8 kv
+//      heads = 1024 blocks instead of 32, enough to keep every SM's memory pipe busy. A second
+//      small kernel merges the splits' partial results (below).
+//   2. A block serves every query head of its kv head's group (4 for Llama-8B): each K/V element
+//      is read from memory once per group instead of once per query head.
+//   3. 16-byte loads: a lane holds 8 consecutive head_dim values, so a key of head_dim 128 is
+//      16 lanes (256 contiguous bytes) and one warp instruction loads 2 keys (4 for head_dim 64):
+//      512 bytes, every sector used. A warp issues kSteps such K loads and kSteps V loads before
+//      it uses any of them, so several KB per warp are in flight.
+//   4. The online softmax is updated once per chunk of kSteps * keys-per-step keys (8 for
+//      head_dim 128), not once per key: one max, one rescale of o per chunk.
+//
+// Partial results and merge. Split s of (sequence b, head h) produces m_s (max score), l_s (sum
+// of 2^(score - m_s)) and o_s (sum of 2^(score - m_s) v, unnormalised), written to the workspace;
+// the merge computes m = max m_s, l = sum l_s 2^(m_s - m), out = sum o_s 2^(m_s - m) / l and
+// rounds to fp16. Scores are in log2 units (q is pre-multiplied by log2(e)/sqrt(head_dim)), so
+// every exponential is one exp2f: the same softmax as exp(score / sqrt(head_dim)). A split that
+// gets no keys (a short sequence in a batch whose max_seq_len is long) writes m = -inf, l = 0,
+// o = 0, and the merge skips splits with l = 0, so -inf - -inf (NaN) never happens. With
+// splits == 1 the first kernel normalises and writes `out` itself: no workspace, no merge.
+//
+// Run: build/kernels/kernel_harness check attention_decode --version 2
+//      build/kernels/kernel_harness bench attention_decode --version 2
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda/attention_decode/attention_decode.cuh"
+#include "kernels/cuda/check.cuh"
+
+namespace llm::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr float kLog2e = 1.4426950408889634f;
+/// Query heads one block serves at most; a larger group (n_heads / n_kv_heads > 8) is cut into
+/// chunks of 8, each its own block (K/V then read once per chunk).
+constexpr int kMaxGroup = 8;
+
+// decode_num_splits(num_splits = 0). The target is two waves of blocks: kBlocksPerSm blocks of
+// 4 warps fit on an SM at once (the launch bounds below guarantee it for groups up to 4), so
+// 2 * SMs * kBlocksPerSm blocks keep every SM loaded and leave half a wave of slack for the
+// uneven ends of the splits. A split gets at least kMinKeysPerSplit keys, so the per-block fixed
+// costs (loading q, merging warps, writing G * (head_dim + 2) floats) stay a few percent of
+// reading 256 keys of K and V (256 * 2 * 256 B = 128 KiB for head_dim 128), and the merge reads
+// little. kMaxSplits bounds the workspace.
+constexpr int kBlocksPerSm = 4;
+constexpr int kWaves = 2;
+constexpr int kMinKeysPerSplit = 256;
+constexpr int kMaxSplits = 256;
+
+/// The SM count of the current device, asked once; 132 (an H100 SXM) when there is no device,
+/// so that workspace sizing also works on a machine without a GPU.
+int sm_count() {
+  static const int count = [] {
+    int device = 0, n = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || n <= 0) {
+      (void)cudaGetLastError();  // clear the error: not having a GPU is not a failure here
+      return 132;
+    }
+    return n;
+  }();
+  return count;
+}
+
+/// Query heads per block: the smallest of 1, 2, 4, 8 that holds the group (or 8).
+int group_tile(int group) {
+  int g = 1;
+  while (g < group && g < kMaxGroup) g *= 2;
+  return g;
+}
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/// What the kernels need besides DecodeAttentionArgs (all resolved on the host).
+struct SplitParams {
+  const __half* q;
+  __half* out;
+  const __half* k_cache;
+  const __half* v_cache;
+  const int* block_table;
+  const int* seq_lens;
+  float* o_part;  // [batch, n_heads, splits, head_dim]   unnormalised outputs of the splits
+  float* ml;      // [batch, n_heads, splits, 2]          (m, l) of the splits, m in log2 units
+  int n_heads;
+  int n_kv_heads;
+  int group;        // n_heads / n_kv_heads
+  int head_chunks;  // blocks per kv head: ceil(group / GMAX)
+  int block_size;
+  int block_shift;  // log2(block_size) when it is a power of two, else -1 (then divide)
+  int max_blocks_per_seq;
+  int splits;
+  int split_len;  // keys per split: ceil(max_seq_len / splits); the last split takes the rest
+  float scale_log2;
+};
+
+/// Compile-time shape of the main loop for head_dim D and up to GMAX query heads per block.
+template <int D, int GMAX>
+struct Tile {
+  static constexpr int kLanesPerKey = D / 8;             // 8 fp16 = 16 bytes per lane
+  static constexpr int kKeysPerStep = 32 / kLanesPerKey;  // keys one warp-wide load covers
+  // Loads in flight per lane (K and V each). 8 heads need 2 * 64 registers for q and o, so
+  // they get fewer steps to stay clear of spills.
+  static constexpr int kSteps = GMAX >= 8 ? 2 : 4;
+  static constexpr int kKeysPerChunk = kKeysPerStep * kSteps;
+  // Blocks per SM the launch bounds promise (caps registers at 65536 / (128 * this)).
+  static constexpr int kMinBlocks = GMAX >= 8 ? 2 : (GMAX >= 4 ? 3 : 4);
+};
+
+__device__ __forceinline__ void unpack8(const uint4& raw, float (&f)[8]) {
+  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 t = __half22float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+
+/// grid (splits, n_kv_heads * head_chunks, batch), block kThreads.
+///
+/// Lane layout: lane = kg * kLanesPerKey + sub. `sub` picks head_dim values sub*8 .. sub*8+7,
+/// `kg` which key of a step the lane works on. Warp w takes chunks w, w+4, ... of its split;
+/// in a chunk, step st covers keys c0 + st*kKeysPerStep + kg.
+///
+/// Per lane state: q[g][8] (pre-scaled), o[g][8] (its keys' part of the unnormalised output),
+/// l[g] (its key group's part of the sum) and m[g] (the warp's running max, the same on every
+/// lane). l and o are summed over the key groups once, after the loop.
+template <int D, int GMAX>
+__global__ void __launch_bounds__(kThreads, Tile<D, GMAX>::kMinBlocks) split_kv_kernel(SplitParams p) {
+  using T = Tile<D, GMAX>;
+  constexpr int kLanesPerKey = T::kLanesPerKey, kKeysPerStep = T::kKeysPerStep, kSteps = T::kSteps;
+  constexpr int kKeysPerChunk = T::kKeysPerChunk;
+  constexpr unsigned kFull = 0xffffffffu;
+
+  const int split = blockIdx.x;
+  const int kvh = blockIdx.y / p.head_chunks, chunk_of_group = blockIdx.y % p.head_chunks;
+  const int b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int kg = lane / kLanesPerKey, sub = lane % kLanesPerKey;
+  const int h0 = kvh * p.group + chunk_of_group * GMAX;       // first query head of the block
+  const int ng = min(GMAX, p.group - chunk_of_group * GMAX);  // its query heads (block-uniform)
+
+  // This split's keys [k0, k1). seq_lens is device data: clamp to the block table's row.
+  const int seq_len = min(p.seq_lens[b], p.max_blocks_per_seq * p.block_size);
+  const int k0 = split * p.split_len;
+  const int k1 = split == p.splits - 1 ? seq_len : min(k0 + p.split_len, seq_len);
+
+  float q[GMAX][8];
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    if (g < ng) {
+      const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p.q + (static_cast<std::size_t>(b) * p.n_heads + h0 + g) * D) + sub);
+      unpack8(raw, q[g]);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) q[g][j] *= p.scale_log2;
+    }
+  }
+
+  float m[GMAX], l[GMAX], o[GMAX][8];
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) o[g][j] = 0.0f;
+  }
+
+  const int* table = p.block_table + static_cast<std::size_t>(b) * p.max_blocks_per_seq;
+  const std::size_t pos_stride = static_cast<std::size_t>(p.n_kv_heads) * D;  // halves between positions
+  const uint4* k_base = reinterpret_cast<const uint4*>(p.k_cache + static_cast<std::size_t>(kvh) * D) + sub;
+  const uint4* v_base = reinterpret_cast<const uint4*>(p.v_cache + static_cast<std::size_t>(kvh) * D) + sub;
+
+  for (int c0 = k0 + warp * kKeysPerChunk; c0 < k1; c0 += kWarps * kKeysPerChunk) {
+    // 1. Issue every load of the chunk before using any (kSteps K and kSteps V per lane).
+    uint4 kr[kSteps], vr[kSteps];
+#pragma unroll
+    for (int st = 0; st < kSteps; ++st) {
+      const int t = c0 + st * kKeysPerStep + kg;
+      kr[st] = vr[st] = make_uint4(0, 0, 0, 0);
+      if (t < k1) {
+        const int blk = p.block_shift >= 0 ? t >> p.block_shift : t / p.block_size;
+        const std::size_t pos = static_cast<std::size_t>(table[blk]) * p.block_size + (t - blk * p.block_size);
+        const std::size_t off = pos * pos_stride / 8;  // in uint4 units; pos_stride % 8 == 0
+        kr[st] = __ldcs(k_base + off);                 // streaming: each K/V byte is read once
+        vr[st] = __ldcs(v_base + off);
+      }
+    }
+
+    // 2. Scores: 8 products per lane, summed over the kLanesPerKey lanes of the key.
+    float s[kSteps][GMAX];
+#pragma unroll
+    for (int st = 0; st < kSteps; ++st) {
+      float kf[8];
+      unpack8(kr[st], kf);
+      const bool valid = c0 + st * kKeysPerStep + kg < k1;
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        if (g < ng) {
+          float acc = 0.0f;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc = fmaf(q[g][j], kf[j], acc);
+#pragma unroll
+          for (int offset = kLanesPerKey / 2; offset > 0; offset /= 2) acc += __shfl_xor_sync(kFull, acc, offset);
+          s[st][g] = valid ? acc : -INFINITY;
+        }
+      }
+    }
+
+    // 3. One online-softmax update per head for the whole chunk. The chunk's first key
+    //    (c0 < k1) is valid, so the chunk max is finite and alpha/p never see -inf - -inf.
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      if (g < ng) {
+        float mx = s[0][g];
+#pragma unroll
+        for (int st = 1; st < kSteps; ++st) mx = fmaxf(mx, s[st][g]);
+#pragma unroll
+        for (int offset = kLanesPerKey; offset < 32; offset *= 2) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, offset));
+        const float m_new = fmaxf(m[g], mx);
+        const float alpha = exp2f(m[g] - m_new);  // first chunk: exp2(-inf) = 0
+        m[g] = m_new;
+        float psum = 0.0f;
+#pragma unroll
+        for (int st = 0; st < kSteps; ++st) {
+          s[st][g] = exp2f(s[st][g] - m_new);  // invalid key: exp2(-inf) = 0
+          psum += s[st][g];
+        }
+        l[g] = fmaf(l[g], alpha, psum);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) o[g][j] *= alpha;
+      }
+    }
+
+    // 4. o += p v, each V value converted once and used by every head of the group.
+#pragma unroll
+    for (int st = 0; st < kSteps; ++st) {
+      float vf[8];
+      unpack8(vr[st], vf);
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        if (g < ng) {
+#pragma unroll
+          for (int j = 0; j < 8; ++j) o[g][j] = fmaf(s[st][g], vf[j], o[g][j]);
+        }
+      }
+    }
+  }
+
+  // Sum l and o over the key groups of the warp (m is already warp-wide).
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    if (g < ng) {
+#pragma unroll
+      for (int offset = kLanesPerKey; offset < 32; offset *= 2) {
+        l[g] += __shfl_xor_sync(kFull, l[g], offset);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) o[g][j] += __shfl_xor_sync(kFull, o[g][j], offset);
+      }
+    }
+  }
+
+  // Merge the 4 warps through shared memory (a warp with no chunk has l = 0 and is skipped),
+  // then write this split's (m, l, o), or the normalised output when there is one split.
+  __shared__ float sm_m[kWarps][GMAX], sm_l[kWarps][GMAX];
+  __shared__ __align__(16) float sm_o[kWarps][GMAX][D];
+#pragma unroll
+  for (int g = 0; g < GMAX; ++g) {
+    if (g < ng) {
+      if (kg == 0) {
+        float4* dst = reinterpret_cast<float4*>(&sm_o[warp][g][sub * 8]);
+        dst[0] = make_float4(o[g][0], o[g][1], o[g][2], o[g][3]);
+        dst[1] = make_float4(o[g][4], o[g][5], o[g][6], o[g][7]);
+      }
+      if (lane == 0) sm_m[warp][g] = m[g], sm_l[warp][g] = l[g];
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < ng * D; i += kThreads) {
+    const int g = i / D, d = i % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w)
+      if (sm_l[w][g] > 0.0f) M = fmaxf(M, sm_m[w][g]);
+    float L = 0.0f, O = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      if (sm_l[w][g] > 0.0f) {
+        const float e = exp2f(sm_m[w][g] - M);
+        L = fmaf(sm_l[w][g], e, L);
+        O = fmaf(sm_o[w][g][d], e, O);
+      }
+    }
+    const std::size_t head_row = static_cast<std::size_t>(b) * p.n_heads + h0 + g;
+    if (p.splits == 1) {
+      p.out[head_row * D + d] = __float2half_rn(L > 0.0f ? O / L : 0.0f);
+    } else {
+      const std::size_t part = head_row * p.splits + split;
+      p.o_part[part * D + d] = O;  // 0 for an empty split
+      if (d == 0) p.ml[part * 2] = M, p.ml[part * 2 + 1] = L;
+    }
+  }
+}
+
+/// Max or sum over the block (kThreads threads); every thread gets the result. `buf` holds
+/// kWarps floats; the leading __syncthreads lets a caller reuse it for a second reduction.
+template <bool kMax>
+__device__ float block_reduce(float v, float* buf) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float other = __shfl_xor_sync(0xffffffffu, v, offset);
+    v = kMax ? fmaxf(v, other) : v + other;
+  }
+  __syncthreads();
+  if (threadIdx.x % 32 == 0) buf[threadIdx.x / 32] = v;
+  __syncthreads();
+  v = buf[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) v = kMax ? fmaxf(v, buf[w]) : v + buf[w];
+  return v;
+}
+
+/// grid (n_heads, batch), block kThreads: merges the splits of one (sequence, head). Thread d
+/// handles head_dim value d (coalesced reads of o_part); every thread recomputes the split
+/// weights 2^(m_s - m) (a few hundred exp2f at most), which needs no shared array per split.
+__global__ void __launch_bounds__(kThreads) merge_splits_kernel(const float* o_part, const float* ml, __half* out,
+                                                                 int n_heads, int splits, int head_dim) {
+  __shared__ float buf[kWarps];
+  const std::size_t head_row = static_cast<std::size_t>(blockIdx.y) * n_heads + blockIdx.x;
+  const float* ml_row = ml + head_row * splits * 2;
+  const float* o_row = o_part + head_row * splits * head_dim;
+
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s < splits; s += kThreads)
+    if (ml_row[2 * s + 1] > 0.0f) mx = fmaxf(mx, ml_row[2 * s]);
+  const float M = block_reduce<true>(mx, buf);
+
+  for (int d = threadIdx.x; d < head_dim; d += kThreads) {
+    float L = 0.0f, O = 0.0f;
+#pragma unroll 4
+    for (int s = 0; s < splits; ++s) {
+      const float ls = ml_row[2 * s + 1];
+      if (ls > 0.0f) {  // empty splits (l = 0, m = -inf) are skipped
+        const float e = exp2f(ml_row[2 * s] - M);
+        L = fmaf(ls, e, L);
+        O = fmaf(o_row[static_cast<std::size_t>(s) * head_dim + d], e, O);
+      }
+    }
+    out[head_row * head_dim + d] = __float2half_rn(L > 0.0f ? O / L : 0.0f);
+  }
+}
+
+template <int D>
+void launch_split_kv(const SplitParams& p, int gmax, dim3 grid, cudaStream_t stream) {
+  switch (gmax) {
+    case 1: split_kv_kernel<D, 1><<<grid, kThreads, 0, stream>>>(p); break;
+    case 2: split_kv_kernel<D, 2><<<grid, kThreads, 0, stream>>>(p); break;
+    case 4: split_kv_kernel<D, 4><<<grid, kThreads, 0, stream>>>(p); break;
+    default: split_kv_kernel<D, 8><<<grid, kThreads, 0, stream>>>(p); break;
+  }
+}
+
+}  // namespace
+
+/// Splits per sequence for version 2. num_splits > 0 is used as given (more splits than keys is
+/// allowed: the extra splits are empty). num_splits = 0 picks enough splits for kWaves waves of
+/// kBlocksPerSm blocks per SM, but no fewer than kMinKeysPerSplit keys per split (by
+/// max_seq_len) and at most kMaxSplits: batch 1 at 32k context gets 128 splits of 256 keys,
+/// batch 16 at 32k gets 9 splits of 3641 keys (on 132 SMs).
+int decode_num_splits(const DecodeAttentionArgs& a) {
+  if (a.num_splits > 0) return a.num_splits;
+  const int group = std::max(1, a.n_heads / std::max(1, a.n_kv_heads));
+  const long long blocks_per_split =
+      static_cast<long long>(std::max(1, a.batch)) * std::max(1, a.n_kv_heads) * ceil_div(group, group_tile(group));
+  const long long target_blocks = static_cast<long long>(kWaves) * kBlocksPerSm * sm_count();
+  const long long wanted = (target_blocks + blocks_per_split - 1) / blocks_per_split;
+  const int by_length = std::max(1, a.max_seq_len / kMinKeysPerSplit);
+  return static_cast<int>(std::clamp<long long>(wanted, 1, std::min(by_length, kMaxSplits)));
+}
+
+/// Workspace bytes of version 2: batch * n_heads * splits * (head_dim + 2) floats, the o
+/// partials first, then the (m, l) pairs (16-byte aligned: head_dim is a multiple of 4).
+std::size_t decode_workspace_bytes(const DecodeAttentionArgs& a) {
+  return static_cast<std::size_t>(a.batch) * a.n_heads * decode_num_splits(a) * (a.head_dim + 2) * sizeof(float);
+}
+
+/// Version 2: flash-decoding. One block per (split, kv head, sequence) serving the group's query
+/// heads, then a merge kernel when there is more than one split.
+void attention_decode_02_split_kv(const DecodeAttentionArgs& a, cudaStream_t stream) {
+  validate(a);
+  const int splits = decode_num_splits(a);
+  if (splits > 1 && a.workspace == nullptr) {
+    throw std::invalid_argument("attention_decode_02_split_kv: workspace is null; " + std::to_string(splits) +
+                                " splits need decode_workspace_bytes = " + std::to_string(decode_workspace_bytes(a)) +
+                                " bytes");
+  }
+  SplitParams p{};
+  p.q = a.q;
+  p.out = a.out;
+  p.k_cache = a.k_cache;
+  p.v_cache = a.v_cache;
+  p.block_table = a.block_table;
+  p.seq_lens = a.seq_lens;
+  const std::size_t partials = static_cast<std::size_t>(a.batch) * a.n_heads * splits;
+  p.o_part = static_cast<float*>(a.workspace);
+  p.ml = p.o_part == nullptr ? nullptr : p.o_part + partials * a.head_dim;
+  p.n_heads = a.n_heads;
+  p.n_kv_heads = a.n_kv_heads;
+  p.group = a.n_heads / a.n_kv_heads;
+  const int gmax = group_tile(p.group);
+  p.head_chunks = ceil_div(p.group, gmax);
+  p.block_size = a.block_size;
+  p.block_shift = -1;
+  if ((a.block_size & (a.block_size - 1)) == 0) {
+    p.block_shift = 0;
+    while ((1 << p.block_shift) < a.block_size) ++p.block_shift;
+  }
+  p.max_blocks_per_seq = a.max_blocks_per_seq;
+  p.splits = splits;
+  p.split_len = ceil_div(a.max_seq_len, splits);
+  p.scale_log2 = kLog2e / sqrtf(static_cast<float>(a.head_dim));
+
+  const dim3 grid(splits, a.n_kv_heads * p.head_chunks, a.batch);
+  if (a.head_dim == 128)
+    launch_split_kv<128>(p, gmax, grid, stream);
+  else
+    launch_split_kv<64>(p, gmax, grid, stream);
+  CUDA_CHECK(cudaGetLastError());
+  if (splits > 1) {
+    merge_splits_kernel<<<dim3(a.n_heads, a.batch), kThreads, 0, stream>>>(p.o_part, p.ml, a.out, a.n_heads, splits,
+                                                                           a.head_dim);
+    CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+}  // namespace llm::cuda

@@ -1,0 +1,129 @@
+// harness.cuh: the GPU side of the kernel harness (llm.c's dev/cuda style), shared by every
+// kernel family in kernels/harness/families/:
+//
+//   check:  fresh seeded random inputs at real and awkward shapes, the output buffer poisoned
+//           (all bits set: NaN in fp32 and fp16) before every launch, the result compared with
+//           the CPU twin by compare_rows (NaN/Inf fail; the first ten mismatches are printed)
+//           at a tolerance stated per dtype (kTolFp32, kTolFp16).
+//   bench:  a timing row per version and size: the median of many launches after warm-up, the
+//           L2 cache flushed before each, as TFLOP/s or GB/s and as a share of the ceilings
+//           (copy bandwidth, cuBLAS fp16 GEMM) measured on the same card in the same run.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/check.cuh"
+#include "kernels/harness/compare.h"
+#include "kernels/harness/inputs.h"
+
+namespace llm::harness {
+
+/// Relative tolerances (per row, against the row's largest reference value; see compare_rows).
+/// fp32 kernels against fp32 twins differ only in summation order. fp16 kernels round their
+/// output (2^-11 relative) and, on tensor cores, the probabilities P before PV.
+inline constexpr double kTolFp32 = 1e-4;
+inline constexpr double kTolFp16 = 1e-2;
+
+/// An owning device allocation of n elements of T.
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t n) : n_(n) {
+    if (n > 0) CUDA_CHECK(cudaMalloc(&p_, n * sizeof(T)));
+  }
+  ~DeviceBuffer() {
+    if (p_) cudaFree(p_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+
+  T* get() const { return p_; }
+  std::size_t size() const { return n_; }
+  std::size_t bytes() const { return n_ * sizeof(T); }
+  /// Sets every bit of every element: NaN for float and __half, -1 for int.
+  void poison() { CUDA_CHECK(cudaMemset(p_, 0xFF, bytes())); }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+/// Uploads floats as fp32.
+DeviceBuffer<float> upload(const std::vector<float>& v);
+/// Uploads ints.
+DeviceBuffer<int> upload(const std::vector<int>& v);
+/// Uploads floats rounded to fp16. Round the host copy first (cpu::round_to_half) so that the
+/// twin sees the same values.
+DeviceBuffer<__half> upload_half(const std::vector<float>& v);
+/// Downloads to the host (synchronises).
+std::vector<float> download(const DeviceBuffer<float>& d);
+std::vector<float> download(const DeviceBuffer<__half>& d);
+std::vector<int> download(const DeviceBuffer<int>& d);
+
+/// Compares and prints one line ("ok"/"FAIL", max relative error) plus the first mismatches.
+/// Returns true when it passed.
+bool check_close(const std::string& what, const std::vector<float>& got, const std::vector<float>& want,
+                 std::size_t cols, double tol);
+
+/// Median and minimum time of a launch, in milliseconds.
+struct Timing {
+  double median_ms = 0.0;
+  double min_ms = 0.0;
+  int repeats = 0;
+};
+
+/// Times `launch(stream)` with CUDA events: `warmup` untimed launches, then `repeats` timed ones,
+/// each preceded by a write over a buffer twice the L2 size (so every launch starts from cold
+/// caches, as a layer in a real forward pass does). Returns the median.
+Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats = 50, int warmup = 5);
+
+/// The two ceilings every figure is reported against, measured once per process on device 0.
+struct Ceilings {
+  std::string device;
+  double copy_gbps = 0.0;    ///< device-to-device cudaMemcpy: (read + written bytes) / time
+  double gemm_tflops = 0.0;  ///< cuBLAS fp16 GEMM, fp32 accumulation, 8192^3
+};
+const Ceilings& ceilings();
+
+/// One timing row. `value` is in `unit` ("TFLOP/s" or "GB/s"); `ceiling_pct` its share of the
+/// matching ceiling; `baseline` names another row's value to compare with, when there is one.
+struct Row {
+  std::string family;
+  std::string version;
+  std::string shape;
+  double ms = 0.0;
+  double value = 0.0;
+  std::string unit;
+  double ceiling_pct = 0.0;
+};
+/// Prints the row and, when set_json_output() named a file, appends it as one JSON line.
+void report(const Row& r);
+void set_json_output(const std::string& path);
+
+/// Builds a row from a timing and a work amount: flops (for TFLOP/s) or bytes (for GB/s).
+Row row_tflops(const std::string& family, const std::string& version, const std::string& shape, const Timing& t,
+               double flops);
+Row row_gbps(const std::string& family, const std::string& version, const std::string& shape, const Timing& t,
+             double bytes);
+
+/// What the command line asked a family for.
+struct FamilyOptions {
+  int version = 0;        ///< 0: every version
+  bool quick = false;     ///< fewer and smaller shapes (what ctest runs)
+  std::uint64_t seed = 1; ///< base seed of the random inputs
+};
+
+}  // namespace llm::harness
