@@ -43,14 +43,14 @@ constexpr float kLog2e = 1.4426950408889634f;
 /// chunks of 8, each its own block (K/V then read once per chunk).
 constexpr int kMaxGroup = 8;
 
-// decode_num_splits(num_splits = 0). The target is two waves of blocks: kBlocksPerSm blocks of
-// 4 warps fit on an SM at once (the launch bounds below guarantee it for groups up to 4), so
-// 2 * SMs * kBlocksPerSm blocks keep every SM loaded and leave half a wave of slack for the
-// uneven ends of the splits. A split gets at least kMinKeysPerSplit keys, so the per-block fixed
-// costs (loading q, merging warps, writing G * (head_dim + 2) floats) stay a few percent of
-// reading 256 keys of K and V (256 * 2 * 256 B = 128 KiB for head_dim 128), and the merge reads
+// decode_num_splits(num_splits = 0). The target is kWaves waves of blocks, a wave being every
+// SM holding as many blocks as fit at once (asked from the occupancy API: 3 for Llama-8B's group
+// of 4, whose 163 registers per thread leave room for 3 blocks of 128 threads). The count is
+// rounded down, so that the last wave is a little short rather than a few blocks running alone
+// at the end (one block alone reads ~20 GB/s). A split gets at least kMinKeysPerSplit keys, so
+// the per-block fixed costs (loading q, merging warps, writing G * (head_dim + 2) floats) stay a
+// few percent of reading 256 keys of K and V (128 KiB for head_dim 128) and the merge reads
 // little. kMaxSplits bounds the workspace.
-constexpr int kBlocksPerSm = 4;
 constexpr int kWaves = 2;
 constexpr int kMinKeysPerSplit = 256;
 constexpr int kMaxSplits = 256;
@@ -357,6 +357,32 @@ __global__ void __launch_bounds__(kThreads) merge_splits_kernel(const float* o_p
   }
 }
 
+/// Blocks of split_kv_kernel<D, GMAX> one SM holds at once, asked once per instance; the launch
+/// bounds' promise when there is no device.
+template <int D, int GMAX>
+int resident_blocks() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, split_kv_kernel<D, GMAX>, kThreads, 0) != cudaSuccess ||
+        n <= 0) {
+      (void)cudaGetLastError();
+      return Tile<D, GMAX>::kMinBlocks;
+    }
+    return n;
+  }();
+  return count;
+}
+
+template <int D>
+int resident_blocks(int gmax) {
+  switch (gmax) {
+    case 1: return resident_blocks<D, 1>();
+    case 2: return resident_blocks<D, 2>();
+    case 4: return resident_blocks<D, 4>();
+    default: return resident_blocks<D, 8>();
+  }
+}
+
 template <int D>
 void launch_split_kv(const SplitParams& p, int gmax, dim3 grid, cudaStream_t stream) {
   switch (gmax) {
@@ -370,19 +396,21 @@ void launch_split_kv(const SplitParams& p, int gmax, dim3 grid, cudaStream_t str
 }  // namespace
 
 /// Splits per sequence for version 2. num_splits > 0 is used as given (more splits than keys is
-/// allowed: the extra splits are empty). num_splits = 0 picks enough splits for kWaves waves of
-/// kBlocksPerSm blocks per SM, but no fewer than kMinKeysPerSplit keys per split (by
-/// max_seq_len) and at most kMaxSplits: batch 1 at 32k context gets 128 splits of 256 keys,
-/// batch 16 at 32k gets 9 splits of 3641 keys (on 132 SMs).
+/// allowed: the extra splits are empty). num_splits = 0: as many splits as make kWaves full
+/// waves of blocks (rounded down), but at least 1, at most kMaxSplits, and no more than leave
+/// kMinKeysPerSplit keys per split of max_seq_len. On a 132-SM H100 with Llama-8B heads (3
+/// blocks per SM): batch 1 at 32k context gets 99 splits of 331 keys (792 blocks), batch 4
+/// gets 24, batch 16 gets 6; batch 1 at 4k gets 16 (capped by the keys per split).
 int decode_num_splits(const DecodeAttentionArgs& a) {
   if (a.num_splits > 0) return a.num_splits;
   const int group = std::max(1, a.n_heads / std::max(1, a.n_kv_heads));
+  const int gmax = group_tile(group);
   const long long blocks_per_split =
-      static_cast<long long>(std::max(1, a.batch)) * std::max(1, a.n_kv_heads) * ceil_div(group, group_tile(group));
-  const long long target_blocks = static_cast<long long>(kWaves) * kBlocksPerSm * sm_count();
-  const long long wanted = (target_blocks + blocks_per_split - 1) / blocks_per_split;
+      static_cast<long long>(std::max(1, a.batch)) * std::max(1, a.n_kv_heads) * ceil_div(group, gmax);
+  const int resident = a.head_dim == 64 ? resident_blocks<64>(gmax) : resident_blocks<128>(gmax);
+  const long long target_blocks = static_cast<long long>(kWaves) * resident * sm_count();
   const int by_length = std::max(1, a.max_seq_len / kMinKeysPerSplit);
-  return static_cast<int>(std::clamp<long long>(wanted, 1, std::min(by_length, kMaxSplits)));
+  return static_cast<int>(std::clamp<long long>(target_blocks / blocks_per_split, 1, std::min(by_length, kMaxSplits)));
 }
 
 /// Workspace bytes of version 2: batch * n_heads * splits * (head_dim + 2) floats, the o

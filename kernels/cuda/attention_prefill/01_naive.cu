@@ -35,16 +35,20 @@ constexpr int kThreads = 256;
 /// Grid-stride kernels launch at most this many blocks; each thread loops over the rest.
 constexpr std::size_t kMaxBlocks = std::size_t{1} << 20;
 
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("attention_prefill: " + what); }
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("attention_prefill: " + what);
+}
 
-int grid_for(std::size_t n) { return static_cast<int>(std::min((n + kThreads - 1) / kThreads, kMaxBlocks)); }
+int grid_for(std::size_t n) {
+  return static_cast<int>(std::min((n + kThreads - 1) / kThreads, kMaxBlocks));
+}
 
 // ---- kernel 1: scores
 
 /// S: [batch, n_heads, q_len, kv_len] fp32. One thread per score (grid-stride loop).
 __global__ void scores_kernel(float* __restrict__ s, const __half* __restrict__ q, const __half* __restrict__ k,
-                              int batch, int q_len, int kv_len, int n_heads, int n_kv_heads, int head_dim,
-                              bool causal, float scale) {
+                              int batch, int q_len, int kv_len, int n_heads, int n_kv_heads, int head_dim, bool causal,
+                              float scale) {
   const std::size_t total = static_cast<std::size_t>(batch) * n_heads * q_len * kv_len;
   const int group = n_heads / n_kv_heads;  // query heads per kv head
   for (std::size_t idx = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -112,8 +116,7 @@ __global__ void softmax_kernel(float* __restrict__ s, int kv_len) {
 /// the weighted sum of one column of V. Consecutive threads take consecutive d, so their V reads
 /// are coalesced and their P reads are one broadcast.
 __global__ void pv_kernel(__half* __restrict__ out, const float* __restrict__ p, const __half* __restrict__ v,
-                          int batch, int q_len, int kv_len, int n_heads, int n_kv_heads, int head_dim,
-                          bool causal) {
+                          int batch, int q_len, int kv_len, int n_heads, int n_kv_heads, int head_dim, bool causal) {
   const std::size_t total = static_cast<std::size_t>(batch) * q_len * n_heads * head_dim;
   const int group = n_heads / n_kv_heads;
   for (std::size_t idx = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -161,8 +164,8 @@ void validate(const PrefillAttentionArgs& a) {
   positive("n_kv_heads", a.n_kv_heads);
   if (a.head_dim != 64 && a.head_dim != 128) fail("head_dim = " + std::to_string(a.head_dim) + " must be 64 or 128");
   if (a.n_heads % a.n_kv_heads != 0) {
-    fail("n_heads = " + std::to_string(a.n_heads) + " is not a multiple of n_kv_heads = " +
-         std::to_string(a.n_kv_heads));
+    fail("n_heads = " + std::to_string(a.n_heads) +
+         " is not a multiple of n_kv_heads = " + std::to_string(a.n_kv_heads));
   }
   if (a.q_len > a.kv_len) {
     fail("q_len = " + std::to_string(a.q_len) + " exceeds kv_len = " + std::to_string(a.kv_len) +
@@ -197,12 +200,12 @@ void attention_prefill_01_naive(const PrefillAttentionArgs& a, cudaStream_t stre
   if (n_rows > 0x7fffffffu) fail("batch * n_heads * q_len = " + std::to_string(n_rows) + " exceeds the grid limit");
 
   scores_kernel<<<grid_for(n_scores), kThreads, 0, stream>>>(s, a.q, a.k, a.batch, a.q_len, a.kv_len, a.n_heads,
-                                                              a.n_kv_heads, a.head_dim, a.causal, scale);
+                                                             a.n_kv_heads, a.head_dim, a.causal, scale);
   CUDA_CHECK(cudaGetLastError());
   softmax_kernel<<<static_cast<unsigned>(n_rows), kThreads, 0, stream>>>(s, a.kv_len);
   CUDA_CHECK(cudaGetLastError());
   pv_kernel<<<grid_for(n_out), kThreads, 0, stream>>>(a.out, s, a.v, a.batch, a.q_len, a.kv_len, a.n_heads,
-                                                       a.n_kv_heads, a.head_dim, a.causal);
+                                                      a.n_kv_heads, a.head_dim, a.causal);
   CUDA_CHECK(cudaGetLastError());
 }
 

@@ -12,8 +12,9 @@
 //   - memory: global traffic drops from O(q_len * kv_len) (the fp32 scores, three passes) to
 //     reading Q and out once and K, V once per query tile (q_len / 32 times), all in fp16.
 //   - reuse: a K/V element loaded to shared memory serves 32 queries; a q element in shared
-//     memory serves 32 keys. Each thread keeps 8 queries' state in registers, so every value read
-//     from shared memory feeds 8 FMAs (register blocking), which is what keeps the FMA units busy.
+//     memory serves 32 keys. Each thread keeps 8 queries' state in registers, so every K or V
+//     value it reads from shared memory feeds 8 FMAs (register blocking): shared-memory bandwidth,
+//     not the FMA units, would otherwise be the limit.
 //   - causal: key tiles entirely after a query tile's last position are never visited, halving
 //     the work; 01 computed and masked them.
 // All arithmetic is fp32 on CUDA cores (fp16 only in memory); 03 moves the two products to
@@ -45,9 +46,9 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kRowsPerWarp = 8;               // queries per warp: the register blocking factor
-constexpr int kBr = kWarps * kRowsPerWarp;    // 32 queries per block
-constexpr int kBc = 32;                       // keys per K/V tile: one per lane
+constexpr int kRowsPerWarp = 8;             // queries per warp: the register blocking factor
+constexpr int kBr = kWarps * kRowsPerWarp;  // 32 queries per block
+constexpr int kBc = 32;                     // keys per K/V tile: one per lane
 constexpr float kLog2e = 1.4426950408889634f;
 
 /// Shared memory layout, in floats (every offset a multiple of 4, so float4 accesses align).
@@ -56,10 +57,10 @@ struct Smem {
   // K rows are read by 32 lanes at once, one row each: padding the row by 4 floats puts the 8
   // lanes of each float4 phase in 8 different bank groups (no bank conflicts).
   static constexpr int kKStride = D + 4;
-  static constexpr int q = 0;                  // Q tile [kBr][D], pre-scaled
-  static constexpr int k = q + kBr * D;        // K tile [kBc][kKStride]
+  static constexpr int q = 0;                   // Q tile [kBr][D], pre-scaled
+  static constexpr int k = q + kBr * D;         // K tile [kBc][kKStride]
   static constexpr int v = k + kBc * kKStride;  // V tile [kBc][D]
-  static constexpr int p = v + kBc * D;        // probabilities [kBr][kBc]
+  static constexpr int p = v + kBc * D;         // probabilities [kBr][kBc]
   static constexpr int floats = p + kBr * kBc;
   static constexpr std::size_t bytes = floats * sizeof(float);
 };
@@ -117,15 +118,16 @@ __global__ void __launch_bounds__(kThreads)
   float* Vs = smem + L::v;
   float* Ps = smem + L::p;
 
-  // Under a causal mask the last query tiles have the most keys to visit: hand them out first so
-  // that the short tiles fill in the gaps at the end of the grid.
+  // Under a causal mask the last query tiles have the most keys to visit. Blocks are started in
+  // blockIdx order, so reversing the tiles starts each head's longest tile first and ends the
+  // grid with short ones, which fill the gaps of the last wave instead of prolonging it.
   const int tile = static_cast<int>(gridDim.x - 1 - blockIdx.x);
   const int h = blockIdx.y, b = blockIdx.z;
   const int kvh = h / (n_heads / n_kv_heads);  // grouped-query attention: the head's kv head
   const int i0 = tile * kBr;                   // first query of the tile
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int r0 = warp * R;                     // the warp's first row in the tile
-  const int offset = kv_len - q_len;           // position of query 0
+  const int r0 = warp * R;            // the warp's first row in the tile
+  const int offset = kv_len - q_len;  // position of query 0
 
   const std::size_t q_ld = static_cast<std::size_t>(n_heads) * D;      // halves between queries
   const std::size_t kv_ld = static_cast<std::size_t>(n_kv_heads) * D;  // halves between keys
@@ -248,8 +250,8 @@ void launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
   // More than 48 KB of dynamic shared memory must be asked for explicitly (per device, so do it
   // on every launch; it is a cheap host call).
   if constexpr (smem > 48 * 1024) {
-    CUDA_CHECK(cudaFuncSetAttribute(flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(smem)));
+    CUDA_CHECK(
+        cudaFuncSetAttribute(flash_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const dim3 grid((a.q_len + kBr - 1) / kBr, a.n_heads, a.batch);
   const float scale_log2 = kLog2e / std::sqrt(static_cast<float>(D));

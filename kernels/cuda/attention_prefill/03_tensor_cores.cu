@@ -43,12 +43,14 @@ using namespace nvcuda;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kM = 16;             // WMMA tile: 16 x 16 x 16
-constexpr int kBr = kWarps * kM;   // 64 queries per block, 16 per warp
-constexpr int kBc = 64;            // keys per K/V tile
+constexpr int kM = 16;            // WMMA tile: 16 x 16 x 16
+constexpr int kBr = kWarps * kM;  // 64 queries per block, 16 per warp
+constexpr int kBc = 64;           // keys per K/V tile
 constexpr float kLog2e = 1.4426950408889634f;
 
-constexpr int round_up(int x, int to) { return (x + to - 1) / to * to; }
+constexpr int round_up(int x, int to) {
+  return (x + to - 1) / to * to;
+}
 
 /// Shared memory layout in bytes. Row strides are padded (by 16 bytes for fp16, 16 bytes for
 /// fp32) so that the rows a WMMA load touches start in different banks; WMMA needs strides that
@@ -108,8 +110,9 @@ __global__ void __launch_bounds__(kThreads)
 
   const std::size_t q_ld = static_cast<std::size_t>(n_heads) * D;
   const std::size_t kv_ld = static_cast<std::size_t>(n_kv_heads) * D;
-  load_tile<D>(Qs, L::kQkvStride, q + (static_cast<std::size_t>(b) * q_len + i0) * q_ld + static_cast<std::size_t>(h) * D,
-               q_ld, kBr, min(kBr, q_len - i0));
+  load_tile<D>(Qs, L::kQkvStride,
+               q + (static_cast<std::size_t>(b) * q_len + i0) * q_ld + static_cast<std::size_t>(h) * D, q_ld, kBr,
+               min(kBr, q_len - i0));
   const __half* kb = k + static_cast<std::size_t>(b) * kv_len * kv_ld + static_cast<std::size_t>(kvh) * D;
   const __half* vb = v + static_cast<std::size_t>(b) * kv_len * kv_ld + static_cast<std::size_t>(kvh) * D;
   // O starts at zero (it is rescaled by 0 on the first tile, and 0 * garbage could be NaN).
@@ -119,14 +122,15 @@ __global__ void __launch_bounds__(kThreads)
   // The warp's 16 query rows as WMMA A fragments, kept in registers for every key tile.
   wmma::fragment<wmma::matrix_a, kM, kM, kM, __half, wmma::row_major> qf[D / kM];
 #pragma unroll
-  for (int kd = 0; kd < D / kM; ++kd) wmma::load_matrix_sync(qf[kd], Qs + warp * kM * L::kQkvStride + kd * kM, L::kQkvStride);
+  for (int kd = 0; kd < D / kM; ++kd)
+    wmma::load_matrix_sync(qf[kd], Qs + warp * kM * L::kQkvStride + kd * kM, L::kQkvStride);
 
   // Softmax bookkeeping: lanes 2r and 2r+1 share row r of the warp's 16; `side` (0 or 1) picks
   // the even or odd columns of S and alternate 16-float chunks of the row of O.
   const int row = warp * kM + lane / 2;  // row in the block's tile
   const int side = lane % 2;
-  const int pos = offset + i0 + row;     // the row's query position
-  float m = -INFINITY, l = 0.0f;         // running max (log2 domain) and sum, same in both lanes
+  const int pos = offset + i0 + row;  // the row's query position
+  float m = -INFINITY, l = 0.0f;      // running max (log2 domain) and sum, same in both lanes
 
   const int last_query = min(i0 + kBr, q_len) - 1;
   const int kv_end = causal ? min(kv_len, offset + last_query + 1) : kv_len;
@@ -206,7 +210,8 @@ __global__ void __launch_bounds__(kThreads)
     {
       wmma::fragment<wmma::matrix_a, kM, kM, kM, __half, wmma::row_major> pf[kBc / kM];
 #pragma unroll
-      for (int kk = 0; kk < kBc / kM; ++kk) wmma::load_matrix_sync(pf[kk], Ps + warp * kM * L::kPStride + kk * kM, L::kPStride);
+      for (int kk = 0; kk < kBc / kM; ++kk)
+        wmma::load_matrix_sync(pf[kk], Ps + warp * kM * L::kPStride + kk * kM, L::kPStride);
 #pragma unroll 2
       for (int nb = 0; nb < D / kM; ++nb) {
         float* otile = Os + warp * kM * L::kOStride + nb * kM;

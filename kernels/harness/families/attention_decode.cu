@@ -1,0 +1,305 @@
+// attention_decode.cu: the kernel harness's decode-attention family (kernels/cuda/attention_decode/).
+//
+// check: every version against llm::cpu::paged_decode_attention (num_splits = 1: plain attention
+//        over the block table) at real shapes (Llama-8B heads; head_dim 64 with 9/3 heads),
+//        awkward ones (one key, lengths off the block size, very different lengths in a batch,
+//        block sizes 1, 3 and 32, MHA, groups of 8 and 12) and long contexts (8k, and 32k once;
+//        not with --quick). The KV pool's blocks are handed out in a shuffled order, so a kernel
+//        that assumes contiguous blocks fails; the block table's spare column points at a real
+//        block of random data, so a kernel reading past seq_len fails. Version 2 is also run with
+//        num_splits 1 and 3 and with more splits than a short sequence has keys, its workspace
+//        poisoned (NaN) so that a merge reading an unwritten partial fails.
+// bench: batch 1, 4, 16 at 4k and 32k context, Llama-8B heads (32 query heads, 8 kv heads,
+//        head_dim 128, block 16); GB/s = (K + V bytes of every valid key + q + out) / time, the
+//        bytes the operation must move at least (version 1 reads K/V once per query head, from
+//        L2 at best; the figure still counts them once, so the versions compare).
+//
+//   build/kernels/kernel_harness check attention_decode [--version N] [--quick]
+//   build/kernels/kernel_harness bench attention_decode [--version N] [--quick]
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/half.h"
+#include "kernels/cuda/attention_decode/attention_decode.cuh"
+#include "kernels/harness/families/families.h"
+
+namespace llm::harness {
+
+namespace {
+
+/// One check shape. `splits` lists the num_splits values version 2 runs with (0: automatic).
+struct DecodeCase {
+  std::string name;
+  int n_heads, n_kv_heads, head_dim, block_size;
+  std::vector<int> seq_lens;
+  std::vector<int> splits = {0};
+  float q_scale = 1.0f;  // > 1 makes the softmax peaked (tests the running-max rescale)
+  bool long_context = false;
+};
+
+/// A paged KV cache filled for a batch: blocks handed out in shuffled order, one spare column
+/// in the block table pointing at unrelated blocks.
+struct PagedCache {
+  int num_blocks = 0, max_blocks_per_seq = 0;
+  std::vector<int> block_table;
+};
+
+PagedCache make_block_table(const std::vector<int>& seq_lens, int block_size, std::uint64_t seed) {
+  PagedCache c;
+  int needed = 0;
+  for (int len : seq_lens) {
+    const int blocks = (len + block_size - 1) / block_size;
+    needed += blocks;
+    c.max_blocks_per_seq = std::max(c.max_blocks_per_seq, blocks + 1);
+  }
+  c.num_blocks = needed + 3;  // a few blocks nobody owns
+  std::vector<int> order(c.num_blocks);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  c.block_table.assign(seq_lens.size() * c.max_blocks_per_seq, 0);
+  int next = 0;
+  for (std::size_t b = 0; b < seq_lens.size(); ++b) {
+    for (int j = 0; j < c.max_blocks_per_seq; ++j) {
+      const bool owned = j * block_size < seq_lens[b];
+      c.block_table[b * c.max_blocks_per_seq + j] =
+          owned ? order[next++] : static_cast<int>(rng() % static_cast<std::uint64_t>(c.num_blocks));
+    }
+  }
+  return c;
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+bool wants(const FamilyOptions& o, int version) { return o.version == 0 || o.version == version; }
+
+std::vector<DecodeCase> check_cases(bool quick) {
+  std::vector<DecodeCase> cases = {
+      // Real shapes.
+      {"llama8b", 32, 8, 128, 16, {1, 17, 300, 2048}, {0, 1, 3}},
+      {"d64_9/3", 9, 3, 64, 8, {5, 64, 777}, {0, 1, 3}},
+      // Awkward shapes.
+      {"one_key", 32, 8, 128, 16, {1}},
+      {"uneven_lens", 8, 2, 128, 16, {4000, 3, 33}, {0, 1, 3}},
+      {"block1", 4, 2, 64, 1, {1, 50}},
+      {"block3", 4, 1, 64, 3, {10, 101}},
+      {"block32", 16, 4, 128, 32, {31, 129}},
+      {"mha", 6, 6, 64, 16, {100, 7}},
+      {"group8", 64, 8, 128, 16, {513, 70}},
+      {"group5", 10, 2, 128, 16, {90}},
+      {"group12", 12, 1, 64, 16, {200, 45}},
+      {"peaked", 32, 8, 128, 16, {1000, 257}, {0, 3}, 8.0f},
+      // More splits than the short sequence has keys: most of its splits are empty.
+      {"splits>keys", 8, 2, 128, 16, {5, 300}, {16, 64}},
+      {"splits>len", 4, 4, 64, 16, {3}, {8}},
+  };
+  if (!quick) {
+    cases.push_back({"long8k", 32, 8, 128, 16, {8192, 5000}, {0, 1, 7}, 1.0f, true});
+    cases.push_back({"long32k", 32, 8, 128, 16, {32768}, {0}, 1.0f, true});
+  }
+  return cases;
+}
+
+/// Fills fp16 memory with deterministic pseudo-random values in [-scale, scale) (a splitmix64
+/// hash of the index): the bench's inputs, too large to draw and upload from the host.
+__global__ void fill_random_half(__half* p, std::size_t n, std::uint64_t seed, float scale) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    std::uint64_t z = i + seed * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+    p[i] = __float2half_rn((2.0f * u - 1.0f) * scale);
+  }
+}
+
+void fill_device(DeviceBuffer<__half>& buf, std::uint64_t seed, float scale) {
+  fill_random_half<<<1024, 256>>>(buf.get(), buf.size(), seed, scale);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+/// The args every call shares, from the buffers of one case.
+cuda::DecodeAttentionArgs make_args(const DeviceBuffer<__half>& q, DeviceBuffer<__half>& out,
+                                    const DeviceBuffer<__half>& k, const DeviceBuffer<__half>& v,
+                                    const DeviceBuffer<int>& table, const DeviceBuffer<int>& lens, int batch,
+                                    int n_heads, int n_kv_heads, int head_dim, int block_size, const PagedCache& c,
+                                    int max_seq_len) {
+  cuda::DecodeAttentionArgs a;
+  a.q = q.get();
+  a.out = out.get();
+  a.k_cache = k.get();
+  a.v_cache = v.get();
+  a.block_table = table.get();
+  a.seq_lens = lens.get();
+  a.batch = batch;
+  a.n_heads = n_heads;
+  a.n_kv_heads = n_kv_heads;
+  a.head_dim = head_dim;
+  a.block_size = block_size;
+  a.num_blocks = c.num_blocks;
+  a.max_blocks_per_seq = c.max_blocks_per_seq;
+  a.max_seq_len = max_seq_len;
+  return a;
+}
+
+/// validate() must name the field of an impossible argument.
+bool check_validation() {
+  cuda::DecodeAttentionArgs a;
+  a.q = a.out = reinterpret_cast<__half*>(256);
+  a.k_cache = a.v_cache = a.q;
+  a.block_table = a.seq_lens = reinterpret_cast<const int*>(256);
+  a.num_blocks = a.max_blocks_per_seq = 1;
+  a.max_seq_len = 1;
+  bool ok = true;
+  auto expect_throw = [&](cuda::DecodeAttentionArgs bad, const char* field) {
+    try {
+      cuda::validate(bad);
+      std::printf("FAIL attention_decode validate: accepted a bad %s\n", field);
+      ok = false;
+    } catch (const std::invalid_argument& e) {
+      if (std::string(e.what()).find(field) == std::string::npos) {
+        std::printf("FAIL attention_decode validate: message \"%s\" does not name %s\n", e.what(), field);
+        ok = false;
+      }
+    }
+  };
+  cuda::validate(a);  // the base args are fine
+  auto bad = a;
+  bad.head_dim = 96;
+  expect_throw(bad, "head_dim");
+  bad = a;
+  bad.n_heads = 6, bad.n_kv_heads = 4;
+  expect_throw(bad, "n_heads");
+  bad = a;
+  bad.max_seq_len = 17;  // one block of 16
+  expect_throw(bad, "max_seq_len");
+  bad = a;
+  bad.q = nullptr;
+  expect_throw(bad, "q");
+  if (ok) std::printf("ok   attention_decode validate rejects bad args\n");
+  return ok;
+}
+
+}  // namespace
+
+bool check_attention_decode(const FamilyOptions& o) {
+  bool all_ok = check_validation();
+  std::uint64_t seed = o.seed * 1000003u;
+  for (const DecodeCase& dc : check_cases(o.quick)) {
+    const int batch = static_cast<int>(dc.seq_lens.size());
+    const int max_seq_len = *std::max_element(dc.seq_lens.begin(), dc.seq_lens.end());
+    const PagedCache cache = make_block_table(dc.seq_lens, dc.block_size, ++seed);
+    const std::size_t pool = static_cast<std::size_t>(cache.num_blocks) * dc.block_size * dc.n_kv_heads * dc.head_dim;
+    const std::size_t q_elems = static_cast<std::size_t>(batch) * dc.n_heads * dc.head_dim;
+
+    // Inputs rounded to fp16 on the host, so the twin sees exactly what the kernel reads.
+    std::vector<float> q = randn(q_elems, ++seed, dc.q_scale), k = randn(pool, ++seed), v = randn(pool, ++seed);
+    cpu::round_to_half(q);
+    cpu::round_to_half(k);
+    cpu::round_to_half(v);
+
+    std::vector<float> want(q_elems);
+    cpu::PagedKvView view;
+    view.k = k.data();
+    view.v = v.data();
+    view.num_blocks = cache.num_blocks;
+    view.block_size = dc.block_size;
+    view.n_kv_heads = dc.n_kv_heads;
+    view.head_dim = dc.head_dim;
+    view.block_table = cache.block_table.data();
+    view.max_blocks_per_seq = cache.max_blocks_per_seq;
+    view.seq_lens = dc.seq_lens.data();
+    cpu::paged_decode_attention(want.data(), q.data(), batch, dc.n_heads, view, 1);
+
+    const DeviceBuffer<__half> d_q = upload_half(q), d_k = upload_half(k), d_v = upload_half(v);
+    const DeviceBuffer<int> d_table = upload(cache.block_table), d_lens = upload(dc.seq_lens);
+    DeviceBuffer<__half> d_out(q_elems);
+    cuda::DecodeAttentionArgs args = make_args(d_q, d_out, d_k, d_v, d_table, d_lens, batch, dc.n_heads,
+                                               dc.n_kv_heads, dc.head_dim, dc.block_size, cache, max_seq_len);
+
+    for (const cuda::DecodeAttentionVersion& ver : cuda::kDecodeAttentionVersions) {
+      if (!wants(o, ver.number)) continue;
+      // Version 1 has no splits: run it once.
+      const std::vector<int> splits_list = ver.number == 2 ? dc.splits : std::vector<int>{0};
+      for (int splits : splits_list) {
+        args.num_splits = splits;
+        const int resolved = cuda::decode_num_splits(args);
+        DeviceBuffer<float> workspace((cuda::decode_workspace_bytes(args) + sizeof(float) - 1) / sizeof(float));
+        workspace.poison();
+        args.workspace = workspace.get();
+        d_out.poison();
+        ver.run(args, nullptr);
+        CUDA_CHECK(cudaGetLastError());
+        const std::vector<float> got = download(d_out);
+
+        std::string what = std::string("attention_decode ") + ver.name + " " + dc.name + " h=" +
+                           std::to_string(dc.n_heads) + "/" + std::to_string(dc.n_kv_heads) +
+                           " d=" + std::to_string(dc.head_dim) + " block=" + std::to_string(dc.block_size) +
+                           " lens=" + join(dc.seq_lens);
+        if (ver.number == 2)
+          what += " splits=" + (splits == 0 ? "auto(" + std::to_string(resolved) + ")" : std::to_string(resolved));
+        all_ok = check_close(what, got, want, static_cast<std::size_t>(dc.head_dim), kTolFp16) && all_ok;
+      }
+      args.workspace = nullptr;
+    }
+  }
+  return all_ok;
+}
+
+void bench_attention_decode(const FamilyOptions& o) {
+  constexpr int kHeads = 32, kKvHeads = 8, kHeadDim = 128, kBlock = 16;
+  struct Size {
+    int batch, context;
+  };
+  std::vector<Size> sizes;
+  if (o.quick) {
+    sizes = {{1, 4096}};
+  } else {
+    for (int context : {4096, 32768})
+      for (int batch : {1, 4, 16}) sizes.push_back({batch, context});
+  }
+  std::uint64_t seed = o.seed * 7919u;
+  for (const Size& sz : sizes) {
+    const std::vector<int> lens(sz.batch, sz.context);
+    const PagedCache cache = make_block_table(lens, kBlock, ++seed);
+    const std::size_t pool = static_cast<std::size_t>(cache.num_blocks) * kBlock * kKvHeads * kHeadDim;
+    const std::size_t q_elems = static_cast<std::size_t>(sz.batch) * kHeads * kHeadDim;
+    DeviceBuffer<__half> d_q(q_elems), d_out(q_elems), d_k(pool), d_v(pool);
+    fill_device(d_q, ++seed, 1.0f);
+    fill_device(d_k, ++seed, 1.0f);
+    fill_device(d_v, ++seed, 1.0f);
+    d_out.poison();
+    const DeviceBuffer<int> d_table = upload(cache.block_table), d_lens = upload(lens);
+    cuda::DecodeAttentionArgs args = make_args(d_q, d_out, d_k, d_v, d_table, d_lens, sz.batch, kHeads, kKvHeads,
+                                               kHeadDim, kBlock, cache, sz.context);
+    args.num_splits = 0;
+    DeviceBuffer<float> workspace((cuda::decode_workspace_bytes(args) + sizeof(float) - 1) / sizeof(float));
+    args.workspace = workspace.get();
+
+    // Bytes the operation must move: K and V of every valid key, q in, out written.
+    const double kv_bytes = 2.0 * sz.batch * static_cast<double>(sz.context) * kKvHeads * kHeadDim * sizeof(__half);
+    const double bytes = kv_bytes + 2.0 * q_elems * sizeof(__half);
+
+    for (const cuda::DecodeAttentionVersion& ver : cuda::kDecodeAttentionVersions) {
+      if (!wants(o, ver.number)) continue;
+      std::string shape = "batch=" + std::to_string(sz.batch) + " ctx=" + std::to_string(sz.context) + " h=32/8 d=128";
+      if (ver.number == 2) shape += " splits=" + std::to_string(cuda::decode_num_splits(args));
+      const Timing t = time_launch([&](cudaStream_t stream) { ver.run(args, stream); });
+      report(row_gbps("attention_decode", ver.name, shape, t, bytes));
+    }
+  }
+}
+
+}  // namespace llm::harness
