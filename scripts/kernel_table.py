@@ -18,8 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The rows the README's summary shows, SGEMM_CUDA style: (family, shape, baseline version or None,
 # what the issue asks of the best version).
 HEADLINES = [
-    ("attention_prefill", "b=4 s=4096 h=32/8 d=128 full", "sdpa", ">= 70% of SDPA"),
-    ("attention_prefill", "b=4 s=4096 h=32/8 d=128 causal", "sdpa", ">= 70% of SDPA"),
+    ("attention_prefill", "b4 q4096 kv4096 h32/8 d128 full", "sdpa", ">= 70% of SDPA"),
+    ("attention_prefill", "b4 q4096 kv4096 h32/8 d128 causal", "sdpa", ">= 70% of SDPA"),
     ("attention_decode", None, None, ">= 70% of copy bandwidth at 32k"),
     ("gemv", None, None, ">= 85% of copy bandwidth"),
 ]

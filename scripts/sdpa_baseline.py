@@ -21,8 +21,8 @@ HEADS, KV_HEADS, HEAD_DIM, TOKENS = 32, 8, 128, 16384
 
 
 def shape_name(batch, seq, heads, kv_heads, head_dim, causal):
-    """Must match shape_name() in kernels/harness/families/attention_prefill.cu."""
-    return f"b={batch} s={seq} h={heads}/{kv_heads} d={head_dim} {'causal' if causal else 'full'}"
+    """Must match describe() in kernels/harness/families/attention_prefill.cu."""
+    return f"b{batch} q{seq} kv{seq} h{heads}/{kv_heads} d{head_dim} {'causal' if causal else 'full'}"
 
 
 def flops(batch, seq, heads, head_dim, causal):
