@@ -102,7 +102,7 @@ def main():
     (ROOT / "docs/results/kernels.md").write_text(page)
     readme = ROOT / "kernels/README.md"
     text = readme.read_text()
-    block = "<!-- RESULTS:kernels -->\n" + head + "\n" + summary(rows) + "\nAll rows: [docs/results/kernels.md](../docs/results/kernels.md).\n<!-- /RESULTS:kernels -->"
+    block = "<!-- RESULTS:kernels -->\n" + head + "\n" + summary(rows) + "\nAll rows: `docs/results/kernels.md`.\n<!-- /RESULTS:kernels -->"
     text, n = re.subn(r"<!-- RESULTS:kernels -->.*?<!-- /RESULTS:kernels -->", lambda m: block, text, flags=re.S)
     if n != 1:
         raise SystemExit("kernels/README.md: no RESULTS:kernels markers")

@@ -68,6 +68,10 @@ DeviceBuffer<int> upload(const std::vector<int>& v);
 /// Uploads floats rounded to fp16. Round the host copy first (cpu::round_to_half) so that the
 /// twin sees the same values.
 DeviceBuffer<__half> upload_half(const std::vector<float>& v);
+/// Fills device fp16 memory with deterministic pseudo-random values in [-scale, scale) (a
+/// splitmix64 hash of index and seed), on the device: for bench inputs of gigabytes, too large
+/// to draw and upload from the host. Never time on zeros.
+void fill_random(DeviceBuffer<__half>& buf, std::uint64_t seed, float scale = 1.0f);
 /// Downloads to the host (synchronises).
 std::vector<float> download(const DeviceBuffer<float>& d);
 std::vector<float> download(const DeviceBuffer<__half>& d);

@@ -43,7 +43,8 @@ void require(bool ok, const char* field, long long value, const char* rule) {
 
 /// Null pointers and 16-byte alignment (cudaMalloc gives 256; 02 reads q and K/V with 16-byte loads).
 void require_pointer(const void* p, const char* field, bool may_be_null = false) {
-  if (p == nullptr && !may_be_null) throw std::invalid_argument(std::string("DecodeAttentionArgs: ") + field + " is null");
+  if (p == nullptr && !may_be_null)
+    throw std::invalid_argument(std::string("DecodeAttentionArgs: ") + field + " is null");
   if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) {
     char addr[32];
     std::snprintf(addr, sizeof(addr), "%p", p);
@@ -157,8 +158,8 @@ void validate(const DecodeAttentionArgs& a) {
   require(a.max_blocks_per_seq >= 1, "max_blocks_per_seq", a.max_blocks_per_seq, "must be >= 1");
   require(static_cast<long long>(a.max_blocks_per_seq) * a.block_size <= 0x7fffffffLL, "max_blocks_per_seq",
           a.max_blocks_per_seq, "times block_size must fit in int");
-  require(a.max_seq_len >= 1 && static_cast<long long>(a.max_seq_len) <= static_cast<long long>(a.max_blocks_per_seq) *
-                                                                             a.block_size,
+  require(a.max_seq_len >= 1 &&
+              static_cast<long long>(a.max_seq_len) <= static_cast<long long>(a.max_blocks_per_seq) * a.block_size,
           "max_seq_len", a.max_seq_len, "must be in [1, max_blocks_per_seq * block_size]");
   require(a.num_splits >= 0, "num_splits", a.num_splits, "must be >= 0 (0: automatic)");
 }

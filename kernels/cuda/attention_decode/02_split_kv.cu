@@ -2,9 +2,9 @@
 //
 // What changes against 01_one_block_per_head.cu, and why it should be faster:
 //   1. The keys of each sequence are cut into `splits` contiguous ranges, one block each:
-//      grid (split, kv head, sequence). At batch 1 and 32k context that is 128 splits x 8 kv
-//      heads = 1024 blocks instead of 32, enough to keep every SM's memory pipe busy. A second
-//      small kernel merges the splits' partial results (below).
+//      grid (split, kv head, sequence). At batch 1 and 32k context that is 99 splits x 8 kv
+//      heads = 792 blocks instead of 32 (two waves of 3 blocks per SM on 132 SMs), enough to keep
+//      every SM's memory pipe busy. A second small kernel merges the splits' partial results.
 //   2. A block serves every query head of its kv head's group (4 for Llama-8B): each K/V element
 //      is read from memory once per group instead of once per query head.
 //   3. 16-byte loads: a lane holds 8 consecutive head_dim values, so a key of head_dim 128 is
@@ -77,7 +77,9 @@ int group_tile(int group) {
   return g;
 }
 
-int ceil_div(int a, int b) { return (a + b - 1) / b; }
+int ceil_div(int a, int b) {
+  return (a + b - 1) / b;
+}
 
 /// What the kernels need besides DecodeAttentionArgs (all resolved on the host).
 struct SplitParams {
@@ -104,7 +106,7 @@ struct SplitParams {
 /// Compile-time shape of the main loop for head_dim D and up to GMAX query heads per block.
 template <int D, int GMAX>
 struct Tile {
-  static constexpr int kLanesPerKey = D / 8;             // 8 fp16 = 16 bytes per lane
+  static constexpr int kLanesPerKey = D / 8;              // 8 fp16 = 16 bytes per lane
   static constexpr int kKeysPerStep = 32 / kLanesPerKey;  // keys one warp-wide load covers
   // Loads in flight per lane (K and V each). 8 heads need 2 * 64 registers for q and o, so
   // they get fewer steps to stay clear of spills.
@@ -157,7 +159,8 @@ __global__ void __launch_bounds__(kThreads, Tile<D, GMAX>::kMinBlocks) split_kv_
 #pragma unroll
   for (int g = 0; g < GMAX; ++g) {
     if (g < ng) {
-      const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p.q + (static_cast<std::size_t>(b) * p.n_heads + h0 + g) * D) + sub);
+      const uint4 raw =
+          __ldg(reinterpret_cast<const uint4*>(p.q + (static_cast<std::size_t>(b) * p.n_heads + h0 + g) * D) + sub);
       unpack8(raw, q[g]);
 #pragma unroll
       for (int j = 0; j < 8; ++j) q[g][j] *= p.scale_log2;
@@ -330,8 +333,8 @@ __device__ float block_reduce(float v, float* buf) {
 /// grid (n_heads, batch), block kThreads: merges the splits of one (sequence, head). Thread d
 /// handles head_dim value d (coalesced reads of o_part); every thread recomputes the split
 /// weights 2^(m_s - m) (a few hundred exp2f at most), which needs no shared array per split.
-__global__ void __launch_bounds__(kThreads) merge_splits_kernel(const float* o_part, const float* ml, __half* out,
-                                                                 int n_heads, int splits, int head_dim) {
+__global__ void __launch_bounds__(kThreads)
+    merge_splits_kernel(const float* o_part, const float* ml, __half* out, int n_heads, int splits, int head_dim) {
   __shared__ float buf[kWarps];
   const std::size_t head_row = static_cast<std::size_t>(blockIdx.y) * n_heads + blockIdx.x;
   const float* ml_row = ml + head_row * splits * 2;
@@ -376,20 +379,32 @@ int resident_blocks() {
 template <int D>
 int resident_blocks(int gmax) {
   switch (gmax) {
-    case 1: return resident_blocks<D, 1>();
-    case 2: return resident_blocks<D, 2>();
-    case 4: return resident_blocks<D, 4>();
-    default: return resident_blocks<D, 8>();
+    case 1:
+      return resident_blocks<D, 1>();
+    case 2:
+      return resident_blocks<D, 2>();
+    case 4:
+      return resident_blocks<D, 4>();
+    default:
+      return resident_blocks<D, 8>();
   }
 }
 
 template <int D>
 void launch_split_kv(const SplitParams& p, int gmax, dim3 grid, cudaStream_t stream) {
   switch (gmax) {
-    case 1: split_kv_kernel<D, 1><<<grid, kThreads, 0, stream>>>(p); break;
-    case 2: split_kv_kernel<D, 2><<<grid, kThreads, 0, stream>>>(p); break;
-    case 4: split_kv_kernel<D, 4><<<grid, kThreads, 0, stream>>>(p); break;
-    default: split_kv_kernel<D, 8><<<grid, kThreads, 0, stream>>>(p); break;
+    case 1:
+      split_kv_kernel<D, 1><<<grid, kThreads, 0, stream>>>(p);
+      break;
+    case 2:
+      split_kv_kernel<D, 2><<<grid, kThreads, 0, stream>>>(p);
+      break;
+    case 4:
+      split_kv_kernel<D, 4><<<grid, kThreads, 0, stream>>>(p);
+      break;
+    default:
+      split_kv_kernel<D, 8><<<grid, kThreads, 0, stream>>>(p);
+      break;
   }
 }
 

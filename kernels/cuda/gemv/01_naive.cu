@@ -38,8 +38,8 @@ void require_pointer(const void* p, const char* field) {
 }
 
 /// grid ceil(out / kThreads), block kThreads: thread `row` computes y[:, row].
-__global__ void __launch_bounds__(kThreads) gemv_naive_kernel(const __half* W, const __half* x, float* y, int n, int in,
-                                                              int out, bool accumulate) {
+__global__ void __launch_bounds__(kThreads)
+    gemv_naive_kernel(const __half* W, const __half* x, float* y, int n, int in, int out, bool accumulate) {
   const int row = blockIdx.x * blockDim.x + threadIdx.x;
   if (row >= out) return;
   const __half* w = W + static_cast<std::size_t>(row) * in;

@@ -43,8 +43,8 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float (&f)[8]) {
 /// grid ceil(out / (kWarps * kRows)), block kThreads. kN: rows of x; kRows: rows of W per warp;
 /// kSteps: 512-byte stretches per row loaded before use.
 template <int kN, int kRows, int kSteps>
-__global__ void __launch_bounds__(kThreads) gemv_warp_kernel(const __half* W, const __half* x, float* y, int in, int out,
-                                                             bool accumulate) {
+__global__ void __launch_bounds__(kThreads)
+    gemv_warp_kernel(const __half* W, const __half* x, float* y, int in, int out, bool accumulate) {
   static_assert(kN * kRows <= 32, "one lane writes each result");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row0 = (blockIdx.x * kWarps + warp) * kRows;
@@ -125,14 +125,30 @@ void launch(const GemvArgs& a, cudaStream_t stream) {
 void gemv_02_warp_vectorized(const GemvArgs& a, cudaStream_t stream) {
   validate(a);
   switch (a.n) {
-    case 1: launch<1>(a, stream); break;
-    case 2: launch<2>(a, stream); break;
-    case 3: launch<3>(a, stream); break;
-    case 4: launch<4>(a, stream); break;
-    case 5: launch<5>(a, stream); break;
-    case 6: launch<6>(a, stream); break;
-    case 7: launch<7>(a, stream); break;
-    default: launch<8>(a, stream); break;
+    case 1:
+      launch<1>(a, stream);
+      break;
+    case 2:
+      launch<2>(a, stream);
+      break;
+    case 3:
+      launch<3>(a, stream);
+      break;
+    case 4:
+      launch<4>(a, stream);
+      break;
+    case 5:
+      launch<5>(a, stream);
+      break;
+    case 6:
+      launch<6>(a, stream);
+      break;
+    case 7:
+      launch<7>(a, stream);
+      break;
+    default:
+      launch<8>(a, stream);
+      break;
   }
   CUDA_CHECK(cudaGetLastError());
 }

@@ -41,7 +41,6 @@ struct DecodeCase {
   std::vector<int> seq_lens;
   std::vector<int> splits = {0};
   float q_scale = 1.0f;  // > 1 makes the softmax peaked (tests the running-max rescale)
-  bool long_context = false;
 };
 
 /// A paged KV cache filled for a batch: blocks handed out in shuffled order, one spare column
@@ -82,7 +81,9 @@ std::string join(const std::vector<int>& v) {
   return s;
 }
 
-bool wants(const FamilyOptions& o, int version) { return o.version == 0 || o.version == version; }
+bool wants(const FamilyOptions& o, int version) {
+  return o.version == 0 || o.version == version;
+}
 
 std::vector<DecodeCase> check_cases(bool quick) {
   std::vector<DecodeCase> cases = {
@@ -92,42 +93,23 @@ std::vector<DecodeCase> check_cases(bool quick) {
       // Awkward shapes.
       {"one_key", 32, 8, 128, 16, {1}},
       {"uneven_lens", 8, 2, 128, 16, {4000, 3, 33}, {0, 1, 3}},
-      {"block1", 4, 2, 64, 1, {1, 50}},
-      {"block3", 4, 1, 64, 3, {10, 101}},
-      {"block32", 16, 4, 128, 32, {31, 129}},
-      {"mha", 6, 6, 64, 16, {100, 7}},
-      {"group8", 64, 8, 128, 16, {513, 70}},
-      {"group5", 10, 2, 128, 16, {90}},
-      {"group12", 12, 1, 64, 16, {200, 45}},
+      {"block1", 4, 2, 64, 1, {1, 50}, {0, 3}},
+      {"block3", 4, 1, 64, 3, {10, 101}, {0, 3}},
+      {"block32", 16, 4, 128, 32, {31, 129}, {0, 3}},
+      {"mha", 6, 6, 64, 16, {100, 7}, {0, 3}},
+      {"group8", 64, 8, 128, 16, {513, 70}, {0, 3}},
+      {"group5", 10, 2, 128, 16, {90}, {0, 3}},
+      {"group12", 12, 1, 64, 16, {200, 45}, {0, 3}},
       {"peaked", 32, 8, 128, 16, {1000, 257}, {0, 3}, 8.0f},
       // More splits than the short sequence has keys: most of its splits are empty.
       {"splits>keys", 8, 2, 128, 16, {5, 300}, {16, 64}},
       {"splits>len", 4, 4, 64, 16, {3}, {8}},
   };
   if (!quick) {
-    cases.push_back({"long8k", 32, 8, 128, 16, {8192, 5000}, {0, 1, 7}, 1.0f, true});
-    cases.push_back({"long32k", 32, 8, 128, 16, {32768}, {0}, 1.0f, true});
+    cases.push_back({"long8k", 32, 8, 128, 16, {8192, 5000}, {0, 1, 7}});
+    cases.push_back({"long32k", 32, 8, 128, 16, {32768}});
   }
   return cases;
-}
-
-/// Fills fp16 memory with deterministic pseudo-random values in [-scale, scale) (a splitmix64
-/// hash of the index): the bench's inputs, too large to draw and upload from the host.
-__global__ void fill_random_half(__half* p, std::size_t n, std::uint64_t seed, float scale) {
-  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    std::uint64_t z = i + seed * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1)
-    p[i] = __float2half_rn((2.0f * u - 1.0f) * scale);
-  }
-}
-
-void fill_device(DeviceBuffer<__half>& buf, std::uint64_t seed, float scale) {
-  fill_random_half<<<1024, 256>>>(buf.get(), buf.size(), seed, scale);
-  CUDA_CHECK(cudaGetLastError());
 }
 
 /// The args every call shares, from the buffers of one case.
@@ -163,6 +145,7 @@ bool check_validation() {
   a.num_blocks = a.max_blocks_per_seq = 1;
   a.max_seq_len = 1;
   bool ok = true;
+  // `field` is the text the message must contain.
   auto expect_throw = [&](cuda::DecodeAttentionArgs bad, const char* field) {
     try {
       cuda::validate(bad);
@@ -187,7 +170,7 @@ bool check_validation() {
   expect_throw(bad, "max_seq_len");
   bad = a;
   bad.q = nullptr;
-  expect_throw(bad, "q");
+  expect_throw(bad, "q is null");
   if (ok) std::printf("ok   attention_decode validate rejects bad args\n");
   return ok;
 }
@@ -226,8 +209,8 @@ bool check_attention_decode(const FamilyOptions& o) {
     const DeviceBuffer<__half> d_q = upload_half(q), d_k = upload_half(k), d_v = upload_half(v);
     const DeviceBuffer<int> d_table = upload(cache.block_table), d_lens = upload(dc.seq_lens);
     DeviceBuffer<__half> d_out(q_elems);
-    cuda::DecodeAttentionArgs args = make_args(d_q, d_out, d_k, d_v, d_table, d_lens, batch, dc.n_heads,
-                                               dc.n_kv_heads, dc.head_dim, dc.block_size, cache, max_seq_len);
+    cuda::DecodeAttentionArgs args = make_args(d_q, d_out, d_k, d_v, d_table, d_lens, batch, dc.n_heads, dc.n_kv_heads,
+                                               dc.head_dim, dc.block_size, cache, max_seq_len);
 
     for (const cuda::DecodeAttentionVersion& ver : cuda::kDecodeAttentionVersions) {
       if (!wants(o, ver.number)) continue;
@@ -244,8 +227,8 @@ bool check_attention_decode(const FamilyOptions& o) {
         CUDA_CHECK(cudaGetLastError());
         const std::vector<float> got = download(d_out);
 
-        std::string what = std::string("attention_decode ") + ver.name + " " + dc.name + " h=" +
-                           std::to_string(dc.n_heads) + "/" + std::to_string(dc.n_kv_heads) +
+        std::string what = std::string("attention_decode ") + ver.name + " " + dc.name +
+                           " h=" + std::to_string(dc.n_heads) + "/" + std::to_string(dc.n_kv_heads) +
                            " d=" + std::to_string(dc.head_dim) + " block=" + std::to_string(dc.block_size) +
                            " lens=" + join(dc.seq_lens);
         if (ver.number == 2)
@@ -277,9 +260,9 @@ void bench_attention_decode(const FamilyOptions& o) {
     const std::size_t pool = static_cast<std::size_t>(cache.num_blocks) * kBlock * kKvHeads * kHeadDim;
     const std::size_t q_elems = static_cast<std::size_t>(sz.batch) * kHeads * kHeadDim;
     DeviceBuffer<__half> d_q(q_elems), d_out(q_elems), d_k(pool), d_v(pool);
-    fill_device(d_q, ++seed, 1.0f);
-    fill_device(d_k, ++seed, 1.0f);
-    fill_device(d_v, ++seed, 1.0f);
+    fill_random(d_q, ++seed, 1.0f);
+    fill_random(d_k, ++seed, 1.0f);
+    fill_random(d_v, ++seed, 1.0f);
     d_out.poison();
     const DeviceBuffer<int> d_table = upload(cache.block_table), d_lens = upload(lens);
     cuda::DecodeAttentionArgs args = make_args(d_q, d_out, d_k, d_v, d_table, d_lens, sz.batch, kHeads, kKvHeads,
