@@ -3,8 +3,8 @@
 //
 // The CUDA kernels keep weights, K/V and attention inputs in 16-bit floats. Their CPU twins
 // compute in float from the *same rounded values*, so that a comparison measures the kernel's
-// arithmetic, not the rounding of its inputs. Tests check these against the compiler's own
-// _Float16 (an independent implementation).
+// arithmetic, not the rounding of its inputs. Tests check these against the CPU's F16C instructions
+// (an independent implementation).
 #pragma once
 
 #include <cstdint>
