@@ -7,14 +7,21 @@
 
 namespace llm::stage03 {
 
-BlockPool::BlockPool(const ModelConfig& config, int num_blocks, int block_size)
-    : num_blocks_(num_blocks), block_size_(block_size), layers_(config.n_layers), kv_dim_(config.kv_dim()) {
+BlockPool::BlockPool(const ModelConfig& config, int num_blocks, int block_size, bool host_storage,
+                     std::size_t kv_element_bytes)
+    : num_blocks_(num_blocks),
+      block_size_(block_size),
+      layers_(config.n_layers),
+      kv_dim_(config.kv_dim()),
+      element_bytes_(kv_element_bytes) {
   if (num_blocks < 1) throw Error("--kv-blocks " + std::to_string(num_blocks) + ": the pool needs at least one block");
   if (block_size < 1) throw Error("--block-size " + std::to_string(block_size) + ": must be at least 1");
   const std::size_t floats = static_cast<std::size_t>(num_blocks) * static_cast<std::size_t>(layers_) *
                              static_cast<std::size_t>(block_size) * static_cast<std::size_t>(kv_dim_);
-  k_.assign(floats, 0.0f);
-  v_.assign(floats, 0.0f);
+  if (host_storage) {
+    k_.assign(floats, 0.0f);
+    v_.assign(floats, 0.0f);
+  }
   const auto n = static_cast<std::size_t>(num_blocks);
   refs_.assign(n, 0);
   free_pos_.resize(n);
@@ -25,7 +32,7 @@ BlockPool::BlockPool(const ModelConfig& config, int num_blocks, int block_size)
 
 std::size_t BlockPool::bytes_per_block() const {
   return 2 * static_cast<std::size_t>(layers_) * static_cast<std::size_t>(block_size_) *
-         static_cast<std::size_t>(kv_dim_) * sizeof(float);
+         static_cast<std::size_t>(kv_dim_) * element_bytes_;
 }
 
 void BlockPool::forget(int block) {

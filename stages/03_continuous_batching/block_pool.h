@@ -30,8 +30,13 @@ namespace llm::stage03 {
 class BlockPool {
  public:
   /// Reserves num_blocks blocks of block_size tokens for every layer of `config`. Throws
-  /// llm::Error for a size below 1.
-  BlockPool(const ModelConfig& config, int num_blocks, int block_size);
+  /// llm::Error for a size below 1. With host_storage false the pool only keeps the books
+  /// (reference counts, free list, prefix index) and keys()/values() must not be called: the
+  /// K/V live elsewhere, indexed by the same block numbers (stage 04 keeps them on the GPU).
+  /// kv_element_bytes is the size of one stored K/V value where they live (4 here, 2 for fp16 on
+  /// the GPU); it only sets what bytes_per_block() reports.
+  BlockPool(const ModelConfig& config, int num_blocks, int block_size, bool host_storage = true,
+            std::size_t kv_element_bytes = sizeof(float));
 
   int block_size() const { return block_size_; }
   int num_blocks() const { return num_blocks_; }
@@ -67,8 +72,10 @@ class BlockPool {
   /// Blocks that hold a published prefix (in use or free).
   int cached_blocks() const { return static_cast<int>(index_.size()); }
 
-  /// Bytes of one block: 2 (K, V) x layers x block_size x kv_dim x 4.
+  /// Bytes of one block: 2 (K, V) x layers x block_size x kv_dim x kv_element_bytes.
   std::size_t bytes_per_block() const;
+  /// Bytes of one token's K/V over all layers.
+  std::size_t bytes_per_token() const { return bytes_per_block() / static_cast<std::size_t>(block_size_); }
   std::size_t bytes_total() const { return bytes_per_block() * static_cast<std::size_t>(num_blocks_); }
 
   /// Checks the pool's own invariants and throws llm::Error naming the first one broken: every
@@ -89,6 +96,7 @@ class BlockPool {
   };
 
   int num_blocks_, block_size_, layers_, kv_dim_;
+  std::size_t element_bytes_;
   std::vector<float> k_, v_;  // [num_blocks, layers, block_size, kv_dim]
   std::vector<int> refs_;
   std::list<int> free_;                              // front = freed longest ago

@@ -13,8 +13,9 @@
 namespace llm::stage03 {
 
 ContinuousBatchEngine::ContinuousBatchEngine(const ModelWeights& weights, std::vector<int> stop_ids,
-                                             ContinuousBatchConfig config)
-    : w_(weights), stop_ids_(std::move(stop_ids)), config_(config) {
+                                             ContinuousBatchConfig config, std::unique_ptr<StepExecutor> executor)
+    : w_(weights), stop_ids_(std::move(stop_ids)), config_(config), executor_(std::move(executor)) {
+  if (!executor_) executor_ = std::make_unique<CpuPagedExecutor>(weights);
   const ModelConfig& c = w_.config;
   if (config.block_size < 1) throw Error("--block-size " + std::to_string(config.block_size) + ": must be at least 1");
   if (config.num_blocks < 0) throw Error("--kv-blocks " + std::to_string(config.num_blocks) + ": must be 0 (auto) or more");
@@ -33,14 +34,15 @@ ContinuousBatchEngine::ContinuousBatchEngine(const ModelWeights& weights, std::v
 std::vector<float> ContinuousBatchEngine::logits(const std::vector<int>& tokens) {
   const int n = static_cast<int>(tokens.size());
   if (n == 0) throw Error("logits: no tokens");
-  BlockPool pool(w_.config, (n + config_.block_size - 1) / config_.block_size, config_.block_size);
+  BlockPool pool(w_.config, (n + config_.block_size - 1) / config_.block_size, config_.block_size,
+                 executor_->uses_pool_storage(), executor_->kv_element_bytes());
   std::vector<int> table(static_cast<std::size_t>(pool.num_blocks()));
   for (int& b : table) b = pool.allocate();
-  PagedKvCache cache(pool, w_.config);
-  cache.set_step({StepRows{table, 0, n}});
+  executor_->begin_run(pool);
   std::vector<int> positions(tokens.size());
   std::iota(positions.begin(), positions.end(), 0);
-  return forward_tokens(w_, tokens, positions, positions, cache, scratch_);
+  const StepRows chunk{table, 0, n};
+  return executor_->forward(StepBatch{tokens, positions, positions, std::span<const StepRows>(&chunk, 1)});
 }
 
 std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>& requests,
@@ -48,12 +50,12 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
   const ModelConfig& c = w_.config;
   const auto vocab = static_cast<std::size_t>(c.vocab_size);
   stats_ = {};
-  BlockPool pool(c, num_blocks_, config_.block_size);
+  BlockPool pool(c, num_blocks_, config_.block_size, executor_->uses_pool_storage(), executor_->kv_element_bytes());
   Scheduler scheduler(config_.scheduler, pool, c.context_length);
-  PagedKvCache cache(pool, c);
+  executor_->begin_run(pool);
   stats_.kv_pool_bytes = pool.bytes_total();
-  const double weight_bytes = weight_bytes_per_step(w_);
-  const std::size_t bytes_per_token = stage01::KvCache::bytes_per_token(c);
+  const double weight_bytes = executor_->weight_bytes_per_step();
+  const std::size_t bytes_per_token = pool.bytes_per_token();
 
   std::vector<RequestResult> results(requests.size());
   std::vector<std::optional<Sampler>> samplers(requests.size());
@@ -113,9 +115,8 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
       all_decode = all_decode && ch.count == 1;
       kv_read += static_cast<double>(ch.start + ch.count) * static_cast<double>(bytes_per_token);
     }
-    cache.set_step(rows);
     Timer step_timer;
-    const std::vector<float> logits = forward_tokens(w_, tokens, positions, logit_rows, cache, scratch_);
+    const std::vector<float> logits = executor_->forward(StepBatch{tokens, positions, logit_rows, rows});
     const double step_s = step_timer.seconds();
     scheduler.commit(plan);
     stats_.slot_steps += static_cast<long>(plan.chunks.size());

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "block_pool.h"
@@ -13,6 +14,7 @@
 #include "common/forward.h"
 #include "common/model_weights.h"
 #include "scheduler.h"
+#include "step_executor.h"
 
 namespace llm::stage03 {
 
@@ -30,8 +32,9 @@ struct ContinuousBatchConfig {
 class ContinuousBatchEngine : public Engine {
  public:
   /// Keeps a reference to the weights; they must outlive the engine. Throws llm::Error for a
-  /// setting out of range.
-  ContinuousBatchEngine(const ModelWeights& weights, std::vector<int> stop_ids, ContinuousBatchConfig config);
+  /// setting out of range. Steps run on `executor` (null: stage 03's CPU forward).
+  ContinuousBatchEngine(const ModelWeights& weights, std::vector<int> stop_ids, ContinuousBatchConfig config,
+                        std::unique_ptr<StepExecutor> executor = nullptr);
   std::vector<float> logits(const std::vector<int>& tokens) override;
   /// Requests must be in order of arrival_s. A request that can never run (longer than the
   /// context or the pool) or finds the queue full gets RequestResult::rejected and no tokens.
@@ -50,7 +53,7 @@ class ContinuousBatchEngine : public Engine {
   std::vector<int> stop_ids_;
   ContinuousBatchConfig config_;
   int num_blocks_;
-  ForwardScratch scratch_;
+  std::unique_ptr<StepExecutor> executor_;
   EngineStats stats_;
   std::function<void(const Scheduler&)> step_hook_;
   int blocks_in_use_after_run_ = 0;
