@@ -2,19 +2,19 @@
 //
 // One thread block (4 warps) per (sequence, query head) walks every key of its sequence through
 // the block table. A warp takes one key at a time (warp w: keys w, w+4, w+8, ...); its 32 lanes
-// split head_dim (4 values each for head_dim 128, 2 for 64), so the dot product q.k is 32
-// partial sums and a warp-shuffle reduction. Each warp keeps an online softmax (running max m,
-// running sum l, unnormalised output o: the FlashAttention recurrence), so no score is stored
-// and any context length works; at the end the 4 warps merge their (m, l, o) through shared
-// memory and the block writes one fp16 row.
+// split head_dim (4 values each for head_dim 128, 2 for 64, 1 for 32), so the dot product q.k
+// is 32 partial sums and a warp-shuffle reduction. Each warp keeps an online softmax (running
+// max m, running sum l, unnormalised output o: the FlashAttention recurrence), so no score is
+// stored and any context length works; at the end the 4 warps merge their (m, l, o) through
+// shared memory and the block writes one fp16 row.
 //
 // Why it is slow (what 02_split_kv.cu fixes):
 //   - batch * n_heads blocks: at batch 1 that is 32 blocks for a 132-SM GPU, each walking 32k
 //     keys one after another, so most of the GPU idles;
 //   - every query head of a group reads the same K/V again (4x the bytes for Llama-8B, served by
 //     L2 at best);
-//   - 8-byte loads, one key per warp per iteration and a full 5-step shuffle reduction per key:
-//     few bytes in flight per warp.
+//   - 8-byte loads (4 at head_dim 64, 2 at 32), one key per warp per iteration and a full
+//     5-step shuffle reduction per key: few bytes in flight per warp.
 //
 // Run: build/kernels/kernel_harness check attention_decode --version 1
 //      build/kernels/kernel_harness bench attention_decode --version 1
@@ -53,11 +53,13 @@ void require_pointer(const void* p, const char* field, bool may_be_null = false)
   }
 }
 
-/// Loads E consecutive fp16 values (E = 2 or 4: a 4- or 8-byte load) as floats.
+/// Loads E consecutive fp16 values (E = 1, 2 or 4: a 2-, 4- or 8-byte load) as floats.
 template <int E>
 __device__ __forceinline__ void load_halves(const __half* p, float (&f)[E]) {
-  static_assert(E == 2 || E == 4, "a lane holds 2 or 4 values");
-  if constexpr (E == 4) {
+  static_assert(E == 1 || E == 2 || E == 4, "a lane holds 1, 2 or 4 values");
+  if constexpr (E == 1) {
+    f[0] = __half2float(*p);
+  } else if constexpr (E == 4) {
     const uint2 raw = *reinterpret_cast<const uint2*>(p);
     const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&raw.x));
     const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&raw.y));
@@ -152,7 +154,7 @@ void validate(const DecodeAttentionArgs& a) {
   require(a.n_kv_heads >= 1, "n_kv_heads", a.n_kv_heads, "must be >= 1");
   require(a.n_heads % a.n_kv_heads == 0, "n_heads", a.n_heads,
           ("must be a multiple of n_kv_heads = " + std::to_string(a.n_kv_heads)).c_str());
-  require(a.head_dim == 64 || a.head_dim == 128, "head_dim", a.head_dim, "must be 64 or 128");
+  require(a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128, "head_dim", a.head_dim, "must be 32, 64 or 128");
   require(a.block_size >= 1, "block_size", a.block_size, "must be >= 1");
   require(a.num_blocks >= 1, "num_blocks", a.num_blocks, "must be >= 1");
   require(a.max_blocks_per_seq >= 1, "max_blocks_per_seq", a.max_blocks_per_seq, "must be >= 1");
@@ -172,8 +174,10 @@ void attention_decode_01_one_block_per_head(const DecodeAttentionArgs& a, cudaSt
   const float scale_log2 = kLog2e / sqrtf(static_cast<float>(a.head_dim));
   if (a.head_dim == 128)
     one_block_per_head_kernel<128><<<grid, kThreads, 0, stream>>>(a, scale_log2);
-  else
+  else if (a.head_dim == 64)
     one_block_per_head_kernel<64><<<grid, kThreads, 0, stream>>>(a, scale_log2);
+  else
+    one_block_per_head_kernel<32><<<grid, kThreads, 0, stream>>>(a, scale_log2);
   CUDA_CHECK(cudaGetLastError());
 }
 

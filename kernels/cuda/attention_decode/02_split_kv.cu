@@ -8,11 +8,12 @@
 //   2. A block serves every query head of its kv head's group (4 for Llama-8B): each K/V element
 //      is read from memory once per group instead of once per query head.
 //   3. 16-byte loads: a lane holds 8 consecutive head_dim values, so a key of head_dim 128 is
-//      16 lanes (256 contiguous bytes) and one warp instruction loads 2 keys (4 for head_dim 64):
-//      512 bytes, every sector used. A warp issues kSteps such K loads and kSteps V loads before
-//      it uses any of them, so several KB per warp are in flight.
+//      16 lanes (256 contiguous bytes) and one warp instruction loads 2 keys (4 for head_dim 64,
+//      8 for head_dim 32): 512 bytes, every sector used. A warp issues kSteps such K loads and
+//      kSteps V loads before it uses any of them, so several KB per warp are in flight.
 //   4. The online softmax is updated once per chunk of kSteps * keys-per-step keys (8 for
-//      head_dim 128), not once per key: one max, one rescale of o per chunk.
+//      head_dim 128, 32 for head_dim 32, in groups of up to 4 heads), not once per key: one max,
+//      one rescale of o per chunk.
 //
 // Partial results and merge. Split s of (sequence b, head h) produces m_s (max score), l_s (sum
 // of 2^(score - m_s)) and o_s (sum of 2^(score - m_s) v, unnormalised), written to the workspace;
@@ -106,8 +107,9 @@ struct SplitParams {
 /// Compile-time shape of the main loop for head_dim D and up to GMAX query heads per block.
 template <int D, int GMAX>
 struct Tile {
-  static constexpr int kLanesPerKey = D / 8;              // 8 fp16 = 16 bytes per lane
-  static constexpr int kKeysPerStep = 32 / kLanesPerKey;  // keys one warp-wide load covers
+  static constexpr int kLanesPerKey = D / 8;              // 8 fp16 = 16 bytes per lane: 4, 8 or 16
+  static constexpr int kKeysPerStep = 32 / kLanesPerKey;  // keys one warp-wide load covers: 8, 4 or 2
+  static_assert(D == 32 || D == 64 || D == 128, "head_dim must be 32, 64 or 128");
   // Loads in flight per lane (K and V each). 8 heads need 2 * 64 registers for q and o, so
   // they get fewer steps to stay clear of spills.
   static constexpr int kSteps = GMAX >= 8 ? 2 : 4;
@@ -422,7 +424,9 @@ int decode_num_splits(const DecodeAttentionArgs& a) {
   const int gmax = group_tile(group);
   const long long blocks_per_split =
       static_cast<long long>(std::max(1, a.batch)) * std::max(1, a.n_kv_heads) * ceil_div(group, gmax);
-  const int resident = a.head_dim == 64 ? resident_blocks<64>(gmax) : resident_blocks<128>(gmax);
+  const int resident = a.head_dim == 32   ? resident_blocks<32>(gmax)
+                       : a.head_dim == 64 ? resident_blocks<64>(gmax)
+                                          : resident_blocks<128>(gmax);
   const long long target_blocks = static_cast<long long>(kWaves) * resident * sm_count();
   const int by_length = std::max(1, a.max_seq_len / kMinKeysPerSplit);
   return static_cast<int>(std::clamp<long long>(target_blocks / blocks_per_split, 1, std::min(by_length, kMaxSplits)));
@@ -473,8 +477,10 @@ void attention_decode_02_split_kv(const DecodeAttentionArgs& a, cudaStream_t str
   const dim3 grid(splits, a.n_kv_heads * p.head_chunks, a.batch);
   if (a.head_dim == 128)
     launch_split_kv<128>(p, gmax, grid, stream);
-  else
+  else if (a.head_dim == 64)
     launch_split_kv<64>(p, gmax, grid, stream);
+  else
+    launch_split_kv<32>(p, gmax, grid, stream);
   CUDA_CHECK(cudaGetLastError());
   if (splits > 1) {
     merge_splits_kernel<<<dim3(a.n_heads, a.batch), kThreads, 0, stream>>>(p.o_part, p.ml, a.out, a.n_heads, splits,

@@ -27,7 +27,7 @@ namespace llm::cuda {
 ///                 j*block_size .. (j+1)*block_size - 1
 ///   seq_lens:     [batch] int32 (>= 1): the query (the sequence's newest token, whose K/V is
 ///                 already in the cache) sees keys 0 .. seq_lens[b]-1
-/// head_dim 64 or 128; n_heads a multiple of n_kv_heads. Scores scaled by 1/sqrt(head_dim).
+/// head_dim 32, 64 or 128; n_heads a multiple of n_kv_heads. Scores scaled by 1/sqrt(head_dim).
 struct DecodeAttentionArgs {
   const __half* q = nullptr;
   __half* out = nullptr;

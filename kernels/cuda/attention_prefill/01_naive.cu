@@ -162,7 +162,9 @@ void validate(const PrefillAttentionArgs& a) {
   positive("kv_len", a.kv_len);
   positive("n_heads", a.n_heads);
   positive("n_kv_heads", a.n_kv_heads);
-  if (a.head_dim != 64 && a.head_dim != 128) fail("head_dim = " + std::to_string(a.head_dim) + " must be 64 or 128");
+  if (a.head_dim != 32 && a.head_dim != 64 && a.head_dim != 128) {
+    fail("head_dim = " + std::to_string(a.head_dim) + " must be 32, 64 or 128");
+  }
   if (a.n_heads % a.n_kv_heads != 0) {
     fail("n_heads = " + std::to_string(a.n_heads) +
          " is not a multiple of n_kv_heads = " + std::to_string(a.n_kv_heads));

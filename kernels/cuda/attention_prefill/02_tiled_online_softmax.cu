@@ -24,8 +24,8 @@
 //   QK^T: lane owns key `lane` of the tile and computes its score against the warp's 8 queries.
 //   softmax: the row max is a warp shuffle reduction; each lane keeps a partial l for the row
 //            (rescaled like o), summed across the warp only once, at the end.
-//   PV:   lane owns head_dim/32 consecutive output dims of the warp's 8 rows; P goes through
-//         shared memory so every lane can read every probability.
+//   PV:   lane owns head_dim/32 consecutive output dims (1, 2 or 4) of the warp's 8 rows; P goes
+//         through shared memory so every lane can read every probability.
 // Scores are kept in the log2 domain (q pre-multiplied by scale * log2(e)) so exp is one exp2f.
 //
 // Run it:
@@ -109,8 +109,8 @@ __global__ void __launch_bounds__(kThreads)
                  __half* __restrict__ out, int q_len, int kv_len, int n_heads, int n_kv_heads, bool causal,
                  float scale_log2) {
   constexpr int R = kRowsPerWarp;
-  constexpr int DPL = D / 32;  // output dims per lane: 2 or 4
-  static_assert(DPL == 2 || DPL == 4, "head_dim must be 64 or 128");
+  constexpr int DPL = D / 32;  // output dims per lane: 1, 2 or 4
+  static_assert(DPL == 1 || DPL == 2 || DPL == 4, "head_dim must be 32, 64 or 128");
   using L = Smem<D>;
   extern __shared__ __align__(16) float smem[];
   float* Qs = smem + L::q;
@@ -196,7 +196,9 @@ __global__ void __launch_bounds__(kThreads)
     __syncwarp();  // the warp's rows of P are written (only this warp reads them)
 
     // o[r][:] += sum_j P[r][j] V[j][lane's dims]: a float4 of P feeds 4 * DPL FMAs per row.
-#pragma unroll 2
+    // Unrolled 2x; fully at D = 32, where ptxas otherwise spills a few values (v13, 72 regs).
+    constexpr int kPvUnroll = DPL == 1 ? kBc / 4 : 2;
+#pragma unroll kPvUnroll
     for (int jj = 0; jj < kBc; jj += 4) {
       float vv[4][DPL];
 #pragma unroll
@@ -205,9 +207,11 @@ __global__ void __launch_bounds__(kThreads)
         if constexpr (DPL == 4) {
           const float4 x = *reinterpret_cast<const float4*>(vr);
           vv[u][0] = x.x, vv[u][1] = x.y, vv[u][2] = x.z, vv[u][3] = x.w;
-        } else {
+        } else if constexpr (DPL == 2) {
           const float2 x = *reinterpret_cast<const float2*>(vr);
           vv[u][0] = x.x, vv[u][1] = x.y;
+        } else {
+          vv[u][0] = *vr;  // D = 32: one dim per lane, 32 consecutive floats per row (no conflict)
         }
       }
 #pragma unroll
@@ -238,15 +242,17 @@ __global__ void __launch_bounds__(kThreads)
       *reinterpret_cast<__half2*>(&packed.x) = __floats2half2_rn(o[r][0] * inv, o[r][1] * inv);
       *reinterpret_cast<__half2*>(&packed.y) = __floats2half2_rn(o[r][2] * inv, o[r][3] * inv);
       *reinterpret_cast<uint2*>(dst) = packed;
-    } else {
+    } else if constexpr (DPL == 2) {
       *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(o[r][0] * inv, o[r][1] * inv);
+    } else {
+      *dst = __float2half_rn(o[r][0] * inv);  // D = 32: the warp writes the row's 64 bytes
     }
   }
 }
 
 template <int D>
 void launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
-  constexpr std::size_t smem = Smem<D>::bytes;  // 29,184 B (D = 64) or 53,760 B (D = 128)
+  constexpr std::size_t smem = Smem<D>::bytes;  // 16,896 B (D = 32), 29,184 B (64) or 53,760 B (128)
   // More than 48 KB of dynamic shared memory must be asked for explicitly (per device, so do it
   // on every launch; it is a cheap host call).
   if constexpr (smem > 48 * 1024) {
@@ -265,7 +271,9 @@ void launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
 /// Version 2: tiled FlashAttention-2 on CUDA cores (fp32 math). Needs no scratch.
 void attention_prefill_02_tiled_online_softmax(const PrefillAttentionArgs& a, cudaStream_t stream) {
   validate(a);
-  if (a.head_dim == 64) {
+  if (a.head_dim == 32) {
+    launch<32>(a, stream);
+  } else if (a.head_dim == 64) {
     launch<64>(a, stream);
   } else {
     launch<128>(a, stream);

@@ -69,6 +69,7 @@ struct Smem {
   static constexpr int o = p + round_up(kBr * kPStride * 2, 128);
   static constexpr int bytes = o + round_up(kBr * kOStride * 4, 128);
 };
+static_assert(Smem<32>::bytes == 51200, "layout of head_dim 32 changed: update the comment in launch()");
 static_assert(Smem<64>::bytes == 71680, "layout of head_dim 64 changed: update the comment in launch()");
 static_assert(Smem<128>::bytes == 112640, "layout of head_dim 128 changed: update the comment in launch()");
 
@@ -190,9 +191,9 @@ __global__ void __launch_bounds__(kThreads)
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       l = l * alpha + sum;
       m = m_new;
-      // Rescale O's row. The two lanes take alternate 16-float chunks: with the row stride of
-      // D + 4 floats, the 8 lanes of a float4 phase (4 rows x 2 sides) then hit 8 distinct
-      // 4-bank groups.
+      // Rescale O's row. The two lanes take alternate 16-float chunks (at D = 32, one each): with
+      // the row stride of D + 4 floats, the 8 lanes of a float4 phase (4 rows x 2 sides) then hit
+      // 8 distinct 4-bank groups.
       float* orow = Os + row * L::kOStride;
 #pragma unroll
       for (int c = 16 * side; c < D; c += 32) {
@@ -250,8 +251,9 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int D>
 void launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
-  // 71,680 B (D = 64) or 112,640 B (D = 128): above the default 48 KB, so ask for it (per device,
-  // hence on every launch; a cheap host call). Two blocks fit on an SM at D = 128, three at 64.
+  // 51,200 B (D = 32), 71,680 B (64) or 112,640 B (128): above the default 48 KB, so ask for it
+  // (per device, hence on every launch; a cheap host call). Shared memory lets two blocks fit on
+  // an SM at D = 128, three at 64 and four at 32.
   constexpr int smem = Smem<D>::bytes;
   CUDA_CHECK(cudaFuncSetAttribute(flash_wmma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid((a.q_len + kBr - 1) / kBr, a.n_heads, a.batch);
@@ -267,7 +269,9 @@ void launch(const PrefillAttentionArgs& a, cudaStream_t stream) {
 /// fp32 accumulation and softmax; P rounded to fp16 before PV). Needs no scratch.
 void attention_prefill_03_tensor_cores(const PrefillAttentionArgs& a, cudaStream_t stream) {
   validate(a);
-  if (a.head_dim == 64) {
+  if (a.head_dim == 32) {
+    launch<32>(a, stream);
+  } else if (a.head_dim == 64) {
     launch<64>(a, stream);
   } else {
     launch<128>(a, stream);

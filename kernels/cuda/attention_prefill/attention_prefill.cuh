@@ -22,7 +22,7 @@ namespace llm::cuda {
 ///   q, out: [batch, q_len,  n_heads,    head_dim]  fp16, device memory
 ///   k, v:   [batch, kv_len, n_kv_heads, head_dim]  fp16, device memory
 /// query i is at position kv_len - q_len + i; causal: it sees keys 0 .. kv_len - q_len + i.
-/// head_dim must be 64 or 128; n_heads a multiple of n_kv_heads; q_len <= kv_len.
+/// head_dim must be 32, 64 or 128; n_heads a multiple of n_kv_heads; q_len <= kv_len.
 /// All arithmetic after the fp16 loads is fp32; `out` is rounded to fp16 once at the end.
 struct PrefillAttentionArgs {
   const __half* q = nullptr;

@@ -1,7 +1,8 @@
 // attention_decode.cu: the kernel harness's decode-attention family (kernels/cuda/attention_decode/).
 //
 // check: every version against llm::cpu::paged_decode_attention (num_splits = 1: plain attention
-//        over the block table) at real shapes (Llama-8B heads; head_dim 64 with 9/3 heads),
+//        over the block table) at real shapes (Llama-8B heads; head_dim 64 with 9/3 heads; the
+//        tiny-target model's head_dim 32 with 8/2 heads),
 //        awkward ones (one key, lengths off the block size, very different lengths in a batch,
 //        block sizes 1, 3 and 32, MHA, groups of 8 and 12) and long contexts (8k, and 32k once;
 //        not with --quick). The KV pool's blocks are handed out in a shuffled order, so a kernel
@@ -90,6 +91,7 @@ std::vector<DecodeCase> check_cases(bool quick) {
       // Real shapes.
       {"llama8b", 32, 8, 128, 16, {1, 17, 300, 2048}, {0, 1, 3}},
       {"d64_9/3", 9, 3, 64, 8, {5, 64, 777}, {0, 1, 3}},
+      {"tiny-target", 8, 2, 32, 8, {1, 17, 300}, {0, 1, 3}},
       // Awkward shapes.
       {"one_key", 32, 8, 128, 16, {1}},
       {"uneven_lens", 8, 2, 128, 16, {4000, 3, 33}, {0, 1, 3}},
@@ -97,6 +99,7 @@ std::vector<DecodeCase> check_cases(bool quick) {
       {"block3", 4, 1, 64, 3, {10, 101}, {0, 3}},
       {"block32", 16, 4, 128, 32, {31, 129}, {0, 3}},
       {"mha", 6, 6, 64, 16, {100, 7}, {0, 3}},
+      {"d32_mha", 4, 4, 32, 16, {100, 7}, {0, 3}},
       {"group8", 64, 8, 128, 16, {513, 70}, {0, 3}},
       {"group5", 10, 2, 128, 16, {90}, {0, 3}},
       {"group12", 12, 1, 64, 16, {200, 45}, {0, 3}},
@@ -108,6 +111,11 @@ std::vector<DecodeCase> check_cases(bool quick) {
   if (!quick) {
     cases.push_back({"long8k", 32, 8, 128, 16, {8192, 5000}, {0, 1, 7}});
     cases.push_back({"long32k", 32, 8, 128, 16, {32768}});
+    // head_dim 32 (8 keys per warp load in 02) with every query-head tile: 2, 8, and long.
+    cases.push_back({"d32_group2_block3", 4, 2, 32, 3, {10, 101}, {0, 3}});
+    cases.push_back({"d32_group8", 16, 2, 32, 16, {513, 70}, {0, 3}});
+    cases.push_back({"d32_peaked", 8, 2, 32, 8, {256, 255, 1}, {0, 1, 3}, 8.0f});
+    cases.push_back({"d32_long4k", 8, 2, 32, 16, {4096, 1000}, {0, 7}});
   }
   return cases;
 }
@@ -160,7 +168,16 @@ bool check_validation() {
   };
   cuda::validate(a);  // the base args are fine
   auto bad = a;
+  bad.head_dim = 32;  // the tiny-target model's head_dim: accepted
+  try {
+    cuda::validate(bad);
+  } catch (const std::invalid_argument& e) {
+    std::printf("FAIL attention_decode validate: refused head_dim 32: %s\n", e.what());
+    ok = false;
+  }
   bad.head_dim = 96;
+  expect_throw(bad, "head_dim");
+  bad.head_dim = 16;
   expect_throw(bad, "head_dim");
   bad = a;
   bad.n_heads = 6, bad.n_kv_heads = 4;

@@ -6,9 +6,10 @@
 //   build/kernels/kernel_harness bench attention_prefill [--version N] [--quick] [--json FILE]
 //
 // check: real shapes (a Llama-3-8B layer: head_dim 128, 32 query / 8 kv heads; SmolLM: head_dim
-// 64, 9 / 3) and awkward ones (one token, a 13-token continuation of a 64-token prefix, lengths
-// that are not a multiple of any tile, batch 3, plain multi-head). Every version is compared with
-// the definition (not with its own twin) at the fp16 tolerance.
+// 64, 9 / 3; the project's tiny-target model: head_dim 32, 8 / 2) and awkward ones (one token, a
+// 13-token continuation of a 64-token prefix, lengths that are not a multiple of any tile, batch
+// 3, plain multi-head). Every version is compared with the definition (not with its own twin) at
+// the fp16 tolerance.
 // bench: 16k tokens per launch (batch x sequence length) from 1k to 16k long, causal and not.
 #include <cstdint>
 #include <cstdio>
@@ -100,6 +101,8 @@ std::vector<Case> check_cases(bool quick) {
         {"SmolLM-like, length 100", shape(2, 100, 100, 9, 3, 64, false)},
         {"13 new tokens after 64 cached, MHA", shape(1, 13, 77, 4, 4, 128, true)},
         {"one token", shape(1, 1, 1, 2, 1, 64, true)},
+        {"tiny-target layer, length 100", shape(1, 100, 100, 8, 2, 32, false)},
+        {"tiny-target, 13 new tokens after 64 cached", shape(1, 13, 77, 8, 2, 32, true)},
     };
   }
   return {
@@ -115,6 +118,16 @@ std::vector<Case> check_cases(bool quick) {
       {"length 129, batch 3", shape(3, 129, 129, 4, 2, 128, true)},
       {"length 129, MHA", shape(2, 129, 129, 6, 6, 64, false)},
       {"65 new tokens after 135, MQA", shape(1, 65, 200, 4, 1, 128, true)},
+      // The project's default model, tiny-target (head_dim 32, 8 / 2 heads, context 256).
+      {"tiny-target layer, full context", shape(1, 256, 256, 8, 2, 32, true)},
+      {"tiny-target, one token", shape(1, 1, 1, 8, 2, 32, true)},
+      {"tiny-target, one query over 100 keys", shape(2, 1, 100, 8, 2, 32, true)},
+      {"tiny-target, 13 new tokens after 64 cached", shape(1, 13, 77, 8, 2, 32, true)},
+      {"tiny-target, 13 new tokens after 64 cached", shape(1, 13, 77, 8, 2, 32, false)},
+      {"tiny-target, length 100", shape(1, 100, 100, 8, 2, 32, true)},
+      {"tiny-target, length 100", shape(2, 100, 100, 8, 2, 32, false)},
+      {"tiny-target, length 129, batch 3", shape(3, 129, 129, 8, 2, 32, true)},
+      {"tiny-target, length 129, MHA", shape(1, 129, 129, 4, 4, 32, false)},
   };
 }
 
@@ -164,6 +177,7 @@ int check_validation() {
   };
   const Bad bad[] = {
       {"head_dim", [](cuda::PrefillAttentionArgs& a) { a.head_dim = 96; }},
+      {"head_dim", [](cuda::PrefillAttentionArgs& a) { a.head_dim = 16; }},
       {"n_kv_heads", [](cuda::PrefillAttentionArgs& a) { a.n_kv_heads = 3; }},
       {"q_len", [](cuda::PrefillAttentionArgs& a) { a.q_len = 9; }},
       {"batch", [](cuda::PrefillAttentionArgs& a) { a.batch = 0; }},
