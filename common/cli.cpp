@@ -8,7 +8,7 @@
 namespace llm {
 
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
-                                    int default_batch, bool paged_kv) {
+                                    int default_batch, bool paged_kv, bool device_backend) {
   cxxopts::Options spec(program, description);
   // clang-format off
   spec.add_options()
@@ -34,6 +34,12 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
       ("token-budget", "tokens per step: decode tokens plus prompt chunks", cxxopts::value<int>()->default_value("256"))
       ("max-queue", "waiting requests at most; more are rejected", cxxopts::value<int>()->default_value("256"))
       ("no-prefix-cache", "do not share cached prompt blocks between requests", cxxopts::value<bool>()->default_value("false"));
+  }
+  if (device_backend) {
+    spec.add_options("GPU")
+      ("backend", "auto (CUDA when a GPU is present, else the CPU backend), cuda or cpu", cxxopts::value<std::string>()->default_value("auto"))
+      ("kv-memory-fraction", "share of the free device memory to use (weights, activations, KV pool)", cxxopts::value<double>()->default_value("0.9"))
+      ("no-cuda-graphs", "launch every decode step's kernels one by one", cxxopts::value<bool>()->default_value("false"));
   }
   // clang-format on
   cxxopts::ParseResult r;
@@ -75,6 +81,11 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
       o.max_queue = r["max-queue"].as<int>();
       o.no_prefix_cache = r["no-prefix-cache"].as<bool>();
     }
+    if (device_backend) {
+      o.backend = r["backend"].as<std::string>();
+      o.kv_memory_fraction = r["kv-memory-fraction"].as<double>();
+      o.cuda_graphs = !r["no-cuda-graphs"].as<bool>();
+    }
   } catch (const cxxopts::exceptions::exception& e) {
     throw Error(std::string(e.what()) + " (see --help)");
   }
@@ -92,6 +103,9 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
   if (o.kv_blocks < 0) bad("--kv-blocks", std::to_string(o.kv_blocks), "must be 0 (auto) or positive");
   if (o.token_budget < 1) bad("--token-budget", std::to_string(o.token_budget), "must be at least 1");
   if (o.max_queue < 1) bad("--max-queue", std::to_string(o.max_queue), "must be at least 1");
+  if (o.backend != "auto" && o.backend != "cuda" && o.backend != "cpu") bad("--backend", o.backend, "must be auto, cuda or cpu");
+  if (!(o.kv_memory_fraction > 0.0 && o.kv_memory_fraction <= 1.0))
+    bad("--kv-memory-fraction", std::to_string(o.kv_memory_fraction), "must be in (0, 1]");
   if (o.prompt_given && !o.workload.empty()) throw Error("--prompt and --workload: give one or the other");
   if (!o.prompt_given && o.workload.empty()) throw Error("no input: give --prompt \"text\" or --workload file.jsonl");
   if (o.prompt_given && o.prompt.empty()) bad("--prompt", "\"\"", "the prompt is empty");

@@ -31,6 +31,10 @@ struct CliOptions {
   int token_budget = 256;        ///< --token-budget: tokens per step (decode + prompt chunks)
   int max_queue = 256;           ///< --max-queue: waiting requests before new ones are rejected
   bool no_prefix_cache = false;  ///< --no-prefix-cache
+  // Stages with a GPU backend (StageInfo::device_backend) also take:
+  std::string backend = "auto";     ///< --backend: auto (CUDA when a GPU is present), cuda or cpu
+  double kv_memory_fraction = 0.9;  ///< --kv-memory-fraction: share of free device memory to use
+  bool cuda_graphs = true;          ///< off with --no-cuda-graphs
 };
 
 /// Parses argv. Returns nothing when --help was printed (the caller exits 0). Throws llm::Error
@@ -38,6 +42,6 @@ struct CliOptions {
 /// paged KV cache and its scheduler (--block-size, --kv-blocks, --token-budget, --max-queue,
 /// --no-prefix-cache).
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
-                                    int default_batch = 1, bool paged_kv = false);
+                                    int default_batch = 1, bool paged_kv = false, bool device_backend = false);
 
 }  // namespace llm

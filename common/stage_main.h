@@ -22,6 +22,8 @@ struct StageInfo {
   /// The stage has a paged KV cache: it takes its flags (cli.h) and rejects a request that does
   /// not fit on its own (RequestResult::rejected) instead of stopping the whole run.
   bool paged_kv = false;
+  /// The stage has a GPU backend: it takes --backend, --kv-memory-fraction, --no-cuda-graphs.
+  bool device_backend = false;
 };
 
 /// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses.

@@ -1,0 +1,42 @@
+// backend.h: choosing where stage 04's steps run. The CUDA backend exists only in a build that
+// found nvcc and only works where a GPU is present; everything here is callable from plain C++
+// either way, so the executable and the bench need no CUDA headers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/model_weights.h"
+#include "stages/03_continuous_batching/step_executor.h"
+
+namespace llm::stage04 {
+
+/// Settings of the CUDA backend.
+struct CudaOptions {
+  /// Share of the device memory free at start-up this engine may use (weights, activations and
+  /// the KV pool together); the KV pool gets what the weights and activations leave.
+  double memory_fraction = 0.90;
+  bool cuda_graphs = true;  ///< replay decode steps from captured CUDA graphs
+  int max_running = 16;     ///< most sequences in a step (sizes the activations and graphs)
+  int token_budget = 256;   ///< most rows in a step
+  int block_size = 16;      ///< tokens per KV block
+  /// Most KV blocks worth having (enough for max_running sequences of the whole context); the
+  /// pool is the smaller of this and what fits.
+  int max_useful_blocks = 0;
+};
+
+/// Why the CUDA backend cannot run here ("" when it can): a build without nvcc, or no device.
+std::string cuda_unavailable_reason();
+
+/// The CUDA backend for a loaded model (weights converted to fp16 and uploaded) or, with
+/// `weights` having no tensors (only a config), for random weights generated on the device
+/// (synthetic models for speed measurements). Sets *num_blocks to the KV pool size that fits.
+/// Throws llm::Error with the sizes when the model does not fit.
+std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelWeights& weights, const CudaOptions& options,
+                                                          int* num_blocks);
+
+/// The device name ("" without one), for the metrics.
+std::string cuda_device_name();
+
+}  // namespace llm::stage04

@@ -1,0 +1,15 @@
+// backend_none.cpp: the CUDA backend's entry points in a build without nvcc.
+#include "backend.h"
+#include "common/error.h"
+
+namespace llm::stage04 {
+
+std::string cuda_unavailable_reason() { return "this build has no CUDA backend (CMake found no nvcc)"; }
+
+std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelWeights&, const CudaOptions&, int*) {
+  throw Error("--backend cuda: " + cuda_unavailable_reason());
+}
+
+std::string cuda_device_name() { return ""; }
+
+}  // namespace llm::stage04

@@ -1,0 +1,192 @@
+#include "cpu_ops.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/error.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/half.h"
+#include "kernels/cpu/ops.h"
+#include "step_recipe.h"
+
+namespace llm::stage04 {
+
+namespace {
+
+std::vector<float> floats(const std::vector<std::uint16_t>& h) { return cpu::from_half_bits(h); }
+
+void grow(std::vector<float>& v, std::size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+/// What storing in fp16 does to a value.
+float to_half(float x) { return cpu::half_to_float(cpu::float_to_half(x)); }
+
+}  // namespace
+
+CpuOps::CpuOps(const PackedWeights& w) : c_(w.config) {
+  embed_ = floats(w.embed);
+  classifier_ = floats(w.classifier_or_embed());
+  output_norm_ = w.output_norm;
+  for (const PackedLayer& L : w.layers)
+    layers_.push_back(Layer{L.attn_norm, L.ffn_norm, floats(L.wqkv), floats(L.wo), floats(L.w13), floats(L.w2)});
+}
+
+void CpuOps::reserve_cache(int num_blocks, int block_size) {
+  num_blocks_ = num_blocks;
+  block_size_ = block_size;
+  const std::size_t n = static_cast<std::size_t>(num_blocks) * block_size * c_.kv_dim();
+  k_cache_.assign(static_cast<std::size_t>(c_.n_layers), std::vector<float>(n, 0.0f));
+  v_cache_.assign(static_cast<std::size_t>(c_.n_layers), std::vector<float>(n, 0.0f));
+}
+
+void CpuOps::matmul(float* y, const float* x, const std::vector<float>& W, int n, int in, int out, bool accumulate) {
+  if (!accumulate) {
+    cpu::matmul(y, x, W.data(), n, in, out);
+    return;
+  }
+  grow(tmp_, static_cast<std::size_t>(n) * out);
+  cpu::matmul(tmp_.data(), x, W.data(), n, in, out);
+  for (std::size_t i = 0; i < static_cast<std::size_t>(n) * out; ++i) y[i] += tmp_[i];
+}
+
+void CpuOps::begin_step(const StepLayout& L) {
+  const auto n = static_cast<std::size_t>(L.n);
+  grow(x_, n * c_.dim);
+  grow(h16_, n * c_.dim);
+  grow(qkv_, n * (c_.q_dim() + 2 * c_.kv_dim()));
+  grow(q16_, n * c_.q_dim());
+  grow(att16_, n * c_.q_dim());
+  grow(gu_, n * 2 * c_.hidden_dim);
+  grow(f16_, n * c_.hidden_dim);
+  for (int s : L.slots)
+    if (s < 0 || s >= num_blocks_ * block_size_)
+      throw Error("stage 04: KV slot " + std::to_string(s) + " is outside the cache of " +
+                  std::to_string(num_blocks_ * block_size_) + " slots");
+}
+
+void CpuOps::embed(const StepLayout& L) {
+  for (int r = 0; r < L.n; ++r) {
+    const int t = L.tokens[static_cast<std::size_t>(r)];
+    if (t < 0 || t >= c_.vocab_size)
+      throw Error("forward: token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(c_.vocab_size));
+    std::memcpy(&x_[static_cast<std::size_t>(r) * c_.dim], &embed_[static_cast<std::size_t>(t) * c_.dim], sizeof(float) * c_.dim);
+  }
+}
+
+void CpuOps::attention_norm(int layer, const StepLayout& L) {
+  cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].attn_norm.data(), L.n, c_.dim, c_.norm_eps);
+  std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(L.n) * c_.dim, h16_.begin(), to_half);
+}
+
+void CpuOps::qkv(int layer, const StepLayout& L) {
+  matmul(qkv_.data(), h16_.data(), layers_[static_cast<std::size_t>(layer)].wqkv, L.n, c_.dim, c_.q_dim() + 2 * c_.kv_dim(),
+         false);
+}
+
+void CpuOps::rope_store_kv(int layer, const StepLayout& L) {
+  const int qd = c_.q_dim(), kvd = c_.kv_dim(), row = qd + 2 * kvd;
+  for (int r = 0; r < L.n; ++r) {
+    float* src = &qkv_[static_cast<std::size_t>(r) * row];
+    // q and k heads are adjacent in the row: rotate them together, as the kernel does.
+    cpu::rope(src, c_.n_heads + c_.n_kv_heads, c_.head_dim, L.positions[static_cast<std::size_t>(r)], c_.rope_theta);
+    std::transform(src, src + qd, &q16_[static_cast<std::size_t>(r) * qd], to_half);
+    const std::size_t slot = static_cast<std::size_t>(L.slots[static_cast<std::size_t>(r)]) * kvd;
+    std::transform(src + qd, src + qd + kvd, &k_cache_[static_cast<std::size_t>(layer)][slot], to_half);
+    std::transform(src + qd + kvd, src + row, &v_cache_[static_cast<std::size_t>(layer)][slot], to_half);
+  }
+}
+
+void CpuOps::attention(int layer, const StepLayout& L) {
+  const auto& K = k_cache_[static_cast<std::size_t>(layer)];
+  const auto& V = v_cache_[static_cast<std::size_t>(layer)];
+  const int qd = c_.q_dim(), kvd = c_.kv_dim();
+  // Decode rows: one batch through the block tables (the split-KV kernel's twin).
+  if (L.n_decode > 0) {
+    const cpu::PagedKvView view{K.data(), V.data(), num_blocks_, block_size_, c_.n_kv_heads, c_.head_dim,
+                                L.tables.data(), L.max_blocks, L.seq_lens.data()};
+    cpu::paged_decode_attention(att16_.data(), q16_.data(), L.n_decode, c_.n_heads, view, 1);
+  }
+  // Prompt chunks: gather the sequence's keys and values into contiguous rows, then causal
+  // attention of the chunk's queries over them (the prefill kernel's twin).
+  for (const PrefillChunk& ch : L.chunks) {
+    const int kv_len = ch.start + ch.count;
+    grow(gather_k_, static_cast<std::size_t>(kv_len) * kvd);
+    grow(gather_v_, static_cast<std::size_t>(kv_len) * kvd);
+    const std::span<const int> table(&L.tables[static_cast<std::size_t>(ch.table) * L.max_blocks],
+                                     static_cast<std::size_t>(L.max_blocks));
+    for (int p = 0; p < kv_len; ++p) {
+      const std::size_t slot = static_cast<std::size_t>(kv_slot(table, p, block_size_)) * kvd;
+      std::copy_n(&K[slot], kvd, &gather_k_[static_cast<std::size_t>(p) * kvd]);
+      std::copy_n(&V[slot], kvd, &gather_v_[static_cast<std::size_t>(p) * kvd]);
+    }
+    const cpu::AttentionShape s{1, ch.count, kv_len, c_.n_heads, c_.n_kv_heads, c_.head_dim, true};
+    cpu::attention_online_softmax(&att16_[static_cast<std::size_t>(ch.row_begin) * qd],
+                                  &q16_[static_cast<std::size_t>(ch.row_begin) * qd], gather_k_.data(), gather_v_.data(), s,
+                                  64);
+  }
+  std::transform(att16_.begin(), att16_.begin() + static_cast<std::ptrdiff_t>(L.n) * qd, att16_.begin(), to_half);
+}
+
+void CpuOps::o_proj(int layer, const StepLayout& L) {
+  matmul(x_.data(), att16_.data(), layers_[static_cast<std::size_t>(layer)].wo, L.n, c_.q_dim(), c_.dim, true);
+}
+
+void CpuOps::ffn_norm(int layer, const StepLayout& L) {
+  cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].ffn_norm.data(), L.n, c_.dim, c_.norm_eps);
+  std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(L.n) * c_.dim, h16_.begin(), to_half);
+}
+
+void CpuOps::gate_up(int layer, const StepLayout& L) {
+  matmul(gu_.data(), h16_.data(), layers_[static_cast<std::size_t>(layer)].w13, L.n, c_.dim, 2 * c_.hidden_dim, false);
+}
+
+void CpuOps::swiglu(const StepLayout& L) {
+  const std::size_t ff = static_cast<std::size_t>(c_.hidden_dim);
+  for (std::size_t r = 0; r < static_cast<std::size_t>(L.n); ++r) {
+    cpu::swiglu(&f16_[r * ff], &gu_[r * 2 * ff], &gu_[r * 2 * ff + ff], ff);
+    std::transform(&f16_[r * ff], &f16_[r * ff] + ff, &f16_[r * ff], to_half);
+  }
+}
+
+void CpuOps::down(int layer, const StepLayout& L) {
+  matmul(x_.data(), f16_.data(), layers_[static_cast<std::size_t>(layer)].w2, L.n, c_.hidden_dim, c_.dim, true);
+}
+
+std::vector<float> CpuOps::logits(const StepLayout& L) {
+  const int rows = static_cast<int>(L.logit_rows.size());
+  std::vector<float> out(static_cast<std::size_t>(rows) * c_.vocab_size);
+  if (rows == 0) return out;
+  grow(tmp_, static_cast<std::size_t>(rows) * c_.dim);
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(&tmp_[static_cast<std::size_t>(r) * c_.dim], &x_[static_cast<std::size_t>(L.logit_rows[static_cast<std::size_t>(r)]) * c_.dim],
+                sizeof(float) * c_.dim);
+  cpu::rmsnorm(h16_.data(), tmp_.data(), output_norm_.data(), rows, c_.dim, c_.norm_eps);
+  std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(rows) * c_.dim, h16_.begin(), to_half);
+  cpu::matmul(out.data(), h16_.data(), classifier_.data(), rows, c_.dim, c_.vocab_size);
+  return out;
+}
+
+CpuStepExecutor::CpuStepExecutor(const ModelWeights& w) : config_(w.config) {
+  const PackedWeights packed = pack_weights(w);  // CpuOps keeps float copies; the bits can go
+  bytes_per_step_ = packed.bytes_per_step();
+  ops_ = std::make_unique<CpuOps>(packed);
+}
+
+void CpuStepExecutor::begin_run(stage03::BlockPool& pool) {
+  block_size_ = pool.block_size();
+  ops_->reserve_cache(pool.num_blocks(), pool.block_size());
+}
+
+std::vector<float> CpuStepExecutor::forward(const stage03::StepBatch& step) {
+  if (block_size_ == 0) throw Error("CpuStepExecutor: forward before begin_run");
+  for (const int p : step.positions)
+    if (p < 0 || p >= config_.context_length)
+      throw Error("forward: position " + std::to_string(p) + " is outside the context of " +
+                  std::to_string(config_.context_length));
+  const StepLayout L = layout_step(step, block_size_);
+  return run_step(*ops_, L, config_.n_layers);
+}
+
+}  // namespace llm::stage04

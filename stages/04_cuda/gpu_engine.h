@@ -1,0 +1,33 @@
+// gpu_engine.h: stage 04's engine: stage 03's continuous-batching engine (scheduler, paged
+// pool bookkeeping, sampling on the host) with its steps run by this stage's backend: on the
+// GPU (CUDA), or by the CPU twin of the same step (CpuStepExecutor).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "stages/03_continuous_batching/continuous_batch_engine.h"
+
+namespace llm::stage04 {
+
+/// Stage 04's settings: stage 03's plus where to run.
+struct GpuEngineConfig {
+  stage03::ContinuousBatchConfig batching;
+  std::string backend = "auto";  ///< auto, cuda or cpu
+  CudaOptions cuda;
+};
+
+/// What make_gpu_engine built.
+struct GpuEngine {
+  std::unique_ptr<stage03::ContinuousBatchEngine> engine;
+  std::string backend;  ///< "cuda" or "cpu"
+  std::string note;     ///< why it fell back to the CPU, or the device's name
+};
+
+/// Builds the engine. With backend "auto" and no usable GPU it falls back to the CPU backend
+/// and says why in `note`; with "cuda" and no GPU it throws llm::Error with the reason.
+GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config);
+
+}  // namespace llm::stage04

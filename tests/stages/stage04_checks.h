@@ -1,0 +1,46 @@
+// stage04_checks.h (tests only): the checks of stage 04 against stage 03, written once and run
+// on each backend: the CPU backend in test_stage04 (CI), the CUDA backend in test_stage04_gpu
+// (where a GPU is present).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/model_weights.h"
+
+namespace llm::test {
+
+/// Teacher-forced comparison of two engines' logits over the same tokens.
+struct LogitAgreement {
+  int positions = 0;
+  int top1_agree = 0;
+  double max_rel_err = 0.0;  ///< max over positions of max|a - b| / max|b|
+  double mean_kl = 0.0;      ///< KL(b || a) of the softmaxes, averaged over positions
+};
+
+/// Stage 04 on `backend` vs stage 03 (fp32 CPU) on `tokens`, logits at every position.
+LogitAgreement teacher_forced(const ModelWeights& w, const std::vector<int>& tokens, const std::string& backend);
+
+/// Greedy generation from `prompt` on stage 03 and on stage 04 (`backend`): the index of the
+/// first token where they differ (-1 when all max_new agree) and stage 03's gap between its top
+/// two logits there, relative to its largest |logit| (a near-tie when small).
+struct GreedyDivergence {
+  int first_diff = -1;
+  double gap_at_diff = 0.0;
+};
+GreedyDivergence greedy_divergence(const ModelWeights& w, const std::vector<int>& prompt, int max_new,
+                                   const std::string& backend);
+
+/// Runs the default model's and the random shapes' checks (Catch assertions): teacher-forced
+/// top-1 agreement >= 99% and relative error <= kFp16LogitTol, greedy agreement up to a near-tie,
+/// and every request's solo output under staggered arrivals and preemption.
+void check_stage04_against_stage03(const std::string& backend, bool default_model, bool random_shapes);
+
+/// Tolerance of teacher-forced logits (fp16 weights and activations against fp32), relative to
+/// the largest |logit| of the position.
+inline constexpr double kFp16LogitTol = 3e-2;
+/// A gap between the top two logits below this share of the largest |logit| is a near-tie,
+/// where fp16 rounding may legitimately pick the other token.
+inline constexpr double kNearTie = 2e-2;
+
+}  // namespace llm::test

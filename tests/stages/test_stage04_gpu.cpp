@@ -1,0 +1,48 @@
+// Stage 04's checks on the CUDA backend (labels stage04, gpu): the same checks as the CPU
+// backend's in test_stage04.cpp (tests/stages/stage04_checks.*), on the device, plus the
+// real model when it has been fetched. Exits 77 (ctest: skipped) where no GPU can run them.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+
+#include "common/model_weights.h"
+#include "stages/04_cuda/backend.h"
+#include "tests/helpers/random_model.h"
+#include "tests/stages/stage04_checks.h"
+
+using namespace llm;
+
+TEST_CASE("stage 04 on the GPU agrees with stage 03 on the default model and the random shapes", "[gpu-vs-stage03]") {
+  test::check_stage04_against_stage03("cuda", true, false);
+}
+
+TEST_CASE("stage 04 on the GPU agrees with stage 03 on the real model", "[gpu-real]") {
+  const std::string path = test::repo_path("datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  if (!std::filesystem::exists(path)) {
+    WARN("real model absent (scripts/fetch_models): skipped");
+    return;
+  }
+  Model m = load_model(path);
+  std::vector<int> tokens = m.tokenizer->encode_prompt(
+      "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined");
+  const test::LogitAgreement a = test::teacher_forced(m.weights, tokens, "cuda");
+  WARN("SmolLM2: top-1 " << a.top1_agree << "/" << a.positions << ", max rel err " << a.max_rel_err << ", mean KL "
+                         << a.mean_kl);
+  CHECK(a.top1_agree >= 0.99 * a.positions);
+  CHECK(a.max_rel_err <= test::kFp16LogitTol);
+  const test::GreedyDivergence d = test::greedy_divergence(m.weights, tokens, 48, "cuda");
+  if (d.first_diff >= 0) {
+    WARN("SmolLM2: greedy parts from stage 03 at token " << d.first_diff << ", top-2 gap " << d.gap_at_diff);
+    CHECK(d.gap_at_diff < test::kNearTie);
+  }
+}
+
+int main(int argc, char** argv) {
+  const std::string why = stage04::cuda_unavailable_reason();
+  if (!why.empty()) {
+    std::printf("stage 04 GPU checks skipped: %s\n", why.c_str());
+    return 77;
+  }
+  return Catch::Session().run(argc, argv);
+}
