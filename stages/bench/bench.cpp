@@ -27,6 +27,7 @@
 #include "host_info.h"
 #include "memory_bandwidth.h"
 #include "stage_registry.h"
+#include "stages/04_cuda/backend.h"
 
 using nlohmann::json;
 
@@ -302,7 +303,8 @@ int orchestrate(const Options& o, const std::string& command) {
                       {"id", host.device_id},
                       {"read_gbps", bw.read_gbps},
                       {"copy_gbps", bw.copy_gbps},
-                      {"bandwidth_buffer_mib", bw.buffer_mib}};
+                      {"bandwidth_buffer_mib", bw.buffer_mib},
+                      {"gpu", stage04::cuda_device_name()}};  // "" without one; stage 04 runs there
   result["model"] = {{"path", o.model}, {"summary", model.config().summary()}, {"weight_bytes", model.weights.bytes()}};
   long new_tokens = 0;
   for (const auto& r : requests) new_tokens += r.max_new_tokens;

@@ -1,10 +1,13 @@
 #include "stage_registry.h"
 
+#include <cstdio>
+
 #include "common/error.h"
 #include "stages/00_naive/naive_engine.h"
 #include "stages/01_kv_cache/kv_engine.h"
 #include "stages/02_static_batching/static_batch_engine.h"
 #include "stages/03_continuous_batching/continuous_batch_engine.h"
+#include "stages/04_cuda/gpu_engine.h"
 
 namespace llm::bench {
 
@@ -16,6 +19,10 @@ const std::vector<StageEntry>& stages() {
       {"03", "03_continuous_batching", "continuous batching: join and leave every step; paged KV, prefix cache", true},
       // The same engine with prefix caching off, to measure what the cache saves.
       {"03np", "03_continuous_batching (no prefix cache)", "stage 03 with prefix caching off", true, true},
+      // Stage 04 runs on the GPU where there is one, else on its CPU backend (the kernels' CPU
+      // twins): only when named, so that CPU-only comparisons stay as they are.
+      {"04", "04_cuda", "the GPU engine: every step's forward on the device, decode steps from CUDA graphs", true, true},
+      {"04ng", "04_cuda (no CUDA graphs)", "stage 04 launching every kernel of a decode step", true, true},
   };
   return all;
 }
@@ -39,6 +46,14 @@ std::unique_ptr<Engine> make_engine(const StageEntry& stage, const Model& model,
     config.scheduler.max_running = batch;
     config.scheduler.prefix_caching = stage.id == "03";
     return std::make_unique<stage03::ContinuousBatchEngine>(model.weights, stops, config);
+  }
+  if (stage.id == "04" || stage.id == "04ng") {
+    stage04::GpuEngineConfig config;
+    config.batching.scheduler.max_running = batch;
+    config.cuda.cuda_graphs = stage.id == "04";
+    stage04::GpuEngine built = stage04::make_gpu_engine(model.weights, stops, config);
+    std::fprintf(stderr, "[bench] stage %s: %s backend (%s)\n", stage.id.c_str(), built.backend.c_str(), built.note.c_str());
+    return std::move(built.engine);
   }
   throw Error("no engine for stage " + stage.name);
 }
