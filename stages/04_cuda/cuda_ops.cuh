@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "common/model_config.h"
+#include "kernels/cuda/check.cuh"
 #include "kernels/cuda/gemm_cublas.cuh"
 #include "packed_weights.h"
 #include "stages/03_continuous_batching/step_executor.h"
@@ -39,14 +40,26 @@
 namespace llm::stage04 {
 
 /// Device memory owned by one object: `count` elements of T (cudaMalloc: 256-byte aligned).
+/// Throws std::runtime_error (CUDA_CHECK) when the allocation fails.
 template <class T>
 class DeviceArray {
  public:
   DeviceArray() = default;
-  explicit DeviceArray(std::size_t count);
-  ~DeviceArray();
+  explicit DeviceArray(std::size_t count) : n_(count) {
+    if (count > 0) CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), count * sizeof(T)));
+  }
+  ~DeviceArray() {
+    if (p_) (void)cudaFree(p_);
+  }
   DeviceArray(DeviceArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  DeviceArray& operator=(DeviceArray&& o) noexcept;
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    if (this != &o) {
+      if (p_) (void)cudaFree(p_);
+      p_ = o.p_, n_ = o.n_;
+      o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+  }
   DeviceArray(const DeviceArray&) = delete;
   DeviceArray& operator=(const DeviceArray&) = delete;
   T* get() const { return p_; }
@@ -62,10 +75,21 @@ template <class T>
 class PinnedArray {
  public:
   PinnedArray() = default;
-  explicit PinnedArray(std::size_t count);
-  ~PinnedArray();
+  explicit PinnedArray(std::size_t count) : n_(count) {
+    if (count > 0) CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&p_), count * sizeof(T)));
+  }
+  ~PinnedArray() {
+    if (p_) (void)cudaFreeHost(p_);
+  }
   PinnedArray(PinnedArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  PinnedArray& operator=(PinnedArray&& o) noexcept;
+  PinnedArray& operator=(PinnedArray&& o) noexcept {
+    if (this != &o) {
+      if (p_) (void)cudaFreeHost(p_);
+      p_ = o.p_, n_ = o.n_;
+      o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+  }
   PinnedArray(const PinnedArray&) = delete;
   PinnedArray& operator=(const PinnedArray&) = delete;
   T* get() const { return p_; }
@@ -74,6 +98,25 @@ class PinnedArray {
  private:
   T* p_ = nullptr;
   std::size_t n_ = 0;
+};
+
+/// A non-blocking CUDA stream (does not wait for the legacy default stream), destroyed after
+/// the work queued on it is done.
+class CudaStream {
+ public:
+  CudaStream() { CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
+  ~CudaStream() {
+    if (s_) {
+      (void)cudaStreamSynchronize(s_);
+      (void)cudaStreamDestroy(s_);
+    }
+  }
+  CudaStream(const CudaStream&) = delete;
+  CudaStream& operator=(const CudaStream&) = delete;
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
 };
 
 /// The sizes CudaOps allocates its step buffers for.
@@ -150,7 +193,7 @@ class CudaOps {
   /// allocation cannot be captured) and the logits fit one turn.
   bool graph_capable(int n, int rows) const;
 
-  cudaStream_t stream() const { return stream_; }
+  cudaStream_t stream() const { return stream_.get(); }
   const ModelConfig& config() const { return c_; }
   int block_size() const { return block_size_; }
   int num_blocks() const { return num_blocks_; }
@@ -188,7 +231,9 @@ class CudaOps {
   ModelConfig c_;
   CudaOpsLimits limits_;
   int logit_cap_ = 1;  // R
-  cudaStream_t stream_ = nullptr;
+  // Declared before gemm_ (destroyed after it: the handle's stream outlives the handle) and
+  // before every buffer (their cudaFree runs before the stream goes).
+  CudaStream stream_;
   llm::cuda::CublasGemm gemm_;
 
   // Weights: every tensor its own allocation, kept alive here.

@@ -1,0 +1,640 @@
+// cuda_ops.cu: the operations of one step (step_recipe.h) on the GPU, with the kernels of
+// kernels/cuda. Each member function below is the device twin of the CpuOps function of the same
+// name (cpu_ops.cpp): read them side by side. Where CpuOps loops over rows on the host, CudaOps
+// queues one kernel on its stream and returns at once; the host learns nothing about the values
+// until logits() copies them back, so the host stays ahead of the device and the launches of the
+// next operations overlap with the work of the current ones.
+//
+// What runs where:
+//   host    checks the step (token ids, KV slots, block tables) where a bad value can still be
+//           reported as an llm::Error, writes the step's int arrays into pinned memory, queues
+//   device  everything else: embedding, norms, matmuls, RoPE + cache write, attention, SwiGLU,
+//           the classifier
+// A matmul of at most 8 rows (a decode step of a small batch) reads every weight once to do
+// little arithmetic: it goes to the GEMV kernel, which reads W at the copy bandwidth. More rows
+// (prefill) go to cuBLAS on tensor cores. o_proj and down add into the residual stream in the
+// epilogue (accumulate), so the residual add costs no kernel of its own.
+//
+// Only two small kernels live here, because they belong to this stage's data layout rather than
+// to the kernel library: the gather of a prompt's K/V from the paged cache into the contiguous
+// rows the prefill kernel reads, and the gather of the logit rows before the final norm. A third
+// fills synthetic weights on the device.
+#include "cuda_ops.cuh"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/error.h"
+#include "kernels/cuda/attention_decode/attention_decode.cuh"
+#include "kernels/cuda/attention_prefill/attention_prefill.cuh"
+#include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/gemv/gemv.cuh"
+#include "kernels/cuda/rmsnorm.cuh"
+#include "kernels/cuda/rope_kv.cuh"
+#include "kernels/cuda/swiglu.cuh"
+
+namespace llm::stage04 {
+
+namespace {
+
+using std::size_t;
+
+// ---- synthetic weights ----
+
+/// splitmix64: a counter-based generator, so element i's value depends only on (seed, i) and
+/// every thread computes its own without any state.
+__device__ __forceinline__ std::uint64_t splitmix64(std::uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/// p[i] = uniform in [-scale, scale), rounded to fp16. Grid-stride loop.
+__global__ void fill_uniform_half_kernel(__half* p, size_t n, std::uint64_t seed, float scale) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const std::uint64_t z = splitmix64(seed ^ (i * 0xD1B54A32D192ED03ull));
+    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // 24 bits: [0, 1)
+    p[i] = __float2half_rn((2.0f * u - 1.0f) * scale);
+  }
+}
+
+__global__ void fill_float_kernel(float* p, size_t n, float value) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    p[i] = value;
+}
+
+int fill_blocks(size_t n) { return static_cast<int>(std::min<size_t>((n + 255) / 256, 4096)); }
+
+/// The seed of synthetic tensor `index`: the model seed mixed on the host (splitmix64 again).
+std::uint64_t tensor_seed(std::uint64_t seed, std::uint64_t index) {
+  std::uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+constexpr float kSyntheticScale = 0.02f;
+
+// ---- gathers ----
+
+/// Prefill attention reads a sequence's K/V as contiguous rows; the cache holds them in blocks
+/// anywhere in the pool. Block p (one per position) copies position p's row of K and of V:
+///   gk[p, :] = k_cache[table[p / block_size] * block_size + p % block_size, :]   (and V)
+/// kv_dim halves per row; 16-byte copies when kv_dim % 8 == 0 (always, for the head dims the
+/// attention kernels support), element copies otherwise.
+__global__ void gather_kv_kernel(__half* gk, __half* gv, const __half* k_cache, const __half* v_cache, const int* table,
+                                 int block_size, int kv_dim) {
+  const int p = blockIdx.x;
+  const size_t slot = static_cast<size_t>(table[p / block_size]) * block_size + p % block_size;
+  const size_t src = slot * kv_dim, dst = static_cast<size_t>(p) * kv_dim;
+  if (kv_dim % 8 == 0) {
+    const uint4* ks = reinterpret_cast<const uint4*>(k_cache + src);
+    const uint4* vs = reinterpret_cast<const uint4*>(v_cache + src);
+    uint4* kd = reinterpret_cast<uint4*>(gk + dst);
+    uint4* vd = reinterpret_cast<uint4*>(gv + dst);
+    for (int i = threadIdx.x; i < kv_dim / 8; i += blockDim.x) {
+      kd[i] = ks[i];
+      vd[i] = vs[i];
+    }
+  } else {
+    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+      gk[dst + i] = k_cache[src + i];
+      gv[dst + i] = v_cache[src + i];
+    }
+  }
+}
+
+/// xg[r, :] = x[rows[r], :]: the rows whose logits are wanted, made contiguous for the norm.
+__global__ void gather_rows_kernel(float* xg, const float* x, const int* rows, int dim) {
+  const float* src = x + static_cast<size_t>(rows[blockIdx.x]) * dim;
+  float* dst = xg + static_cast<size_t>(blockIdx.x) * dim;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = src[i];
+}
+
+// ---- sizes ----
+
+size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+/// Columns of the device block tables: enough for a sequence of the whole context, but never
+/// more than the pool has blocks.
+int table_columns(const ModelConfig& c, int block_size, long long max_blocks) {
+  long long cols = static_cast<long long>(ceil_div(static_cast<size_t>(c.context_length), static_cast<size_t>(block_size)));
+  if (max_blocks > 0) cols = std::min(cols, max_blocks);
+  return static_cast<int>(std::max(1LL, cols));
+}
+
+/// The longest sequence the pool can hold: the context, or fewer when the pool is smaller.
+int longest_sequence(const ModelConfig& c, int block_size, long long max_blocks) {
+  long long n = c.context_length;
+  if (max_blocks > 0) n = std::min(n, max_blocks * block_size);
+  return static_cast<int>(std::max(1LL, n));
+}
+
+/// Workspace bytes of the split-KV decode kernel for any batch of 1 .. max_batch sequences up
+/// to max_len keys. The split count grows with the length and shrinks with the batch, so the
+/// worst case is at max_len, and from the first batch that gets a single split (which needs no
+/// workspace) on, larger batches need none either.
+size_t decode_workspace_need(const ModelConfig& c, int max_batch, int max_len, int block_size, int table_cols) {
+  size_t need = 0;
+  for (int b = 1; b <= max_batch; ++b) {
+    llm::cuda::DecodeAttentionArgs a;
+    a.batch = b;
+    a.n_heads = c.n_heads;
+    a.n_kv_heads = c.n_kv_heads;
+    a.head_dim = c.head_dim;
+    a.block_size = block_size;
+    a.num_blocks = 1;
+    a.max_blocks_per_seq = table_cols;
+    a.max_seq_len = max_len;
+    a.num_splits = 0;
+    if (llm::cuda::decode_num_splits(a) <= 1) break;
+    need = std::max(need, llm::cuda::decode_workspace_bytes(a));
+  }
+  return need;
+}
+
+/// Activations and logit buffers for T rows (R logit rows per turn), in bytes.
+size_t activation_bytes(const ModelConfig& c, size_t T, size_t R) {
+  const size_t dim = static_cast<size_t>(c.dim), qd = static_cast<size_t>(c.q_dim()),
+               kvd = static_cast<size_t>(c.kv_dim()), ff = static_cast<size_t>(c.hidden_dim),
+               vocab = static_cast<size_t>(c.vocab_size);
+  const size_t fp32 = T * (dim + qd + 2 * kvd + 2 * ff) + R * (dim + vocab);  // x, qkv, gu; xg, logits
+  const size_t fp16 = T * (dim + 2 * qd + ff) + R * dim;                      // h16, q16, att16, f16; hl16
+  return 4 * fp32 + 2 * fp16;
+}
+
+int logit_turn_rows(const CudaOpsLimits& l) { return std::clamp(l.max_running, 1, l.token_budget); }
+
+void check_limits(const CudaOpsLimits& l) {
+  if (l.token_budget < 1)
+    throw Error("stage 04 cuda: token budget " + std::to_string(l.token_budget) + ": must be at least 1");
+  if (l.max_running < 1)
+    throw Error("stage 04 cuda: max running " + std::to_string(l.max_running) + ": must be at least 1");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Construction: weights, activations.
+
+CudaOps::CudaOps(const ModelConfig& c, const CudaOpsLimits& limits) : c_(c), limits_(limits) {
+  check_limits(limits_);
+  logit_cap_ = logit_turn_rows(limits_);
+}
+
+CudaOps::CudaOps(const PackedWeights& w, const CudaOpsLimits& limits) : CudaOps(w.config, limits) {
+  const size_t dim = static_cast<size_t>(c_.dim), qkv = static_cast<size_t>(c_.q_dim() + 2 * c_.kv_dim()),
+               qd = static_cast<size_t>(c_.q_dim()), ff = static_cast<size_t>(c_.hidden_dim),
+               vocab = static_cast<size_t>(c_.vocab_size);
+  if (static_cast<int>(w.layers.size()) != c_.n_layers)
+    throw Error("stage 04 cuda: the weights hold " + std::to_string(w.layers.size()) + " layers, the config says " +
+                std::to_string(c_.n_layers));
+  embed_ = upload_half(w.embed, vocab * dim, "token embedding");
+  classifier_ = w.classifier.empty() ? embed_ : upload_half(w.classifier, vocab * dim, "classifier");
+  output_norm_ = upload_float(w.output_norm, dim, "output norm");
+  for (const PackedLayer& L : w.layers) {
+    Layer d;
+    d.attn_norm = upload_float(L.attn_norm, dim, "attention norm");
+    d.ffn_norm = upload_float(L.ffn_norm, dim, "ffn norm");
+    d.wqkv = upload_half(L.wqkv, qkv * dim, "wqkv");
+    d.wo = upload_half(L.wo, dim * qd, "wo");
+    d.w13 = upload_half(L.w13, 2 * ff * dim, "w13");
+    d.w2 = upload_half(L.w2, dim * ff, "w2");
+    layers_.push_back(d);
+  }
+  allocate_activations();
+  // cudaMemcpy from pageable memory may return before its DMA lands, and it runs on the legacy
+  // stream, which our non-blocking stream does not wait for: wait for the device once here.
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+CudaOps::CudaOps(const ModelConfig& c, std::uint64_t seed, const CudaOpsLimits& limits) : CudaOps(c, limits) {
+  c_.validate("synthetic model");
+  const size_t dim = static_cast<size_t>(c_.dim), qkv = static_cast<size_t>(c_.q_dim() + 2 * c_.kv_dim()),
+               qd = static_cast<size_t>(c_.q_dim()), ff = static_cast<size_t>(c_.hidden_dim),
+               vocab = static_cast<size_t>(c_.vocab_size);
+  std::uint64_t index = 0;
+  embed_ = random_half(vocab * dim, tensor_seed(seed, index++));
+  classifier_ = random_half(vocab * dim, tensor_seed(seed, index++));
+  output_norm_ = ones(dim);
+  for (int l = 0; l < c_.n_layers; ++l) {
+    Layer d;
+    d.attn_norm = ones(dim);
+    d.ffn_norm = ones(dim);
+    d.wqkv = random_half(qkv * dim, tensor_seed(seed, index++));
+    d.wo = random_half(dim * qd, tensor_seed(seed, index++));
+    d.w13 = random_half(2 * ff * dim, tensor_seed(seed, index++));
+    d.w2 = random_half(dim * ff, tensor_seed(seed, index++));
+    layers_.push_back(d);
+  }
+  allocate_activations();
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
+
+CudaOps::~CudaOps() = default;  // members free themselves; CudaStream waits for its work first
+
+const __half* CudaOps::upload_half(const std::vector<std::uint16_t>& bits, size_t expect, const char* what) {
+  if (bits.size() != expect)
+    throw Error(std::string("stage 04 cuda: ") + what + " has " + std::to_string(bits.size()) + " values, the config needs " +
+                std::to_string(expect));
+  DeviceArray<__half> d(expect);
+  CUDA_CHECK(cudaMemcpy(d.get(), bits.data(), expect * sizeof(std::uint16_t), cudaMemcpyHostToDevice));
+  half_store_.push_back(std::move(d));
+  return half_store_.back().get();
+}
+
+const float* CudaOps::upload_float(const std::vector<float>& v, size_t expect, const char* what) {
+  if (v.size() != expect)
+    throw Error(std::string("stage 04 cuda: ") + what + " has " + std::to_string(v.size()) + " values, the config needs " +
+                std::to_string(expect));
+  DeviceArray<float> d(expect);
+  CUDA_CHECK(cudaMemcpy(d.get(), v.data(), expect * sizeof(float), cudaMemcpyHostToDevice));
+  float_store_.push_back(std::move(d));
+  return float_store_.back().get();
+}
+
+__half* CudaOps::random_half(size_t count, std::uint64_t seed) {
+  DeviceArray<__half> d(count);
+  fill_uniform_half_kernel<<<fill_blocks(count), 256, 0, stream()>>>(d.get(), count, seed, kSyntheticScale);
+  CUDA_CHECK(cudaGetLastError());
+  half_store_.push_back(std::move(d));
+  return half_store_.back().get();
+}
+
+float* CudaOps::ones(size_t count) {
+  DeviceArray<float> d(count);
+  fill_float_kernel<<<fill_blocks(count), 256, 0, stream()>>>(d.get(), count, 1.0f);
+  CUDA_CHECK(cudaGetLastError());
+  float_store_.push_back(std::move(d));
+  return float_store_.back().get();
+}
+
+void CudaOps::allocate_activations() {
+  const size_t T = static_cast<size_t>(limits_.token_budget), R = static_cast<size_t>(logit_cap_);
+  const size_t dim = static_cast<size_t>(c_.dim), qd = static_cast<size_t>(c_.q_dim()),
+               kvd = static_cast<size_t>(c_.kv_dim()), ff = static_cast<size_t>(c_.hidden_dim),
+               vocab = static_cast<size_t>(c_.vocab_size);
+  x_ = DeviceArray<float>(T * dim);
+  h16_ = DeviceArray<__half>(T * dim);
+  qkv_ = DeviceArray<float>(T * (qd + 2 * kvd));
+  q16_ = DeviceArray<__half>(T * qd);
+  att16_ = DeviceArray<__half>(T * qd);
+  gu_ = DeviceArray<float>(T * 2 * ff);
+  f16_ = DeviceArray<__half>(T * ff);
+  xg_ = DeviceArray<float>(R * dim);
+  hl16_ = DeviceArray<__half>(R * dim);
+  logits_ = DeviceArray<float>(R * vocab);
+  host_logits_ = PinnedArray<float>(R * vocab);
+}
+
+size_t CudaOps::workspace_bytes(const ModelConfig& c, const CudaOpsLimits& limits, int block_size, int max_blocks) {
+  check_limits(limits);
+  if (block_size < 1) throw Error("stage 04 cuda: block size " + std::to_string(block_size) + ": must be at least 1");
+  const size_t T = static_cast<size_t>(limits.token_budget);
+  const int cols = table_columns(c, block_size, max_blocks);
+  const int longest = longest_sequence(c, block_size, max_blocks);
+  const size_t meta = (5 * T + T * static_cast<size_t>(cols)) * sizeof(int);
+  const size_t gather = 2 * static_cast<size_t>(longest) * static_cast<size_t>(c.kv_dim()) * sizeof(__half);
+  const size_t decode = decode_workspace_need(c, limits.token_budget, longest, block_size, cols);
+  return activation_bytes(c, T, static_cast<size_t>(logit_turn_rows(limits))) + meta + gather + decode;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The KV cache and the pool-dependent buffers.
+
+bool CudaOps::reserve_cache(int num_blocks, int block_size) {
+  if (num_blocks < 1 || block_size < 1)
+    throw Error("stage 04 cuda: a KV pool of " + std::to_string(num_blocks) + " blocks of " + std::to_string(block_size) +
+                " tokens (both must be at least 1)");
+  if (static_cast<long long>(num_blocks) * block_size > 0x7fffffffLL)
+    throw Error("stage 04 cuda: " + std::to_string(num_blocks) + " blocks of " + std::to_string(block_size) +
+                " tokens: more KV slots than an int32 slot index can address");
+  if (num_blocks == num_blocks_ && block_size == block_size_) return false;
+
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  // Free the old buffers first: the new cache may need the memory they hold.
+  k_cache_ = {}, v_cache_ = {}, gather_k_ = {}, gather_v_ = {}, meta_ = {}, hmeta_ = {}, decode_ws_ = {};
+  num_blocks_ = block_size_ = 0;
+  uploaded_ = false;
+
+  const size_t slots = static_cast<size_t>(num_blocks) * block_size, kvd = static_cast<size_t>(c_.kv_dim());
+  const size_t cache = static_cast<size_t>(c_.n_layers) * slots * kvd;
+  k_cache_ = DeviceArray<__half>(cache);
+  v_cache_ = DeviceArray<__half>(cache);
+  // Zero, like CpuOps (no kernel reads a slot before it is written; this keeps stale runs out).
+  CUDA_CHECK(cudaMemsetAsync(k_cache_.get(), 0, cache * sizeof(__half), stream()));
+  CUDA_CHECK(cudaMemsetAsync(v_cache_.get(), 0, cache * sizeof(__half), stream()));
+
+  table_cols_ = table_columns(c_, block_size, num_blocks);
+  gather_cap_ = longest_sequence(c_, block_size, num_blocks);
+  gather_k_ = DeviceArray<__half>(static_cast<size_t>(gather_cap_) * kvd);
+  gather_v_ = DeviceArray<__half>(static_cast<size_t>(gather_cap_) * kvd);
+
+  const size_t T = static_cast<size_t>(limits_.token_budget);
+  const size_t meta = 5 * T + T * static_cast<size_t>(table_cols_);
+  meta_ = DeviceArray<int>(meta);
+  hmeta_ = PinnedArray<int>(meta);
+  std::memset(hmeta_.get(), 0, meta * sizeof(int));
+  d_tokens_ = meta_.get();
+  d_positions_ = d_tokens_ + T;
+  d_slots_ = d_positions_ + T;
+  d_seq_lens_ = d_slots_ + T;
+  d_logit_rows_ = d_seq_lens_ + T;
+  d_tables_ = d_logit_rows_ + T;
+
+  decode_ws_bytes_ = decode_workspace_need(c_, limits_.token_budget, gather_cap_, block_size, table_cols_);
+  decode_ws_ = DeviceArray<float>(ceil_div(decode_ws_bytes_, sizeof(float)));
+
+  slots_per_layer_ = slots;
+  num_blocks_ = num_blocks;
+  block_size_ = block_size;
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  return true;
+}
+
+__half* CudaOps::k_cache(int layer) const {
+  return k_cache_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.kv_dim());
+}
+
+__half* CudaOps::v_cache(int layer) const {
+  return v_cache_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.kv_dim());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The step's metadata: checked on the host, copied to fixed device addresses.
+
+void CudaOps::upload(const StepLayout& L, bool for_graph) {
+  if (num_blocks_ == 0) throw Error("stage 04 cuda: a step before the KV cache was reserved (begin_run)");
+  const int T = limits_.token_budget;
+  if (L.n > T)
+    throw Error("stage 04 cuda: a step of " + std::to_string(L.n) + " rows exceeds the token budget of " +
+                std::to_string(T) + " rows the device buffers were sized for");
+  const int rows = static_cast<int>(L.logit_rows.size());
+  if (rows > T) throw Error("stage 04 cuda: " + std::to_string(rows) + " logit rows in a step of at most " + std::to_string(T));
+  const int table_rows = L.n_decode + static_cast<int>(L.chunks.size());
+  const int slots = num_blocks_ * block_size_;
+  for (int r = 0; r < L.n; ++r) {
+    const int t = L.tokens[static_cast<size_t>(r)];
+    if (t < 0 || t >= c_.vocab_size)
+      throw Error("forward: token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(c_.vocab_size));
+    const int s = L.slots[static_cast<size_t>(r)];
+    if (s < 0 || s >= slots)
+      throw Error("stage 04: KV slot " + std::to_string(s) + " is outside the cache of " + std::to_string(slots) + " slots");
+  }
+  for (const int r : L.logit_rows)
+    if (r < 0 || r >= L.n) throw Error("stage 04 cuda: logit row " + std::to_string(r) + " outside a step of " + std::to_string(L.n));
+
+  // Table stride: fixed (the widest table the pool allows) for a graph, which bakes it in; the
+  // step's own width otherwise (fewer bytes to copy). Entries past a row's length are never read.
+  const int stride = for_graph ? table_cols_ : std::min(std::max(L.max_blocks, 1), table_cols_);
+  const int copy_cols = std::min(L.max_blocks, stride);
+  // The blocks each table row needs: its sequence's keys 0 .. len-1. They must fit the stride and
+  // name blocks of the pool (the kernels would read out of bounds otherwise).
+  auto check_table = [&](int row, int len) {
+    const int need = static_cast<int>(ceil_div(static_cast<size_t>(len), static_cast<size_t>(block_size_)));
+    if (need > stride)
+      throw Error("stage 04 cuda: a sequence of " + std::to_string(len) + " tokens needs " + std::to_string(need) +
+                  " blocks; the device tables hold " + std::to_string(stride));
+    const int* t = &L.tables[static_cast<size_t>(row) * static_cast<size_t>(L.max_blocks)];
+    for (int j = 0; j < need; ++j)
+      if (t[j] < 0 || t[j] >= num_blocks_)
+        throw Error("stage 04 cuda: block " + std::to_string(t[j]) + " is outside the pool of " + std::to_string(num_blocks_) +
+                    " blocks");
+  };
+  for (int d = 0; d < L.n_decode; ++d) check_table(d, L.seq_lens[static_cast<size_t>(d)]);
+  for (const PrefillChunk& ch : L.chunks) {
+    if (ch.start + ch.count > gather_cap_)
+      throw Error("stage 04 cuda: a prompt chunk reaching position " + std::to_string(ch.start + ch.count) +
+                  " exceeds the longest sequence the device buffers hold (" + std::to_string(gather_cap_) + ")");
+    check_table(ch.table, ch.start + ch.count);
+  }
+
+  // The previous step's copy must have read the staging memory before it is overwritten (a
+  // no-op wait in the usual case: logits() already waited for the stream).
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  int* h = hmeta_.get();
+  const size_t n = static_cast<size_t>(L.n), Tz = static_cast<size_t>(T);
+  std::copy_n(L.tokens.data(), n, h);
+  std::copy_n(L.positions.data(), n, h + Tz);
+  std::copy_n(L.slots.data(), n, h + 2 * Tz);
+  std::copy_n(L.seq_lens.data(), static_cast<size_t>(L.n_decode), h + 3 * Tz);
+  std::copy_n(L.logit_rows.data(), static_cast<size_t>(rows), h + 4 * Tz);
+  int* tables = h + 5 * Tz;
+  for (int r = 0; r < table_rows; ++r) {
+    int* dst = tables + static_cast<size_t>(r) * stride;
+    std::copy_n(&L.tables[static_cast<size_t>(r) * static_cast<size_t>(L.max_blocks)], copy_cols, dst);
+    std::fill(dst + copy_cols, dst + stride, 0);
+  }
+  // One copy: the five per-row arrays (fixed offsets) and the used rows of the tables.
+  const size_t ints = 5 * Tz + static_cast<size_t>(table_rows) * static_cast<size_t>(stride);
+  CUDA_CHECK(cudaMemcpyAsync(meta_.get(), h, ints * sizeof(int), cudaMemcpyHostToDevice, stream()));
+
+  step_.table_stride = stride;
+  if (for_graph) {
+    // Bounded by the longest possible sequence, with the split count that bound gives for this
+    // batch: the same launch serves every later step of this batch size as sequences grow. Splits
+    // past a sequence's end get no keys, and the kernel's merge skips them.
+    step_.decode_max_seq_len = std::min(gather_cap_, stride * block_size_);
+    llm::cuda::DecodeAttentionArgs a;
+    a.batch = std::max(1, L.n_decode);
+    a.n_heads = c_.n_heads;
+    a.n_kv_heads = c_.n_kv_heads;
+    a.head_dim = c_.head_dim;
+    a.block_size = block_size_;
+    a.num_blocks = num_blocks_;
+    a.max_blocks_per_seq = stride;
+    a.max_seq_len = step_.decode_max_seq_len;
+    a.num_splits = 0;
+    step_.decode_splits = llm::cuda::decode_num_splits(a);
+  } else {
+    step_.decode_max_seq_len = L.max_seq_len;
+    step_.decode_splits = 0;  // the kernel chooses for this step's longest sequence
+  }
+  uploaded_ = true;
+}
+
+void CudaOps::upload_for_graph(const StepLayout& L) { upload(L, true); }
+
+bool CudaOps::graph_capable(int n, int rows) const {
+  const bool widths = c_.dim % 8 == 0 && c_.q_dim() % 8 == 0 && c_.hidden_dim % 8 == 0;
+  return widths && n >= 1 && n <= llm::cuda::kGemvMaxRows && n <= limits_.token_budget && rows >= 0 && rows <= logit_cap_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operations.
+
+void CudaOps::matmul(float* y, const __half* x, const __half* W, int n, int in, int out, bool accumulate) {
+  if (n == 0) return;
+  if (n <= llm::cuda::kGemvMaxRows && in % 8 == 0) {
+    llm::cuda::GemvArgs a;
+    a.W = W;
+    a.x = x;
+    a.y = y;
+    a.n = n;
+    a.in = in;
+    a.out = out;
+    a.accumulate = accumulate;
+    llm::cuda::gemv_02_warp_vectorized(a, stream());
+  } else {
+    gemm_.run(y, x, W, n, in, out, accumulate, stream());
+  }
+}
+
+void CudaOps::begin_step(const StepLayout& L) {
+  if (!graph_body_) {
+    upload(L, false);
+  } else if (!uploaded_) {
+    throw Error("stage 04 cuda: graph capture without the step's metadata (call upload_for_graph first)");
+  }
+}
+
+void CudaOps::embed(const StepLayout& L) {
+  llm::cuda::embedding(x_.get(), embed_, d_tokens_, L.n, c_.dim, stream());
+}
+
+void CudaOps::attention_norm(int layer, const StepLayout& L) {
+  llm::cuda::add_rmsnorm_to_half(h16_.get(), x_.get(), nullptr, layers_[static_cast<size_t>(layer)].attn_norm, L.n, c_.dim,
+                                 c_.norm_eps, stream());
+}
+
+void CudaOps::qkv(int layer, const StepLayout& L) {
+  matmul(qkv_.get(), h16_.get(), layers_[static_cast<size_t>(layer)].wqkv, L.n, c_.dim, c_.q_dim() + 2 * c_.kv_dim(), false);
+}
+
+void CudaOps::rope_store_kv(int layer, const StepLayout& L) {
+  llm::cuda::RopeStoreKvArgs a;
+  a.qkv = qkv_.get();
+  a.positions = d_positions_;
+  a.slots = d_slots_;
+  a.q_out = q16_.get();
+  a.k_cache = k_cache(layer);
+  a.v_cache = v_cache(layer);
+  a.n = L.n;
+  a.n_heads = c_.n_heads;
+  a.n_kv_heads = c_.n_kv_heads;
+  a.head_dim = c_.head_dim;
+  a.theta = c_.rope_theta;
+  llm::cuda::rope_store_kv(a, stream());
+}
+
+void CudaOps::attention(int layer, const StepLayout& L) {
+  const size_t qd = static_cast<size_t>(c_.q_dim());
+  // Decode rows (device rows 0 .. n_decode-1): one split-KV launch through their block tables.
+  if (L.n_decode > 0) {
+    llm::cuda::DecodeAttentionArgs a;
+    a.q = q16_.get();
+    a.out = att16_.get();
+    a.k_cache = k_cache(layer);
+    a.v_cache = v_cache(layer);
+    a.block_table = d_tables_;
+    a.seq_lens = d_seq_lens_;
+    a.batch = L.n_decode;
+    a.n_heads = c_.n_heads;
+    a.n_kv_heads = c_.n_kv_heads;
+    a.head_dim = c_.head_dim;
+    a.block_size = block_size_;
+    a.num_blocks = num_blocks_;
+    a.max_blocks_per_seq = step_.table_stride;
+    a.max_seq_len = std::max(1, step_.decode_max_seq_len);
+    a.num_splits = step_.decode_splits;
+    a.workspace = decode_ws_.get();
+    if (llm::cuda::decode_num_splits(a) > 1 && llm::cuda::decode_workspace_bytes(a) > decode_ws_bytes_)
+      throw Error("stage 04 cuda: decode attention needs " + std::to_string(llm::cuda::decode_workspace_bytes(a)) +
+                  " bytes of workspace, " + std::to_string(decode_ws_bytes_) + " were reserved");
+    llm::cuda::attention_decode_02_split_kv(a, stream());
+  }
+  // Prompt chunks: gather the sequence's K/V (positions 0 .. start+count-1) into contiguous rows,
+  // then causal attention of the chunk's queries over them, one chunk at a time (the gather
+  // buffers are reused; the stream keeps the order).
+  const size_t kvd = static_cast<size_t>(c_.kv_dim());
+  for (const PrefillChunk& ch : L.chunks) {
+    const int kv_len = ch.start + ch.count;
+    const int* table = d_tables_ + static_cast<size_t>(ch.table) * static_cast<size_t>(step_.table_stride);
+    gather_kv_kernel<<<kv_len, 128, 0, stream()>>>(gather_k_.get(), gather_v_.get(), k_cache(layer), v_cache(layer), table,
+                                                     block_size_, static_cast<int>(kvd));
+    CUDA_CHECK(cudaGetLastError());
+    llm::cuda::PrefillAttentionArgs p;
+    p.q = q16_.get() + static_cast<size_t>(ch.row_begin) * qd;
+    p.k = gather_k_.get();
+    p.v = gather_v_.get();
+    p.out = att16_.get() + static_cast<size_t>(ch.row_begin) * qd;
+    p.batch = 1;
+    p.q_len = ch.count;
+    p.kv_len = kv_len;
+    p.n_heads = c_.n_heads;
+    p.n_kv_heads = c_.n_kv_heads;
+    p.head_dim = c_.head_dim;
+    p.causal = true;
+    llm::cuda::attention_prefill_03_tensor_cores(p, stream());
+  }
+}
+
+void CudaOps::o_proj(int layer, const StepLayout& L) {
+  matmul(x_.get(), att16_.get(), layers_[static_cast<size_t>(layer)].wo, L.n, c_.q_dim(), c_.dim, true);
+}
+
+void CudaOps::ffn_norm(int layer, const StepLayout& L) {
+  llm::cuda::add_rmsnorm_to_half(h16_.get(), x_.get(), nullptr, layers_[static_cast<size_t>(layer)].ffn_norm, L.n, c_.dim,
+                                 c_.norm_eps, stream());
+}
+
+void CudaOps::gate_up(int layer, const StepLayout& L) {
+  matmul(gu_.get(), h16_.get(), layers_[static_cast<size_t>(layer)].w13, L.n, c_.dim, 2 * c_.hidden_dim, false);
+}
+
+void CudaOps::swiglu(const StepLayout& L) { llm::cuda::swiglu_to_half(f16_.get(), gu_.get(), L.n, c_.hidden_dim, stream()); }
+
+void CudaOps::down(int layer, const StepLayout& L) {
+  matmul(x_.get(), f16_.get(), layers_[static_cast<size_t>(layer)].w2, L.n, c_.hidden_dim, c_.dim, true);
+}
+
+void CudaOps::logits_device(int first, int rows) {
+  if (rows == 0) return;
+  gather_rows_kernel<<<rows, 256, 0, stream()>>>(xg_.get(), x_.get(), d_logit_rows_ + first, c_.dim);
+  CUDA_CHECK(cudaGetLastError());
+  llm::cuda::add_rmsnorm_to_half(hl16_.get(), xg_.get(), nullptr, output_norm_, rows, c_.dim, c_.norm_eps, stream());
+  matmul(logits_.get(), hl16_.get(), classifier_, rows, c_.dim, c_.vocab_size, false);
+}
+
+std::vector<float> CudaOps::logits(const StepLayout& L) {
+  const int rows = static_cast<int>(L.logit_rows.size());
+  if (graph_body_) {  // inside a capture: the download comes after the replay
+    if (rows > logit_cap_) throw Error("stage 04 cuda: too many logit rows for a graph step");
+    logits_device(0, rows);
+    return {};
+  }
+  const size_t vocab = static_cast<size_t>(c_.vocab_size);
+  std::vector<float> out(static_cast<size_t>(rows) * vocab);
+  // In turns of at most R rows (the logits buffer), each copied back through pinned memory.
+  for (int first = 0; first < rows; first += logit_cap_) {
+    const int k = std::min(logit_cap_, rows - first);
+    logits_device(first, k);
+    CUDA_CHECK(cudaMemcpyAsync(host_logits_.get(), logits_.get(), static_cast<size_t>(k) * vocab * sizeof(float),
+                               cudaMemcpyDeviceToHost, stream()));
+    CUDA_CHECK(cudaStreamSynchronize(stream()));
+    std::memcpy(out.data() + static_cast<size_t>(first) * vocab, host_logits_.get(), static_cast<size_t>(k) * vocab * sizeof(float));
+  }
+  // Also surfaces any error of the step's kernels here, where the step can still report it.
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  uploaded_ = false;
+  return out;
+}
+
+std::vector<float> CudaOps::download_logits(int rows) {
+  if (rows < 0 || rows > logit_cap_)
+    throw Error("stage 04 cuda: download of " + std::to_string(rows) + " logit rows, the buffer holds " + std::to_string(logit_cap_));
+  const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(c_.vocab_size);
+  std::vector<float> out(count);
+  if (count > 0)
+    CUDA_CHECK(cudaMemcpyAsync(host_logits_.get(), logits_.get(), count * sizeof(float), cudaMemcpyDeviceToHost, stream()));
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  if (count > 0) std::memcpy(out.data(), host_logits_.get(), count * sizeof(float));
+  uploaded_ = false;
+  return out;
+}
+
+}  // namespace llm::stage04
