@@ -235,7 +235,11 @@ CudaOps::CudaOps(const ModelConfig& c, std::uint64_t seed, const CudaOpsLimits& 
   CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
-CudaOps::~CudaOps() = default;  // members free themselves; CudaStream waits for its work first
+CudaOps::~CudaOps() {
+  // Let queued work finish before the members free the buffers it uses (errors cannot be
+  // reported from a destructor; the next CUDA call would see a sticky one).
+  (void)cudaStreamSynchronize(stream());
+}
 
 const __half* CudaOps::upload_half(const std::vector<std::uint16_t>& bits, size_t expect, const char* what) {
   if (bits.size() != expect)
