@@ -13,8 +13,8 @@
 
 namespace llm::cpu {
 
-/// The bits of a float and back (std::bit_cast is C++20; the CUDA sources include this header
-/// as C++17).
+/// The bits of a float and back (memcpy, so that the header also compiles where a CUDA build
+/// falls back to C++17: nvcc older than 12).
 inline std::uint32_t float_bits(float f) {
   std::uint32_t u;
   std::memcpy(&u, &f, sizeof u);

@@ -39,4 +39,10 @@ std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelWeights& we
 /// The device name ("" without one), for the metrics.
 std::string cuda_device_name();
 
+/// Counts of how a CUDA executor ran its steps (false when `exec` is not the CUDA executor):
+/// graph launches (replays, the first launch after a capture included), graph captures, and
+/// steps run eagerly (kernel by kernel).
+bool cuda_step_counts(const stage03::StepExecutor& exec, long long* graph_launches, long long* graph_captures,
+                      long long* eager_steps);
+
 }  // namespace llm::stage04

@@ -12,4 +12,6 @@ std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelWeights&, c
 
 std::string cuda_device_name() { return ""; }
 
+bool cuda_step_counts(const stage03::StepExecutor&, long long*, long long*, long long*) { return false; }
+
 }  // namespace llm::stage04

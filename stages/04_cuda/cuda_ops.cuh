@@ -266,10 +266,4 @@ class CudaOps {
   bool uploaded_ = false;  // metadata of the current step is on the device
 };
 
-/// Counts of how a CUDA executor ran its steps (false when `exec` is not the CUDA executor):
-/// graph launches (replays, the first launch after a capture included), graph captures, and
-/// steps run eagerly (kernel by kernel). Defined in cuda_executor.cu; callable from plain C++.
-bool cuda_step_counts(const stage03::StepExecutor& exec, long long* graph_launches, long long* graph_captures,
-                      long long* eager_steps);
-
 }  // namespace llm::stage04
