@@ -34,6 +34,13 @@ def main():
         for d in run.get("decode", []):
             out.append(f"| {d['batch']} | {d['context']} | {label} | {d['step_ms']:.3f} | {d['tokens_per_s']:.1f} | "
                        f"{d['gbps']:.0f} | {100 * d['copy_share']:.0f}% |")
+    if on.get("profile"):
+        total = sum(p["ms"] for p in on["profile"])
+        p0 = on["profile"][0]
+        out += [f"\n## Where a decode step goes (batch {p0['batch']}, context {p0['context']}; eager, waiting after every "
+                f"operation: {total:.3f} ms in all)\n", "| operation (all layers) | ms | share |", "|---|---|---|"]
+        for p in on["profile"]:
+            out.append(f"| {p['op']} | {p['ms']:.3f} | {100 * p['ms'] / total:.1f}% |")
     out += ["\n## Prefill (one prompt, the whole prompt in one step)\n", "| prompt tokens | TTFT (ms) | prefill tokens/s |",
             "|---|---|---|"]
     for p in on.get("prefill", []):

@@ -9,6 +9,7 @@
 
 #include "common/model_weights.h"
 #include "stages/03_continuous_batching/step_executor.h"
+#include "step_recipe.h"
 
 namespace llm::stage04 {
 
@@ -44,5 +45,14 @@ std::string cuda_device_name();
 /// steps run eagerly (kernel by kernel).
 bool cuda_step_counts(const stage03::StepExecutor& exec, long long* graph_launches, long long* graph_captures,
                       long long* eager_steps);
+
+}  // namespace llm::stage04
+
+namespace llm::stage04 {
+
+/// Runs `step` on a stage 04 executor (CPU or CUDA, after begin_run) operation by operation,
+/// waiting after each: seconds per operation of the recipe (step_recipe.h), summed over layers.
+/// Throws llm::Error for an executor that is not stage 04's.
+std::vector<OpTime> profile_step_on(stage03::StepExecutor& exec, const stage03::StepBatch& step);
 
 }  // namespace llm::stage04

@@ -189,4 +189,9 @@ std::vector<float> CpuStepExecutor::forward(const stage03::StepBatch& step) {
   return run_step(*ops_, L, config_.n_layers);
 }
 
+std::vector<OpTime> CpuStepExecutor::profile(const stage03::StepBatch& step) {
+  if (block_size_ == 0) throw Error("CpuStepExecutor: profile before begin_run");
+  return profile_step(*ops_, layout_step(step, block_size_), config_.n_layers);
+}
+
 }  // namespace llm::stage04

@@ -12,6 +12,7 @@
 #include "packed_weights.h"
 #include "stages/03_continuous_batching/step_executor.h"
 #include "step_layout.h"
+#include "step_recipe.h"
 
 namespace llm::stage04 {
 
@@ -34,6 +35,8 @@ class CpuOps {
   void swiglu(const StepLayout& L);
   void down(int layer, const StepLayout& L);
   std::vector<float> logits(const StepLayout& L);
+  /// Nothing to wait for on the host (profile_step calls it between operations).
+  void sync() {}
 
  private:
   struct Layer {
@@ -60,6 +63,8 @@ class CpuStepExecutor : public stage03::StepExecutor {
   double weight_bytes_per_step() const override { return bytes_per_step_; }
   void begin_run(stage03::BlockPool& pool) override;
   std::vector<float> forward(const stage03::StepBatch& step) override;
+  /// Runs the step with profile_step (step_recipe.h): seconds per operation.
+  std::vector<OpTime> profile(const stage03::StepBatch& step);
 
  private:
   ModelConfig config_;

@@ -34,6 +34,7 @@
 
 #include "backend.h"
 #include "common/error.h"
+#include "cpu_ops.h"
 #include "cuda_ops.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device.h"
@@ -90,6 +91,12 @@ class CudaStepExecutor final : public stage03::StepExecutor {
       return run_graph(L, rows);
     ++eager_steps_;
     return run_step(*ops_, L, c.n_layers);
+  }
+
+  /// Runs the step eagerly with profile_step: seconds per operation of the recipe.
+  std::vector<OpTime> profile(const stage03::StepBatch& step) {
+    if (block_size_ == 0) throw Error("CudaStepExecutor: profile before begin_run");
+    return profile_step(*ops_, layout_step(step, block_size_), ops_->config().n_layers);
   }
 
   /// Graph launches so far (a replay per graph step, the first launch after a capture included).
@@ -226,6 +233,12 @@ bool cuda_step_counts(const stage03::StepExecutor& exec, long long* graph_launch
   if (graph_captures) *graph_captures = e->graph_captures();
   if (eager_steps) *eager_steps = e->eager_steps();
   return true;
+}
+
+std::vector<OpTime> profile_step_on(stage03::StepExecutor& exec, const stage03::StepBatch& step) {
+  if (auto* cpu = dynamic_cast<CpuStepExecutor*>(&exec)) return cpu->profile(step);
+  if (auto* gpu = dynamic_cast<CudaStepExecutor*>(&exec)) return gpu->profile(step);
+  throw Error("profile_step_on: not a stage 04 executor");
 }
 
 }  // namespace llm::stage04

@@ -177,6 +177,8 @@ class CudaOps {
   /// Logits of L.logit_rows, [rows, vocab] fp32, in that order. In graph-body mode only queues
   /// the device work (into the logits buffer) and returns an empty vector.
   std::vector<float> logits(const StepLayout& L);
+  /// Waits for the stream (profile_step calls it between operations).
+  void sync() { CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
   // ---- CUDA graph support (used by cuda_executor.cu) ----
   /// Checks and uploads L's metadata for a graph replay: tables with the fixed stride S, decode

@@ -17,6 +17,8 @@
 //   logits = rmsnorm(x[logit rows]) Wcls^T                 fp32, to the host
 #pragma once
 
+#include <chrono>
+#include <string>
 #include <vector>
 
 #include "step_layout.h"
@@ -40,6 +42,46 @@ std::vector<float> run_step(Ops& ops, const StepLayout& L, int n_layers) {
     ops.down(l, L);
   }
   return ops.logits(L);
+}
+
+/// Time spent in one operation of the recipe over a step, summed over the layers.
+struct OpTime {
+  std::string op;
+  double seconds = 0.0;
+};
+
+/// Runs the step like run_step, but waits for the backend after every operation (ops.sync())
+/// and adds up the wall time of each: where the time of a step goes. The waiting itself costs
+/// time, so the total is above an unprofiled step's; the shares are what it is for.
+template <class Ops>
+std::vector<OpTime> profile_step(Ops& ops, const StepLayout& L, int n_layers) {
+  std::vector<OpTime> t = {{"metadata upload", 0}, {"embed", 0},  {"attention_norm", 0}, {"qkv", 0},
+                           {"rope_store_kv", 0},   {"attention", 0}, {"o_proj", 0},      {"ffn_norm", 0},
+                           {"gate_up", 0},         {"swiglu", 0},    {"down", 0},        {"logits (+ copy to host)", 0}};
+  using clock = std::chrono::steady_clock;
+  ops.sync();
+  auto last = clock::now();
+  auto lap = [&](std::size_t i) {
+    ops.sync();
+    const auto now = clock::now();
+    t[i].seconds += std::chrono::duration<double>(now - last).count();
+    last = now;
+  };
+  ops.begin_step(L), lap(0);
+  ops.embed(L), lap(1);
+  for (int l = 0; l < n_layers; ++l) {
+    ops.attention_norm(l, L), lap(2);
+    ops.qkv(l, L), lap(3);
+    ops.rope_store_kv(l, L), lap(4);
+    ops.attention(l, L), lap(5);
+    ops.o_proj(l, L), lap(6);
+    ops.ffn_norm(l, L), lap(7);
+    ops.gate_up(l, L), lap(8);
+    ops.swiglu(L), lap(9);
+    ops.down(l, L), lap(10);
+  }
+  (void)ops.logits(L), lap(11);
+  return t;
 }
 
 }  // namespace llm::stage04

@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/timer.h"
 #include "common/workload.h"
+#include "decode_profile.h"
 #include "gpu_engine.h"
 #include "packed_weights.h"
 #include "synthetic.h"
@@ -77,6 +78,7 @@ int main(int argc, char** argv) {
     ("chat", "chat workload to run scaled (\"\" = skip)", cxxopts::value<std::string>()->default_value(""))
     ("chat-scale", "multiply the chat workload's prompt and output lengths by this", cxxopts::value<int>()->default_value("4"))
     ("batch", "batch cap of the chat run", cxxopts::value<int>()->default_value("16"))
+    ("profile", "print where the time of one decode step goes (per operation) at this batch", cxxopts::value<int>()->default_value("0"))
     ("copy-gbps", "the card's measured copy bandwidth, for the roofline share (kernel_harness measures it)", cxxopts::value<double>()->default_value("0"))
     ("no-cuda-graphs", "launch every kernel", cxxopts::value<bool>()->default_value("false"))
     ("kv-memory-fraction", "share of free device memory to use", cxxopts::value<double>()->default_value("0.9"))
@@ -131,6 +133,26 @@ int main(int argc, char** argv) {
       out["decode"].push_back({{"batch", b}, {"context", ctx}, {"step_ms", per_step * 1e3}, {"tokens_per_s", b / per_step},
                                {"bytes_per_step", bytes}, {"gbps", gbps},
                                {"copy_share", copy_gbps > 0 ? gbps / copy_gbps : 0.0}});
+    }
+
+    // Where a decode step's time goes, operation by operation (eager, waiting after each).
+    if (const int b = r["profile"].as<int>(); b > 0) {
+      stage04::CudaOptions co;
+      co.max_running = b;
+      co.token_budget = std::max(256, ctx);
+      co.block_size = 16;
+      co.memory_fraction = fraction;
+      co.max_useful_blocks = b * ((ctx + 16) / 16 + 1);
+      int blocks = 0;
+      auto exec = stage04::make_cuda_executor(w, co, &blocks);
+      const auto times = stage04::profile_decode_step(*exec, c, b, ctx, 16, blocks);
+      double total = 0.0;
+      for (const auto& t : times) total += t.seconds;
+      std::printf("decode step, batch %d, context %d: %.3f ms (profiled: waiting after every operation)\n", b, ctx, total * 1e3);
+      for (const auto& t : times) {
+        std::printf("  %-26s %8.3f ms  %5.1f%%\n", t.op.c_str(), t.seconds * 1e3, 100.0 * t.seconds / total);
+        out["profile"].push_back({{"op", t.op}, {"ms", t.seconds * 1e3}, {"batch", b}, {"context", ctx}});
+      }
     }
 
     // Prefill: one prompt per length, one output token: TTFT.

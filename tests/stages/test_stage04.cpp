@@ -14,6 +14,8 @@
 #include <set>
 
 #include "common/error.h"
+#include "stages/04_cuda/cpu_ops.h"
+#include "stages/04_cuda/decode_profile.h"
 #include "stages/04_cuda/gpu_engine.h"
 #include "stages/04_cuda/memory_plan.h"
 #include "stages/04_cuda/step_layout.h"
@@ -162,6 +164,20 @@ TEST_CASE("--backend cuda without a usable GPU is refused with the reason; auto 
     CHECK(e.backend == "cpu");
     CHECK(e.note.find(why) != std::string::npos);
   }
+}
+
+TEST_CASE("a decode step's time, operation by operation", "[profile]") {
+  Model m = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
+  stage04::CpuStepExecutor exec(m.weights);
+  const auto times = stage04::profile_decode_step(exec, m.config(), 3, 40, 4, 40);
+  REQUIRE(times.size() == 12);
+  double total = 0.0;
+  for (const auto& t : times) {
+    CHECK(t.seconds >= 0.0);
+    total += t.seconds;
+  }
+  CHECK(total > 0.0);
+  CHECK_THROWS_WITH(stage04::profile_decode_step(exec, m.config(), 3, 40, 4, 20), Catch::Contains("the pool has 20"));
 }
 
 TEST_CASE("exercise slot-mapping", "[ex:slot-mapping]") {
