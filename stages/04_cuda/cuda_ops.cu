@@ -119,6 +119,12 @@ __global__ void gather_rows_kernel(float* xg, const float* x, const int* rows, i
 
 size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
+/// Ints between the starts of the per-row metadata arrays: the token budget T rounded up to a
+/// multiple of 4, so that every array, and the tables after them, starts 16-byte aligned (the
+/// decode kernel's validate() requires it of seq_lens and block_table; T = 5 would put seq_lens
+/// at byte 60).
+size_t meta_stride(size_t T) { return ceil_div(T, 4) * 4; }
+
 /// Columns of the device block tables: enough for a sequence of the whole context, but never
 /// more than the pool has blocks.
 int table_columns(const ModelConfig& c, int block_size, long long max_blocks) {
@@ -301,7 +307,7 @@ size_t CudaOps::workspace_bytes(const ModelConfig& c, const CudaOpsLimits& limit
   const size_t T = static_cast<size_t>(limits.token_budget);
   const int cols = table_columns(c, block_size, max_blocks);
   const int longest = longest_sequence(c, block_size, max_blocks);
-  const size_t meta = (5 * T + T * static_cast<size_t>(cols)) * sizeof(int);
+  const size_t meta = (5 * meta_stride(T) + T * static_cast<size_t>(cols)) * sizeof(int);
   const size_t gather = 2 * static_cast<size_t>(longest) * static_cast<size_t>(c.kv_dim()) * sizeof(__half);
   const size_t decode = decode_workspace_need(c, limits.token_budget, longest, block_size, cols);
   return activation_bytes(c, T, static_cast<size_t>(logit_turn_rows(limits))) + meta + gather + decode;
@@ -338,17 +344,17 @@ bool CudaOps::reserve_cache(int num_blocks, int block_size) {
   gather_k_ = DeviceArray<__half>(static_cast<size_t>(gather_cap_) * kvd);
   gather_v_ = DeviceArray<__half>(static_cast<size_t>(gather_cap_) * kvd);
 
-  const size_t T = static_cast<size_t>(limits_.token_budget);
-  const size_t meta = 5 * T + T * static_cast<size_t>(table_cols_);
+  const size_t T = static_cast<size_t>(limits_.token_budget), Ts = meta_stride(T);
+  const size_t meta = 5 * Ts + T * static_cast<size_t>(table_cols_);
   meta_ = DeviceArray<int>(meta);
   hmeta_ = PinnedArray<int>(meta);
   std::memset(hmeta_.get(), 0, meta * sizeof(int));
   d_tokens_ = meta_.get();
-  d_positions_ = d_tokens_ + T;
-  d_slots_ = d_positions_ + T;
-  d_seq_lens_ = d_slots_ + T;
-  d_logit_rows_ = d_seq_lens_ + T;
-  d_tables_ = d_logit_rows_ + T;
+  d_positions_ = d_tokens_ + Ts;
+  d_slots_ = d_positions_ + Ts;
+  d_seq_lens_ = d_slots_ + Ts;
+  d_logit_rows_ = d_seq_lens_ + Ts;
+  d_tables_ = d_logit_rows_ + Ts;
 
   decode_ws_bytes_ = decode_workspace_need(c_, limits_.token_budget, gather_cap_, block_size, table_cols_);
   decode_ws_ = DeviceArray<float>(ceil_div(decode_ws_bytes_, sizeof(float)));
@@ -421,7 +427,7 @@ void CudaOps::upload(const StepLayout& L, bool for_graph) {
   // no-op wait in the usual case: logits() already waited for the stream).
   CUDA_CHECK(cudaStreamSynchronize(stream()));
   int* h = hmeta_.get();
-  const size_t n = static_cast<size_t>(L.n), Tz = static_cast<size_t>(T);
+  const size_t n = static_cast<size_t>(L.n), Tz = meta_stride(static_cast<size_t>(T));
   std::copy_n(L.tokens.data(), n, h);
   std::copy_n(L.positions.data(), n, h + Tz);
   std::copy_n(L.slots.data(), n, h + 2 * Tz);

@@ -138,9 +138,10 @@ struct CudaOpsLimits {
 ///   f16   fp16 [T, hidden_dim]     SwiGLU output, input of down
 ///   logits: xg fp32 [R, dim], hl16 fp16 [R, dim], logits fp32 [R, vocab] (R = logit rows per turn)
 /// Set up by reserve_cache: K and V fp16 [n_layers][num_blocks * block_size, kv_dim]; the step
-/// metadata (int32: tokens, positions, slots, seq_lens, logit_rows [T] each, tables [T, S] with
-/// S = min(ceil(context / block_size), num_blocks) columns) and its pinned host twin; the gather
-/// buffers of prefill attention, fp16 [G, kv_dim] each, G = min(context, num_blocks * block_size).
+/// metadata (int32: tokens, positions, slots, seq_lens, logit_rows [T] each, each array starting
+/// 16-byte aligned, tables [T, S] with S = min(ceil(context / block_size), num_blocks) columns)
+/// and its pinned host twin; the gather buffers of prefill attention, fp16 [G, kv_dim] each,
+/// G = min(context, num_blocks * block_size).
 class CudaOps {
  public:
   /// Uploads a packed model (fp16 matrices, fp32 norms).

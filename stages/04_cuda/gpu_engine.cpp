@@ -5,9 +5,22 @@
 
 namespace llm::stage04 {
 
+std::string cuda_unsupported_model(const ModelConfig& c) {
+  if (c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128)
+    return "head_dim " + std::to_string(c.head_dim) + " (the attention kernels take 32, 64 or 128)";
+  for (const auto& [name, v] : {std::pair<const char*, int>{"dim", c.dim}, {"n_heads x head_dim", c.q_dim()},
+                                {"hidden_dim", c.hidden_dim}})
+    if (v % 8 != 0) return std::string(name) + " " + std::to_string(v) + " (the GEMV reads rows 8 fp16 at a time)";
+  return "";
+}
+
 GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config) {
   GpuEngine out;
-  const std::string why_not = cuda_unavailable_reason();
+  std::string why_not = cuda_unavailable_reason();
+  if (why_not.empty()) {
+    const std::string shape = cuda_unsupported_model(weights.config);
+    if (!shape.empty()) why_not = "the CUDA backend cannot run this model: " + shape;
+  }
   if (config.backend == "cuda" && !why_not.empty()) throw Error("--backend cuda: " + why_not);
   if (config.backend != "cpu" && why_not.empty()) {
     config.cuda.max_running = config.batching.scheduler.max_running;
@@ -28,7 +41,7 @@ GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids
   out.engine = std::make_unique<stage03::ContinuousBatchEngine>(weights, std::move(stop_ids), config.batching,
                                                                 std::make_unique<CpuStepExecutor>(weights));
   out.backend = "cpu";
-  out.note = config.backend == "cpu" ? "CPU backend (--backend cpu)" : "no GPU: " + why_not + "; running the CPU backend";
+  out.note = config.backend == "cpu" ? "CPU backend (--backend cpu)" : why_not + "; running the CPU backend";
   return out;
 }
 

@@ -26,8 +26,13 @@ struct GpuEngine {
   std::string note;     ///< why it fell back to the CPU, or the device's name
 };
 
+/// Why the CUDA kernels cannot run a model of this shape ("" when they can): head_dim must be
+/// 32, 64 or 128 and the matmul widths multiples of 8.
+std::string cuda_unsupported_model(const ModelConfig& c);
+
 /// Builds the engine. With backend "auto" and no usable GPU it falls back to the CPU backend
-/// and says why in `note`; with "cuda" and no GPU it throws llm::Error with the reason.
+/// and says why in `note` (also for a model the kernels cannot run); with "cuda" it throws
+/// llm::Error with the reason instead.
 GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config);
 
 }  // namespace llm::stage04

@@ -166,6 +166,16 @@ TEST_CASE("--backend cuda without a usable GPU is refused with the reason; auto 
   }
 }
 
+TEST_CASE("shapes the CUDA kernels cannot run are named", "[fallback]") {
+  ModelConfig c;
+  c.dim = 256, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = 32, c.hidden_dim = 704;
+  CHECK(stage04::cuda_unsupported_model(c).empty());
+  c.head_dim = 24;
+  CHECK_THAT(stage04::cuda_unsupported_model(c), Catch::Contains("head_dim 24"));
+  c.head_dim = 64, c.hidden_dim = 700;
+  CHECK_THAT(stage04::cuda_unsupported_model(c), Catch::Contains("hidden_dim 700"));
+}
+
 TEST_CASE("a decode step's time, operation by operation", "[profile]") {
   Model m = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
   stage04::CpuStepExecutor exec(m.weights);
