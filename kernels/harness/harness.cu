@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/half.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/random_fill.cuh"
 
 namespace llm::harness {
 
@@ -30,18 +31,6 @@ std::vector<T> download_raw(const DeviceBuffer<T>& d) {
 }
 
 std::string g_json_path;
-
-__global__ void fill_random_half(__half* p, std::size_t n, std::uint64_t seed, float scale) {
-  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    std::uint64_t z = i + seed * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1)
-    p[i] = __float2half_rn((2.0f * u - 1.0f) * scale);
-  }
-}
 
 /// The ceiling the unit is measured against.
 double ceiling_for(const std::string& unit) {
@@ -101,8 +90,7 @@ DeviceBuffer<__half> upload_half(const std::vector<float>& v) {
 
 void fill_random(DeviceBuffer<__half>& buf, std::uint64_t seed, float scale) {
   if (buf.size() == 0) return;
-  fill_random_half<<<1024, 256>>>(buf.get(), buf.size(), seed, scale);
-  CUDA_CHECK(cudaGetLastError());
+  cuda::fill_uniform_half(buf.get(), buf.size(), seed, scale);
 }
 
 std::vector<float> download(const DeviceBuffer<float>& d) { return download_raw(d); }

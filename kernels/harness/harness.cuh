@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/device_buffer.cuh"
 #include "kernels/harness/compare.h"
 #include "kernels/harness/inputs.h"
 
@@ -30,36 +31,8 @@ namespace llm::harness {
 inline constexpr double kTolFp32 = 1e-4;
 inline constexpr double kTolFp16 = 1e-2;
 
-/// An owning device allocation of n elements of T.
-template <class T>
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t n) : n_(n) {
-    if (n > 0) CUDA_CHECK(cudaMalloc(&p_, n * sizeof(T)));
-  }
-  ~DeviceBuffer() {
-    if (p_) cudaFree(p_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
-    std::swap(p_, o.p_);
-    std::swap(n_, o.n_);
-    return *this;
-  }
-
-  T* get() const { return p_; }
-  std::size_t size() const { return n_; }
-  std::size_t bytes() const { return n_ * sizeof(T); }
-  /// Sets every bit of every element: NaN for float and __half, -1 for int.
-  void poison() { CUDA_CHECK(cudaMemset(p_, 0xFF, bytes())); }
-
- private:
-  T* p_ = nullptr;
-  std::size_t n_ = 0;
-};
+/// Device allocations: kernels/cuda/device_buffer.cuh.
+using cuda::DeviceBuffer;
 
 /// Uploads floats as fp32.
 DeviceBuffer<float> upload(const std::vector<float>& v);

@@ -17,8 +17,8 @@
 //
 // Only two small kernels live here, because they belong to this stage's data layout rather than
 // to the kernel library: the gather of a prompt's K/V from the paged cache into the contiguous
-// rows the prefill kernel reads, and the gather of the logit rows before the final norm. A third
-// fills synthetic weights on the device.
+// rows the prefill kernel reads, and the gather of the logit rows before the final norm. Synthetic
+// weights are filled on the device by kernels/cuda/random_fill.cuh.
 #include "cuda_ops.cuh"
 
 #include <algorithm>
@@ -28,6 +28,7 @@
 #include "common/error.h"
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
 #include "kernels/cuda/attention_prefill/attention_prefill.cuh"
+#include "kernels/cuda/random_fill.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gemv/gemv.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
@@ -40,34 +41,7 @@ namespace {
 
 using std::size_t;
 
-// ---- synthetic weights ----
-
-/// splitmix64: a counter-based generator, so element i's value depends only on (seed, i) and
-/// every thread computes its own without any state.
-__device__ __forceinline__ std::uint64_t splitmix64(std::uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/// p[i] = uniform in [-scale, scale), rounded to fp16. Grid-stride loop.
-__global__ void fill_uniform_half_kernel(__half* p, size_t n, std::uint64_t seed, float scale) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const std::uint64_t z = splitmix64(seed ^ (i * 0xD1B54A32D192ED03ull));
-    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // 24 bits: [0, 1)
-    p[i] = __float2half_rn((2.0f * u - 1.0f) * scale);
-  }
-}
-
-__global__ void fill_float_kernel(float* p, size_t n, float value) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    p[i] = value;
-}
-
-int fill_blocks(size_t n) { return static_cast<int>(std::min<size_t>((n + 255) / 256, 4096)); }
+// ---- synthetic weights (filled by kernels/cuda/random_fill.cuh) ----
 
 /// The seed of synthetic tensor `index`: the model seed mixed on the host (splitmix64 again).
 std::uint64_t tensor_seed(std::uint64_t seed, std::uint64_t index) {
@@ -251,7 +225,7 @@ const __half* CudaOps::upload_half(const std::vector<std::uint16_t>& bits, size_
   if (bits.size() != expect)
     throw Error(std::string("stage 04 cuda: ") + what + " has " + std::to_string(bits.size()) + " values, the config needs " +
                 std::to_string(expect));
-  DeviceArray<__half> d(expect);
+  cuda::DeviceBuffer<__half> d(expect);
   CUDA_CHECK(cudaMemcpy(d.get(), bits.data(), expect * sizeof(std::uint16_t), cudaMemcpyHostToDevice));
   half_store_.push_back(std::move(d));
   return half_store_.back().get();
@@ -261,24 +235,22 @@ const float* CudaOps::upload_float(const std::vector<float>& v, size_t expect, c
   if (v.size() != expect)
     throw Error(std::string("stage 04 cuda: ") + what + " has " + std::to_string(v.size()) + " values, the config needs " +
                 std::to_string(expect));
-  DeviceArray<float> d(expect);
+  cuda::DeviceBuffer<float> d(expect);
   CUDA_CHECK(cudaMemcpy(d.get(), v.data(), expect * sizeof(float), cudaMemcpyHostToDevice));
   float_store_.push_back(std::move(d));
   return float_store_.back().get();
 }
 
 __half* CudaOps::random_half(size_t count, std::uint64_t seed) {
-  DeviceArray<__half> d(count);
-  fill_uniform_half_kernel<<<fill_blocks(count), 256, 0, stream()>>>(d.get(), count, seed, kSyntheticScale);
-  CUDA_CHECK(cudaGetLastError());
+  cuda::DeviceBuffer<__half> d(count);
+  cuda::fill_uniform_half(d.get(), count, seed, kSyntheticScale, stream());
   half_store_.push_back(std::move(d));
   return half_store_.back().get();
 }
 
 float* CudaOps::ones(size_t count) {
-  DeviceArray<float> d(count);
-  fill_float_kernel<<<fill_blocks(count), 256, 0, stream()>>>(d.get(), count, 1.0f);
-  CUDA_CHECK(cudaGetLastError());
+  cuda::DeviceBuffer<float> d(count);
+  cuda::fill_constant(d.get(), count, 1.0f, stream());
   float_store_.push_back(std::move(d));
   return float_store_.back().get();
 }
@@ -288,16 +260,16 @@ void CudaOps::allocate_activations() {
   const size_t dim = static_cast<size_t>(c_.dim), qd = static_cast<size_t>(c_.q_dim()),
                kvd = static_cast<size_t>(c_.kv_dim()), ff = static_cast<size_t>(c_.hidden_dim),
                vocab = static_cast<size_t>(c_.vocab_size);
-  x_ = DeviceArray<float>(T * dim);
-  h16_ = DeviceArray<__half>(T * dim);
-  qkv_ = DeviceArray<float>(T * (qd + 2 * kvd));
-  q16_ = DeviceArray<__half>(T * qd);
-  att16_ = DeviceArray<__half>(T * qd);
-  gu_ = DeviceArray<float>(T * 2 * ff);
-  f16_ = DeviceArray<__half>(T * ff);
-  xg_ = DeviceArray<float>(R * dim);
-  hl16_ = DeviceArray<__half>(R * dim);
-  logits_ = DeviceArray<float>(R * vocab);
+  x_ = cuda::DeviceBuffer<float>(T * dim);
+  h16_ = cuda::DeviceBuffer<__half>(T * dim);
+  qkv_ = cuda::DeviceBuffer<float>(T * (qd + 2 * kvd));
+  q16_ = cuda::DeviceBuffer<__half>(T * qd);
+  att16_ = cuda::DeviceBuffer<__half>(T * qd);
+  gu_ = cuda::DeviceBuffer<float>(T * 2 * ff);
+  f16_ = cuda::DeviceBuffer<__half>(T * ff);
+  xg_ = cuda::DeviceBuffer<float>(R * dim);
+  hl16_ = cuda::DeviceBuffer<__half>(R * dim);
+  logits_ = cuda::DeviceBuffer<float>(R * vocab);
   host_logits_ = PinnedArray<float>(R * vocab);
 }
 
@@ -333,20 +305,20 @@ bool CudaOps::reserve_cache(int num_blocks, int block_size) {
 
   const size_t slots = static_cast<size_t>(num_blocks) * block_size, kvd = static_cast<size_t>(c_.kv_dim());
   const size_t cache = static_cast<size_t>(c_.n_layers) * slots * kvd;
-  k_cache_ = DeviceArray<__half>(cache);
-  v_cache_ = DeviceArray<__half>(cache);
+  k_cache_ = cuda::DeviceBuffer<__half>(cache);
+  v_cache_ = cuda::DeviceBuffer<__half>(cache);
   // Zero, like CpuOps (no kernel reads a slot before it is written; this keeps stale runs out).
   CUDA_CHECK(cudaMemsetAsync(k_cache_.get(), 0, cache * sizeof(__half), stream()));
   CUDA_CHECK(cudaMemsetAsync(v_cache_.get(), 0, cache * sizeof(__half), stream()));
 
   table_cols_ = table_columns(c_, block_size, num_blocks);
   gather_cap_ = longest_sequence(c_, block_size, num_blocks);
-  gather_k_ = DeviceArray<__half>(static_cast<size_t>(gather_cap_) * kvd);
-  gather_v_ = DeviceArray<__half>(static_cast<size_t>(gather_cap_) * kvd);
+  gather_k_ = cuda::DeviceBuffer<__half>(static_cast<size_t>(gather_cap_) * kvd);
+  gather_v_ = cuda::DeviceBuffer<__half>(static_cast<size_t>(gather_cap_) * kvd);
 
   const size_t T = static_cast<size_t>(limits_.token_budget), Ts = meta_stride(T);
   const size_t meta = 5 * Ts + T * static_cast<size_t>(table_cols_);
-  meta_ = DeviceArray<int>(meta);
+  meta_ = cuda::DeviceBuffer<int>(meta);
   hmeta_ = PinnedArray<int>(meta);
   std::memset(hmeta_.get(), 0, meta * sizeof(int));
   d_tokens_ = meta_.get();
@@ -357,7 +329,7 @@ bool CudaOps::reserve_cache(int num_blocks, int block_size) {
   d_tables_ = d_logit_rows_ + Ts;
 
   decode_ws_bytes_ = decode_workspace_need(c_, limits_.token_budget, gather_cap_, block_size, table_cols_);
-  decode_ws_ = DeviceArray<float>(ceil_div(decode_ws_bytes_, sizeof(float)));
+  decode_ws_ = cuda::DeviceBuffer<float>(ceil_div(decode_ws_bytes_, sizeof(float)));
 
   slots_per_layer_ = slots;
   num_blocks_ = num_blocks;

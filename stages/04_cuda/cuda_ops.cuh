@@ -32,43 +32,13 @@
 
 #include "common/model_config.h"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/device_buffer.cuh"
 #include "kernels/cuda/gemm_cublas.cuh"
 #include "packed_weights.h"
 #include "stages/03_continuous_batching/step_executor.h"
 #include "step_layout.h"
 
 namespace llm::stage04 {
-
-/// Device memory owned by one object: `count` elements of T (cudaMalloc: 256-byte aligned).
-/// Throws std::runtime_error (CUDA_CHECK) when the allocation fails.
-template <class T>
-class DeviceArray {
- public:
-  DeviceArray() = default;
-  explicit DeviceArray(std::size_t count) : n_(count) {
-    if (count > 0) CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), count * sizeof(T)));
-  }
-  ~DeviceArray() {
-    if (p_) (void)cudaFree(p_);
-  }
-  DeviceArray(DeviceArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  DeviceArray& operator=(DeviceArray&& o) noexcept {
-    if (this != &o) {
-      if (p_) (void)cudaFree(p_);
-      p_ = o.p_, n_ = o.n_;
-      o.p_ = nullptr, o.n_ = 0;
-    }
-    return *this;
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  T* get() const { return p_; }
-  std::size_t size() const { return n_; }
-
- private:
-  T* p_ = nullptr;
-  std::size_t n_ = 0;
-};
 
 /// Page-locked host memory (cudaMallocHost): what cudaMemcpyAsync needs to be asynchronous.
 template <class T>
@@ -240,26 +210,26 @@ class CudaOps {
   llm::cuda::CublasGemm gemm_;
 
   // Weights: every tensor its own allocation, kept alive here.
-  std::vector<DeviceArray<__half>> half_store_;
-  std::vector<DeviceArray<float>> float_store_;
+  std::vector<cuda::DeviceBuffer<__half>> half_store_;
+  std::vector<cuda::DeviceBuffer<float>> float_store_;
   const __half* embed_ = nullptr;       // [vocab, dim]
   const __half* classifier_ = nullptr;  // [vocab, dim] (== embed_ when tied)
   const float* output_norm_ = nullptr;  // [dim]
   std::vector<Layer> layers_;
 
   // Activations.
-  DeviceArray<float> x_, qkv_, gu_, xg_, logits_;
-  DeviceArray<__half> h16_, q16_, att16_, f16_, hl16_;
-  DeviceArray<float> decode_ws_;  // split-KV partials
+  cuda::DeviceBuffer<float> x_, qkv_, gu_, xg_, logits_;
+  cuda::DeviceBuffer<__half> h16_, q16_, att16_, f16_, hl16_;
+  cuda::DeviceBuffer<float> decode_ws_;  // split-KV partials
   std::size_t decode_ws_bytes_ = 0;
   PinnedArray<float> host_logits_;  // [R, vocab]
 
   // Pool-dependent (reserve_cache).
   int num_blocks_ = 0, block_size_ = 0, table_cols_ = 0, gather_cap_ = 0;
   std::size_t slots_per_layer_ = 0;
-  DeviceArray<__half> k_cache_, v_cache_;  // [n_layers * slots, kv_dim]
-  DeviceArray<__half> gather_k_, gather_v_;
-  DeviceArray<int> meta_;   // tokens | positions | slots | seq_lens | logit_rows | tables
+  cuda::DeviceBuffer<__half> k_cache_, v_cache_;  // [n_layers * slots, kv_dim]
+  cuda::DeviceBuffer<__half> gather_k_, gather_v_;
+  cuda::DeviceBuffer<int> meta_;   // tokens | positions | slots | seq_lens | logit_rows | tables
   PinnedArray<int> hmeta_;  // the same, on the host
   int *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_slots_ = nullptr, *d_seq_lens_ = nullptr,
       *d_logit_rows_ = nullptr, *d_tables_ = nullptr;

@@ -91,13 +91,16 @@ int main(int argc, char** argv) {
       std::cout << spec.help() << std::endl;
       return 0;
     }
+    ModelWeights w;  // only a config: the CUDA backend generates the weights on the device
+    w.config = stage04::synthetic_config(r["synthetic"].as<std::string>());
+    // Bad lists are refused before anything is measured (and where there is no GPU too).
+    (void)parse_ints(r["decode-batch"].as<std::string>(), "--decode-batch");
+    (void)parse_ints(r["prefill"].as<std::string>(), "--prefill");
     const std::string why = stage04::cuda_unavailable_reason();
     if (!why.empty()) {
       std::fprintf(stderr, "stage04_synthetic: %s: nothing to measure\n", why.c_str());
       return 77;
     }
-    ModelWeights w;  // only a config: the CUDA backend generates the weights on the device
-    w.config = stage04::synthetic_config(r["synthetic"].as<std::string>());
     const bool graphs = !r["no-cuda-graphs"].as<bool>();
     const double fraction = r["kv-memory-fraction"].as<double>();
     const double copy_gbps = r["copy-gbps"].as<double>();

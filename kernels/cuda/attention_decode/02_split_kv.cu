@@ -32,6 +32,7 @@
 
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/vector_loads.cuh"
 
 namespace llm::cuda {
 
@@ -118,15 +119,6 @@ struct Tile {
   static constexpr int kMinBlocks = GMAX >= 8 ? 2 : (GMAX >= 4 ? 3 : 4);
 };
 
-__device__ __forceinline__ void unpack8(const uint4& raw, float (&f)[8]) {
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 t = __half22float2(h[i]);
-    f[2 * i] = t.x;
-    f[2 * i + 1] = t.y;
-  }
-}
 
 /// grid (splits, n_kv_heads * head_chunks, batch), block kThreads.
 ///

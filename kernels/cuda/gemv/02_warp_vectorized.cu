@@ -21,6 +21,7 @@
 // Run: build/kernels/kernel_harness check gemv --version 2
 //      build/kernels/kernel_harness bench gemv --version 2
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/vector_loads.cuh"
 #include "kernels/cuda/gemv/gemv.cuh"
 
 namespace llm::cuda {
@@ -30,15 +31,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 
-__device__ __forceinline__ void unpack8(const uint4& raw, float (&f)[8]) {
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 t = __half22float2(h[i]);
-    f[2 * i] = t.x;
-    f[2 * i + 1] = t.y;
-  }
-}
 
 /// grid ceil(out / (kWarps * kRows)), block kThreads. kN: rows of x; kRows: rows of W per warp;
 /// kSteps: 512-byte stretches per row loaded before use.
