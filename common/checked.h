@@ -78,6 +78,14 @@ To narrow(From v, const std::string& what) {
   return out;
 }
 
+/// ceil(a / b) for a >= 0, b > 0, without the overflow of (a + b - 1) / b when a or b is near
+/// the top of T (a --block-size of 2147483647, say).
+template <typename T>
+constexpr T ceil_div(T a, T b) {
+  static_assert(std::is_integral_v<T>);
+  return a / b + (a % b != 0 ? 1 : 0);
+}
+
 /// Checks a flag's value against its documented range [lo, hi]; throws
 /// llm::Error("--block-size 2147483647: must be between 1 and 4096").
 template <typename T>

@@ -8,6 +8,19 @@
 
 namespace llm {
 
+/// The largest value each integer flag takes (the smallest is in --help). They bound what a
+/// flag can make the engine allocate or loop over before any arithmetic meets it; the context
+/// and the memory of the machine bound them further once the model is loaded.
+struct CliLimits {
+  static constexpr int max_new_tokens = 1 << 20;  ///< --max-new-tokens (then lowered to the context)
+  static constexpr int top_k = 1 << 24;           ///< --top-k (a vocabulary is smaller)
+  static constexpr int batch = 4096;              ///< --batch
+  static constexpr int block_size = 4096;         ///< --block-size, tokens
+  static constexpr int kv_blocks = 1 << 24;       ///< --kv-blocks (bytes are checked against memory too)
+  static constexpr int token_budget = 1 << 20;    ///< --token-budget, tokens per step
+  static constexpr int max_queue = 1 << 20;       ///< --max-queue, requests
+};
+
 /// Parsed command line of a stage executable.
 struct CliOptions {
   std::string model;      ///< --model: GGUF or llama2.c .bin
@@ -38,7 +51,9 @@ struct CliOptions {
 };
 
 /// Parses argv. Returns nothing when --help was printed (the caller exits 0). Throws llm::Error
-/// for an unknown flag, a missing value, or a value out of range. paged_kv adds the flags of the
+/// naming the flag and the value for an unknown flag, a missing value, a value that is not a
+/// number ("--batch two: not an integer"), NaN/Inf, a value outside its range (CliLimits), an
+/// empty --model, or a --model/--tokenizer/--workload that is a directory. paged_kv adds the flags of the
 /// paged KV cache and its scheduler (--block-size, --kv-blocks, --token-budget, --max-queue,
 /// --no-prefix-cache).
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,

@@ -39,6 +39,10 @@ struct RequestResult {
   /// Why the engine refused the request ("" = it was served): it can never fit the context or
   /// the KV pool, or the queue was full (stage 03 on).
   std::string rejected;
+  /// Why the request ended early although it was admitted ("" = it ran to a stop token or
+  /// max_new_tokens): a step's logits were not finite (common/sampler.h, non_finite_logits), so
+  /// no token was sampled from them. `tokens` holds what came before. Other requests go on.
+  std::string error;
   /// [tokens.size(), vocab]: the logits each token was sampled from. Filled only when the engine
   /// was asked to keep them (Engine::set_keep_logits), for the stage-to-stage checks.
   std::vector<float> logits;

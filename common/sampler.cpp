@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 
 namespace llm {
 
@@ -62,6 +63,17 @@ int Sampler::sample(const float* logits, int vocab) {
   if (params_.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + vocab) - logits);
   const std::vector<float> p = distribution(logits, vocab);
   return pick(p, next_uniform());
+}
+
+std::string non_finite_logits(const float* logits, int vocab, std::size_t step) {
+  for (int i = 0; i < vocab; ++i) {
+    const float x = logits[i];
+    if (std::isfinite(x)) continue;
+    const char* what = std::isnan(x) ? "NaN" : x > 0 ? "+Inf" : "-Inf";
+    return "step " + std::to_string(step) + " produced non-finite logits (" + what + " at vocab index " +
+           std::to_string(i) + ")";
+  }
+  return "";
 }
 
 int Sampler::pick(const std::vector<float>& p, float u) {

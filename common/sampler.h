@@ -4,7 +4,9 @@
 // text on every platform and standard library.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/engine.h"
@@ -29,5 +31,11 @@ class Sampler {
   SamplingParams params_;
   std::uint64_t state_;
 };
+
+/// "" when logits[0..vocab) are all finite; else why the request must end instead of sampling:
+/// "step <step> produced non-finite logits (NaN at vocab index 17)". A NaN or an Inf compares
+/// false or wins every max, so sampling from it would emit a meaningless token (greedy: token 0
+/// for ever). `step` counts the tokens generated before this one.
+std::string non_finite_logits(const float* logits, int vocab, std::size_t step);
 
 }  // namespace llm

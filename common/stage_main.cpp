@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <iostream>
 #include <new>
 
@@ -34,7 +35,8 @@ Request make_request(const Model& model, const CliOptions& o, const std::string&
                 "): shorten the prompt");
   }
   r.max_new_tokens = max_new;
-  if (static_cast<int>(r.prompt.size()) + max_new > ctx) {
+  // Compared as room left, not as a sum: prompt + max_new can exceed INT_MAX.
+  if (max_new > ctx - static_cast<int>(r.prompt.size())) {
     r.max_new_tokens = ctx - static_cast<int>(r.prompt.size());
     std::fprintf(stderr, "note: request %s: max_new_tokens %d lowered to %d to stay within the context of %d tokens\n",
                  id.c_str(), max_new, r.max_new_tokens, ctx);
@@ -60,8 +62,8 @@ std::vector<Request> build_requests(const Model& model, const CliOptions& o, boo
 namespace {
 
 int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
-  const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description, stage.default_batch,
-                                stage.paged_kv, stage.device_backend);
+  const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description,
+                                stage.default_batch, stage.paged_kv, stage.device_backend);
   if (!parsed) return 0;  // --help
   const CliOptions& o = *parsed;
 
@@ -70,7 +72,7 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   std::fprintf(stderr, "[%s] loaded %s (%s, %s) in %.2f s\n", stage.name.c_str(), o.model.c_str(), model.format.c_str(),
                model.config().summary().c_str(), load_timer.seconds());
 
-  std::vector<Request> requests = build_requests(model, o, stage.paged_kv);
+  std::vector<Request> requests = build_requests(model, o, stage.paged_kv || stage.rejects_requests);
 
   if (stage.max_batch > 0 && o.batch > stage.max_batch) {
     throw Error("--batch " + std::to_string(o.batch) + ": stage " + stage.name.substr(0, 2) +
@@ -82,6 +84,13 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   if (stream) {
     std::cout << (o.chat ? o.prompt + "\n" : o.prompt) << std::flush;
   }
+  // An error thrown while the text streams must not continue its line ("hierror: ..."): end it.
+  struct EndStreamedLine {
+    bool open;
+    ~EndStreamedLine() {
+      if (open && std::uncaught_exceptions() > 0) std::cout << std::endl;
+    }
+  } end_streamed_line{stream};
   Timer wall;
   const auto& stops = model.tokenizer->stop_ids();
   auto results = engine->run(requests, [&](std::size_t, int token) {
@@ -98,15 +107,20 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   if (!stream && !o.json && !o.quiet) {
     for (const auto& r : results) std::cout << "[" << r.id << "] " << text_of(r) << "\n";
   }
-  std::size_t rejected = 0;
+  // Refused (never ran) or failed (ended by an error, e.g. non-finite logits): in a batch the
+  // others' results still stand; when nothing succeeded, the command failed.
+  std::size_t refused = 0, failed = 0;
   for (const auto& r : results) {
-    if (r.rejected.empty()) continue;
-    ++rejected;
-    if (results.size() > 1) std::fprintf(stderr, "rejected: request %s: %s\n", r.id.c_str(), r.rejected.c_str());
+    if (!r.rejected.empty()) ++refused;
+    if (!r.error.empty()) ++failed;
+    if (results.size() == 1) continue;
+    if (!r.rejected.empty()) std::fprintf(stderr, "rejected: request %s: %s\n", r.id.c_str(), r.rejected.c_str());
+    if (!r.error.empty()) std::fprintf(stderr, "failed: request %s: %s\n", r.id.c_str(), r.error.c_str());
   }
-  if (rejected == results.size()) {  // nothing ran: that is a failed command, not a result
-    throw Error(results.size() == 1 ? "request " + results[0].id + " rejected: " + results[0].rejected
-                                    : "every request was rejected (see above)");
+  if (refused + failed == results.size()) {
+    if (results.size() > 1) throw Error("no request was served (see above)");
+    const RequestResult& only = results[0];
+    throw Error("request " + only.id + (only.rejected.empty() ? ": " + only.error : " rejected: " + only.rejected));
   }
 
   RunMetrics m = compute_metrics(results, wall_s);
@@ -124,7 +138,8 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
                               {"tokens", r.tokens},
                               {"token_time_s", r.token_time_s},
                               {"arrival_s", r.arrival_s},
-                              {"rejected", r.rejected}});
+                              {"rejected", r.rejected},
+                              {"error", r.error}});
     }
     std::cout << j.dump(2) << "\n";
   } else {

@@ -22,6 +22,9 @@ struct StageInfo {
   /// The stage has a paged KV cache: it takes its flags (cli.h) and rejects a request that does
   /// not fit on its own (RequestResult::rejected) instead of stopping the whole run.
   bool paged_kv = false;
+  /// The engine refuses a request that can never fit (RequestResult::rejected) while it serves
+  /// the others, without the paged-KV flags (stage 02). paged_kv implies it.
+  bool rejects_requests = false;
   /// The stage has a GPU backend: it takes --backend, --kv-memory-fraction, --no-cuda-graphs.
   bool device_backend = false;
 };

@@ -95,6 +95,8 @@ std::vector<RequestResult> NaiveEngine::run(const std::vector<Request>& requests
     for (int step = 0; step < req.max_new_tokens; ++step) {
       // The whole lesson of this stage: every new token re-runs every earlier one.
       const std::vector<float> last = forward(w_, seq, /*all_positions=*/false);
+      out.error = non_finite_logits(last.data(), w_.config.vocab_size, out.tokens.size());
+      if (!out.error.empty()) break;  // no token can be sampled from NaN/Inf
       const int next = sampler.sample(last.data(), w_.config.vocab_size);
       out.tokens.push_back(next);
       out.token_time_s.push_back(clock.seconds());

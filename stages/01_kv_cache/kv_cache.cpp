@@ -4,14 +4,18 @@
 #include <string>
 
 #include "cached_attention.h"
+#include "common/checked.h"
 #include "common/error.h"
 
 namespace llm::stage01 {
 
 KvCache::KvCache(const ModelConfig& config, int capacity) : config_(config), capacity_(capacity) {
   if (capacity <= 0) throw Error("KV cache: capacity " + std::to_string(capacity) + " must be positive");
-  const std::size_t floats = static_cast<std::size_t>(config.n_layers) * static_cast<std::size_t>(capacity) *
-                             static_cast<std::size_t>(config.kv_dim());
+  // capacity comes from a request (prompt + max_new_tokens): the slab's size is checked.
+  const std::string what = "KV cache of " + std::to_string(capacity) + " tokens";
+  const std::size_t floats =
+      checked_mul(checked_mul(static_cast<std::size_t>(config.n_layers), static_cast<std::size_t>(capacity), what),
+                  static_cast<std::size_t>(config.kv_dim()), what);
   k_.assign(floats, 0.0f);
   v_.assign(floats, 0.0f);
 }

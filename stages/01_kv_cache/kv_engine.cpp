@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "common/checked.h"
 #include "common/error.h"
 #include "common/sampler.h"
 #include "common/timer.h"
@@ -57,14 +58,18 @@ std::vector<RequestResult> KvCacheEngine::run(const std::vector<Request>& reques
     RequestResult out = result_for(req);
     if (req.max_new_tokens > 0) {
       if (req.prompt.empty()) throw Error("request " + req.id + ": empty prompt");
-      KvCache& cache = cache_for(static_cast<int>(req.prompt.size()) + req.max_new_tokens);
+      KvCache& cache = cache_for(checked_add(static_cast<int>(req.prompt.size()), req.max_new_tokens,
+                                             "request " + req.id + ": prompt + max_new_tokens"));
       Sampler sampler(req.sampling);
       std::vector<float> logits = extend(w_, cache, req.prompt, false, scratch_);  // prefill
       for (int step = 0;; ++step) {
+        out.error = non_finite_logits(logits.data(), w_.config.vocab_size, out.tokens.size());
+        if (!out.error.empty()) break;  // no token can be sampled from NaN/Inf
         const int next = sampler.sample(logits.data(), w_.config.vocab_size);
         out.tokens.push_back(next);
         out.token_time_s.push_back(clock.seconds());
-        if (keep_logits_) out.logits.insert(out.logits.end(), logits.begin(), logits.begin() + static_cast<long>(vocab));
+        if (keep_logits_)
+          out.logits.insert(out.logits.end(), logits.begin(), logits.begin() + static_cast<long>(vocab));
         if (on_token) on_token(r, next);
         if (is_stop(stop_ids_, next)) {
           out.stopped = true;

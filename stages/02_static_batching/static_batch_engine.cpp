@@ -45,8 +45,7 @@ std::vector<float> StaticBatchEngine::logits(const std::vector<int>& tokens) {
   return forward_tokens(w_, tokens, positions, rows, cache, scratch_);
 }
 
-std::vector<RequestResult> StaticBatchEngine::run(const std::vector<Request>& requests,
-                                                  const TokenCallback& on_token) {
+std::vector<RequestResult> StaticBatchEngine::run(const std::vector<Request>& requests, const TokenCallback& on_token) {
   stats_ = {};
   std::vector<RequestResult> results(requests.size());
   run_clock_.reset();  // token times are seconds since the run started
@@ -61,8 +60,16 @@ std::vector<RequestResult> StaticBatchEngine::run(const std::vector<Request>& re
            requests[next].arrival_s <= clock.seconds()) {
       const Request& req = requests[next];
       BatchRow row{&req, next, Sampler(req.sampling), result_for(req), false};
+      const long long positions = static_cast<long long>(req.prompt.size()) + req.max_new_tokens;
       if (req.max_new_tokens <= 0) {
-        results[next] = std::move(row.out);  // nothing to generate: it needs no slot
+        results[next] = std::move(row.out);               // nothing to generate: it needs no slot
+      } else if (positions > w_.config.context_length) {  // it can never run: refuse it, serve the others
+        row.out.rejected = "needs " + std::to_string(positions) + " positions (prompt " +
+                           std::to_string(req.prompt.size()) + " + max_new_tokens " +
+                           std::to_string(req.max_new_tokens) + ") but the model's context is " +
+                           std::to_string(w_.config.context_length);
+        ++stats_.rejected;
+        results[next] = std::move(row.out);
       } else {
         if (req.prompt.empty()) throw Error("request " + req.id + ": empty prompt");
         rows.push_back(std::move(row));
@@ -85,11 +92,8 @@ void StaticBatchEngine::run_batch(std::vector<BatchRow>& rows, const TokenCallba
   for (const BatchRow& row : rows) {
     prompts.push_back(row.request->prompt);
     max_new = std::max(max_new, row.request->max_new_tokens);
-    if (static_cast<int>(row.request->prompt.size()) + row.request->max_new_tokens > c.context_length) {
-      throw Error("request " + row.request->id + " needs " +
-                  std::to_string(row.request->prompt.size() + static_cast<std::size_t>(row.request->max_new_tokens)) +
-                  " positions but the model's context is " + std::to_string(c.context_length));
-    }
+    if (static_cast<long long>(row.request->prompt.size()) + row.request->max_new_tokens > c.context_length)
+      throw Error("request " + row.request->id + ": does not fit the context (run() refuses it before)");
   }
   const PaddedBatch batch = pad_left(prompts, kPadId);
   const int L = batch.columns;
@@ -113,6 +117,11 @@ void StaticBatchEngine::run_batch(std::vector<BatchRow>& rows, const TokenCallba
       BatchRow& row = rows[static_cast<std::size_t>(r)];
       if (row.done) continue;
       const float* lr = &logits[static_cast<std::size_t>(r) * vocab];
+      row.out.error = non_finite_logits(lr, c.vocab_size, row.out.tokens.size());
+      if (!row.out.error.empty()) {  // this row ends here; the others go on
+        row.done = true;
+        continue;
+      }
       const int next = row.sampler.sample(lr, c.vocab_size);
       row.out.tokens.push_back(next);
       row.out.token_time_s.push_back(run_clock_.seconds());

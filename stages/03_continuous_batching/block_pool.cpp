@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <string>
 
+#include "common/checked.h"
 #include "common/error.h"
+#include "common/host_memory.h"
 
 namespace llm::stage03 {
 
@@ -16,8 +18,19 @@ BlockPool::BlockPool(const ModelConfig& config, int num_blocks, int block_size, 
       element_bytes_(kv_element_bytes) {
   if (num_blocks < 1) throw Error("--kv-blocks " + std::to_string(num_blocks) + ": the pool needs at least one block");
   if (block_size < 1) throw Error("--block-size " + std::to_string(block_size) + ": must be at least 1");
-  const std::size_t floats = static_cast<std::size_t>(num_blocks) * static_cast<std::size_t>(layers_) *
-                             static_cast<std::size_t>(block_size) * static_cast<std::size_t>(kv_dim_);
+  // Both counts come from flags: the product is checked, and a pool larger than the machine is
+  // refused by name here rather than as a bare out-of-memory later.
+  const std::string what =
+      "KV pool of --kv-blocks " + std::to_string(num_blocks) + " x --block-size " + std::to_string(block_size);
+  const std::size_t floats =
+      checked_mul(checked_mul(static_cast<std::size_t>(num_blocks), static_cast<std::size_t>(block_size), what),
+                  static_cast<std::size_t>(layers_) * static_cast<std::size_t>(kv_dim_), what);
+  const std::size_t bytes = checked_mul(floats, 2 * sizeof(float), what);
+  const std::size_t memory = physical_memory_bytes();
+  if (host_storage && memory > 0 && bytes > memory) {
+    throw Error(what + ": needs " + format_gib(bytes) + " but this machine has " + format_gib(memory) +
+                " of memory (lower --kv-blocks or --block-size)");
+  }
   if (host_storage) {
     k_.assign(floats, 0.0f);
     v_.assign(floats, 0.0f);
@@ -107,7 +120,8 @@ void BlockPool::check() const {
   for (const auto& [hash, b] : index_) {
     const auto& p = published_[static_cast<std::size_t>(b)];
     if (!p || p->hash != hash) fail("the prefix index points at block " + std::to_string(b) + " for another hash");
-    if (static_cast<int>(p->tokens.size()) != block_size_) fail("published block " + std::to_string(b) + " is not full");
+    if (static_cast<int>(p->tokens.size()) != block_size_)
+      fail("published block " + std::to_string(b) + " is not full");
   }
 }
 

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <optional>
 
+#include "common/checked.h"
 #include "common/error.h"
 #include "common/sampler.h"
 #include "common/timer.h"
@@ -18,24 +19,24 @@ ContinuousBatchEngine::ContinuousBatchEngine(const ModelWeights& weights, std::v
   if (!executor_) executor_ = std::make_unique<CpuPagedExecutor>(weights);
   const ModelConfig& c = w_.config;
   if (config.block_size < 1) throw Error("--block-size " + std::to_string(config.block_size) + ": must be at least 1");
-  if (config.num_blocks < 0) throw Error("--kv-blocks " + std::to_string(config.num_blocks) + ": must be 0 (auto) or more");
+  if (config.num_blocks < 0)
+    throw Error("--kv-blocks " + std::to_string(config.num_blocks) + ": must be 0 (auto) or more");
   num_blocks_ = config.num_blocks;
   if (num_blocks_ == 0) {
     const std::size_t block_bytes = stage01::KvCache::bytes_per_token(c) * static_cast<std::size_t>(config.block_size);
-    const long full = static_cast<long>(config.scheduler.max_running) *
-                      ((c.context_length + config.block_size - 1) / config.block_size);
+    const long full = static_cast<long>(config.scheduler.max_running) * ceil_div(c.context_length, config.block_size);
     const long cap = static_cast<long>(ContinuousBatchConfig::kDefaultPoolBytes / block_bytes);
     num_blocks_ = static_cast<int>(std::max(1L, std::min(full, cap)));
   }
-  BlockPool probe(c, 1, config.block_size);  // validates the block size now rather than at run()
+  BlockPool probe(c, 1, config.block_size);                    // validates the block size now rather than at run()
   Scheduler check(config.scheduler, probe, c.context_length);  // and the scheduler's limits
 }
 
 std::vector<float> ContinuousBatchEngine::logits(const std::vector<int>& tokens) {
   const int n = static_cast<int>(tokens.size());
   if (n == 0) throw Error("logits: no tokens");
-  BlockPool pool(w_.config, (n + config_.block_size - 1) / config_.block_size, config_.block_size,
-                 executor_->uses_pool_storage(), executor_->kv_element_bytes());
+  BlockPool pool(w_.config, ceil_div(n, config_.block_size), config_.block_size, executor_->uses_pool_storage(),
+                 executor_->kv_element_bytes());
   std::vector<int> table(static_cast<std::size_t>(pool.num_blocks()));
   for (int& b : table) b = pool.allocate();
   executor_->begin_run(pool);
@@ -67,7 +68,8 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
     for (; next < requests.size() && requests[next].arrival_s <= clock.seconds(); ++next) {
       const Request& req = requests[next];
       if (next > 0 && req.arrival_s < requests[next - 1].arrival_s)
-        throw Error("request " + req.id + ": arrivals must be in order (arrival_s " + std::to_string(req.arrival_s) + ")");
+        throw Error("request " + req.id + ": arrivals must be in order (arrival_s " + std::to_string(req.arrival_s) +
+                    ")");
       results[next] = result_for(req);
       if (req.max_new_tokens <= 0) {
         ++ended;  // nothing to generate
@@ -89,7 +91,7 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
   while (ended < requests.size()) {
     arrive();
     if (ended == requests.size()) break;  // the last arrivals were all refused
-    if (!scheduler.has_work()) {  // idle: sleep until the next request arrives
+    if (!scheduler.has_work()) {          // idle: sleep until the next request arrives
       if (next >= requests.size()) throw Error("scheduler: requests left unfinished with nothing queued");
       wait_until(clock, requests[next].arrival_s);
       continue;
@@ -126,8 +128,8 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
       stats_.decode_bytes += weight_bytes + kv_read;
     }
     // Peak KV bytes handed to sequences (whole blocks) and peak bytes they fill (tokens).
-    stats_.kv_bytes_allocated = std::max(stats_.kv_bytes_allocated,
-                                         static_cast<std::size_t>(pool.used_blocks()) * pool.bytes_per_block());
+    stats_.kv_bytes_allocated =
+        std::max(stats_.kv_bytes_allocated, static_cast<std::size_t>(pool.used_blocks()) * pool.bytes_per_block());
     stats_.kv_bytes_used =
         std::max(stats_.kv_bytes_used, static_cast<std::size_t>(scheduler.tokens_held()) * bytes_per_token);
 
@@ -138,6 +140,12 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
       const float* lr = &logits[row++ * vocab];
       const std::size_t r = scheduler.sequence(ch.seq).index;
       RequestResult& out = results[r];
+      out.error = non_finite_logits(lr, c.vocab_size, out.tokens.size());
+      if (!out.error.empty()) {  // this request ends here; the others go on
+        scheduler.finish(ch.seq);
+        ++ended;
+        continue;
+      }
       const int token = samplers[r]->sample(lr, c.vocab_size);
       out.tokens.push_back(token);
       out.token_time_s.push_back(clock.seconds());

@@ -17,14 +17,14 @@ Scheduler::Scheduler(SchedulerConfig config, BlockPool& pool, int context_length
 
 std::string Scheduler::submit(std::size_t index, const Request& request) {
   const int prompt = static_cast<int>(request.prompt.size());
-  const int total = prompt + request.max_new_tokens;
+  const long long total = static_cast<long long>(prompt) + request.max_new_tokens;  // no int overflow
   if (prompt == 0) return "empty prompt";
   if (total > context_length_) {
     return "needs " + std::to_string(total) + " positions (prompt " + std::to_string(prompt) + " + max_new_tokens " +
            std::to_string(request.max_new_tokens) + ") but the model's context is " + std::to_string(context_length_);
   }
   // The last generated token is never run through the model, so it needs no K/V.
-  const int blocks = blocks_for(total - 1);
+  const int blocks = blocks_for(static_cast<int>(total) - 1);
   if (blocks > pool_.num_blocks()) {
     return "needs " + std::to_string(blocks) + " KV blocks but the whole pool has " +
            std::to_string(pool_.num_blocks()) + " (raise --kv-blocks)";
@@ -156,7 +156,9 @@ void Scheduler::commit(const StepPlan& plan) {
   }
 }
 
-void Scheduler::append(int seq, int token) { seqs_.at(static_cast<std::size_t>(seq)).tokens.push_back(token); }
+void Scheduler::append(int seq, int token) {
+  seqs_.at(static_cast<std::size_t>(seq)).tokens.push_back(token);
+}
 
 void Scheduler::finish(int seq) {
   Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
@@ -204,7 +206,8 @@ void Scheduler::check() const {
     }
     if (s.computed >= static_cast<int>(s.tokens.size())) fail(name + " has no token left to compute");
     if (static_cast<int>(s.blocks.size()) != blocks_for(s.computed))
-      fail(name + " holds " + std::to_string(s.blocks.size()) + " blocks for " + std::to_string(s.computed) + " tokens");
+      fail(name + " holds " + std::to_string(s.blocks.size()) + " blocks for " + std::to_string(s.computed) +
+           " tokens");
     if (static_cast<int>(s.hashes.size()) * pool_.block_size() > s.computed) fail(name + " hashed an unfinished block");
     for (int b : s.blocks) ++refs[static_cast<std::size_t>(b)];
   }

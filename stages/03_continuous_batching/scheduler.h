@@ -21,26 +21,27 @@
 #include <vector>
 
 #include "block_pool.h"
+#include "common/checked.h"
 #include "common/engine.h"
 
 namespace llm::stage03 {
 
 /// The scheduler's limits.
 struct SchedulerConfig {
-  int max_running = 16;      ///< sequences in one step, at most (--batch)
-  int token_budget = 256;    ///< tokens in one step, decode tokens and prompt chunks together (--token-budget)
-  int max_queue = 256;       ///< waiting requests, at most; more are rejected (--max-queue)
+  int max_running = 16;        ///< sequences in one step, at most (--batch)
+  int token_budget = 256;      ///< tokens in one step, decode tokens and prompt chunks together (--token-budget)
+  int max_queue = 256;         ///< waiting requests, at most; more are rejected (--max-queue)
   bool prefix_caching = true;  ///< reuse cached full blocks of earlier sequences (--no-prefix-cache turns it off)
 };
 
 /// A request as the scheduler sees it.
 struct Sequence {
-  std::size_t index = 0;        ///< the request's index in Engine::run's list
-  std::vector<int> tokens;      ///< prompt, then every token generated so far
+  std::size_t index = 0;    ///< the request's index in Engine::run's list
+  std::vector<int> tokens;  ///< prompt, then every token generated so far
   int prompt_len = 0;
   int max_new_tokens = 0;
-  int computed = 0;             ///< tokens[0 .. computed) have their K/V in the pool
-  std::vector<int> blocks;      ///< block table: block i holds positions [i*bs, (i+1)*bs)
+  int computed = 0;                   ///< tokens[0 .. computed) have their K/V in the pool
+  std::vector<int> blocks;            ///< block table: block i holds positions [i*bs, (i+1)*bs)
   std::vector<std::uint64_t> hashes;  ///< chain hash of each full block published or matched so far
   int preemptions = 0;
   enum class State { waiting, running, finished } state = State::waiting;
@@ -57,15 +58,15 @@ struct Chunk {
 /// What one step runs.
 struct StepPlan {
   std::vector<Chunk> chunks;
-  int tokens = 0;       ///< sum of chunk counts (<= token_budget)
-  int preempted = 0;    ///< sequences preempted while planning this step
+  int tokens = 0;     ///< sum of chunk counts (<= token_budget)
+  int preempted = 0;  ///< sequences preempted while planning this step
 };
 
 /// Counters over a run.
 struct SchedulerCounters {
   long preemptions = 0;
-  long prefill_tokens = 0;       ///< prompt (or recomputed) tokens run through the model
-  long prefix_hit_tokens = 0;    ///< prompt tokens taken from cached blocks instead
+  long prefill_tokens = 0;     ///< prompt (or recomputed) tokens run through the model
+  long prefix_hit_tokens = 0;  ///< prompt tokens taken from cached blocks instead
 };
 
 /// The scheduler: a queue, the running set, and the pool they share.
@@ -103,7 +104,7 @@ class Scheduler {
   /// Tokens whose K/V are held in blocks now, each shared block counted once.
   long tokens_held() const;
   /// Blocks a sequence needs for its first `tokens` tokens.
-  int blocks_for(int tokens) const { return (tokens + pool_.block_size() - 1) / pool_.block_size(); }
+  int blocks_for(int tokens) const { return ceil_div(tokens, pool_.block_size()); }
 
   /// Checks every invariant between the sequences and the pool, and the pool's own, and throws
   /// llm::Error naming the first one broken. Meant to be called between steps (tests do, every step).

@@ -1,5 +1,6 @@
 #include "gpu_engine.h"
 
+#include "common/checked.h"
 #include "common/error.h"
 #include "cpu_ops.h"
 
@@ -8,8 +9,8 @@ namespace llm::stage04 {
 std::string cuda_unsupported_model(const ModelConfig& c) {
   if (c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128)
     return "head_dim " + std::to_string(c.head_dim) + " (the attention kernels take 32, 64 or 128)";
-  for (const auto& [name, v] : {std::pair<const char*, int>{"dim", c.dim}, {"n_heads x head_dim", c.q_dim()},
-                                {"hidden_dim", c.hidden_dim}})
+  for (const auto& [name, v] :
+       {std::pair<const char*, int>{"dim", c.dim}, {"n_heads x head_dim", c.q_dim()}, {"hidden_dim", c.hidden_dim}})
     if (v % 8 != 0) return std::string(name) + " " + std::to_string(v) + " (the GEMV reads rows 8 fp16 at a time)";
   return "";
 }
@@ -26,8 +27,9 @@ GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids
     config.cuda.max_running = config.batching.scheduler.max_running;
     config.cuda.token_budget = config.batching.scheduler.token_budget;
     config.cuda.block_size = config.batching.block_size;
-    const int per_seq = (weights.config.context_length + config.batching.block_size - 1) / config.batching.block_size;
-    config.cuda.max_useful_blocks = config.batching.scheduler.max_running * per_seq;
+    const int per_seq = ceil_div(weights.config.context_length, config.batching.block_size);
+    config.cuda.max_useful_blocks =
+        checked_mul(config.batching.scheduler.max_running, per_seq, "--batch x blocks per sequence");
     int fits = 0;
     auto exec = make_cuda_executor(weights, config.cuda, &fits);
     // --kv-blocks still wins when given (and when it fits).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/checked.h"
 #include "common/error.h"
 
 namespace llm::stage04 {
@@ -27,12 +28,12 @@ MemoryPlan plan_memory(std::size_t free_bytes, double fraction, std::size_t weig
   p.workspace = workspace_bytes;
   // BEGIN EXERCISE(pool-sizing): the blocks that fit in what the weights and activations leave
   p.budget = static_cast<std::size_t>(fraction * static_cast<double>(free_bytes));
-  const std::size_t taken = weight_bytes + workspace_bytes;
+  const std::size_t taken = checked_add(weight_bytes, workspace_bytes, "memory plan: weights + activations");
   const std::size_t left = p.budget > taken ? p.budget - taken : 0;
   long blocks = static_cast<long>(left / bytes_per_block);
   if (max_useful_blocks > 0) blocks = std::min(blocks, static_cast<long>(max_useful_blocks));
   p.num_blocks = static_cast<int>(std::min(blocks, 1L << 30));
-  p.kv_pool = static_cast<std::size_t>(p.num_blocks) * bytes_per_block;
+  p.kv_pool = checked_mul(static_cast<std::size_t>(p.num_blocks), bytes_per_block, "memory plan: KV pool bytes");
   // END EXERCISE
   if (p.num_blocks < 1)
     throw Error("the model does not fit on " + device + ": weights " + gib(weight_bytes) + " + activations " +

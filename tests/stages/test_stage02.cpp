@@ -114,7 +114,10 @@ TEST_CASE("stage 02 refuses what cannot run", "[errors]") {
   r.id = "long";
   r.prompt.assign(static_cast<std::size_t>(w.config.context_length - 1), 3);
   r.max_new_tokens = 5;
-  CHECK_THROWS_WITH(engine.run({r}, nullptr), Catch::Contains("context"));
+  const auto out = engine.run({r}, nullptr);  // refused with the reason; the others would run
+  CHECK_THAT(out.at(0).rejected, Catch::Contains("context"));
+  CHECK(out[0].tokens.empty());
+  CHECK(engine.stats().rejected == 1);
 }
 
 TEST_CASE("exercise pad-positions: prompts are right-aligned and keep their own positions", "[ex:pad-positions]") {
