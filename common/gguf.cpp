@@ -1,5 +1,7 @@
 #include "common/gguf.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -13,6 +15,28 @@ std::string gguf_type_name(GGUFType t) {
                                        "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64"};
   const auto id = static_cast<std::uint32_t>(t);
   return id < 13 ? kNames[id] : "type " + std::to_string(id);
+}
+
+GGUFMagic classify_gguf_magic(const std::uint8_t* head, std::size_t size) {
+  static constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
+  if (size < 4) return GGUFMagic::kOther;
+  int same = 0, same_ignoring_case = 0;
+  for (int k = 0; k < 4; ++k) {
+    same += head[k] == static_cast<std::uint8_t>(kMagic[k]);
+    same_ignoring_case += (head[k] & ~0x20u) == static_cast<std::uint8_t>(kMagic[k]);
+  }
+  if (same == 4) return GGUFMagic::kExact;
+  std::uint8_t sorted[4] = {head[0], head[1], head[2], head[3]};
+  std::sort(sorted, sorted + 4);
+  const bool reordered = std::memcmp(sorted, "FGGU", 4) == 0;  // "FUGG" is the magic byte-swapped
+  return same == 3 || same_ignoring_case == 4 || reordered ? GGUFMagic::kDamaged : GGUFMagic::kOther;
+}
+
+std::string printable_magic(const std::uint8_t* head, std::size_t size) {
+  std::string m;
+  for (std::size_t k = 0; k < std::min<std::size_t>(size, 4); ++k)
+    m += head[k] >= 32 && head[k] <= 126 ? static_cast<char>(head[k]) : '?';
+  return m;
 }
 
 bool GGUFValue::is_integer() const {
@@ -35,7 +59,25 @@ namespace {
 
 // Limits that keep a malformed header from asking for absurd allocations or recursion.
 constexpr std::uint64_t kMaxArrayDepth = 4;
-constexpr std::uint32_t kMaxDims = 4;
+constexpr std::uint32_t kMaxDims = 4;  // ggml's GGML_MAX_DIMS
+// ggml's GGML_MAX_NAME is 64 bytes including the terminating NUL: a longer name cannot load there.
+constexpr std::size_t kMaxTensorName = 63;
+// Per dimension and per tensor: 2^40 elements is 4 TiB of fp32, far past any model, and keeps
+// every size computed from a shape far from overflow.
+constexpr std::uint64_t kMaxElements = std::uint64_t{1} << 40;
+// The smallest encodings, which bound a count by the bytes left: a key-value pair is an empty key
+// (8) + type (4) + a 1-byte value; a tensor info an empty name (8) + n_dims (4) + one dim (8) +
+// type (4) + offset (8).
+constexpr std::uint64_t kMinKvBytes = 13;
+constexpr std::uint64_t kMinTensorInfoBytes = 32;
+
+std::uint32_t byte_swap(std::uint32_t v) {
+  return (v >> 24) | ((v >> 8) & 0xFF00u) | ((v << 8) & 0xFF0000u) | (v << 24);
+}
+
+std::string byte_range(std::uint64_t begin, std::uint64_t end) {
+  return "bytes [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+}
 
 /// Sequential reader over the file image; every read checks the bytes are there.
 class Cursor {
@@ -195,32 +237,42 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
   data_ = data;
   size_ = size;
   Cursor c(data, size, name_);
-  const auto magic = c.read<std::uint32_t>("magic");
-  if (magic != 0x46554747u) {  // "GGUF" read little-endian
-    char m[5] = {0};
-    std::memcpy(m, &magic, 4);
-    for (char& ch : m)
-      if (ch != 0 && (ch < 32 || ch > 126)) ch = '?';
-    throw Error(name_ + ": not a GGUF file: magic is '" + std::string(m, 4) + "', expected 'GGUF'");
+  c.need(4, "magic");
+  switch (classify_gguf_magic(data, size)) {
+    case GGUFMagic::kExact:
+      break;
+    case GGUFMagic::kDamaged:
+      throw Error(name_ + ": damaged GGUF magic: the file starts with '" + printable_magic(data, size) +
+                  "', expected 'GGUF' (a corrupted copy?)");
+    case GGUFMagic::kOther:
+      throw Error(name_ + ": not a GGUF file: magic is '" + printable_magic(data, size) + "', expected 'GGUF'");
   }
+  c.read<std::uint32_t>("magic");
   version_ = c.read<std::uint32_t>("version");
-  if (version_ == 1)
-    throw Error(name_ +
-                ": GGUF version 1 is not supported (only 2 and 3); re-convert the model with a current llama.cpp");
   if (version_ != 2 && version_ != 3) {
-    if ((version_ & 0xFFFFu) == 0 && (version_ >> 24) <= 3) {
-      throw Error(name_ + ": GGUF version field reads " + std::to_string(version_) +
-                  ": this looks like a big-endian GGUF file, which is not supported");
+    // Only a version whose bytes, swapped, read 2 or 3 is a big-endian file; 0 is just wrong.
+    const std::uint32_t swapped = byte_swap(version_);
+    if (swapped == 2 || swapped == 3) {
+      throw Error(name_ + ": GGUF version field reads " + std::to_string(version_) + ", which is version " +
+                  std::to_string(swapped) +
+                  " byte-swapped: a big-endian GGUF file (this reader reads little-endian files only)");
     }
-    throw Error(name_ + ": unknown GGUF version " + std::to_string(version_) + " (supported: 2, 3)");
+    throw Error(name_ + ": unsupported GGUF version " + std::to_string(version_) + " (this reader reads 2 and 3" +
+                (version_ == 1 ? "; re-convert the model with a current llama.cpp)" : ")"));
   }
   const auto n_tensors = c.read<std::uint64_t>("tensor_count");
   const auto n_kv = c.read<std::uint64_t>("metadata_kv_count");
-  // A key-value pair takes at least 12 bytes (empty key + type + 1-byte value), a tensor info 28.
-  if (n_kv > c.remaining() / 13)
-    throw Error(name_ + ": metadata_kv_count " + std::to_string(n_kv) + " is more than the file can hold");
-  if (n_tensors > c.remaining() / 28)
-    throw Error(name_ + ": tensor_count " + std::to_string(n_tensors) + " is more than the file can hold");
+  if (n_kv > c.remaining() / kMinKvBytes) {
+    throw Error(name_ + ": metadata_kv_count is " + std::to_string(n_kv) + ": more than the file can hold (at most " +
+                std::to_string(c.remaining() / kMinKvBytes) + " pairs of " + std::to_string(kMinKvBytes) +
+                " bytes or more in the " + std::to_string(c.remaining()) + " bytes left)");
+  }
+  if (n_tensors > c.remaining() / kMinTensorInfoBytes) {
+    throw Error(name_ + ": tensor_count is " + std::to_string(n_tensors) + ": more than the file can hold (at most " +
+                std::to_string(c.remaining() / kMinTensorInfoBytes) + " tensor infos of " +
+                std::to_string(kMinTensorInfoBytes) + " bytes or more in the " + std::to_string(c.remaining()) +
+                " bytes left)");
+  }
 
   for (std::uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.read_string("metadata key #" + std::to_string(k));
@@ -235,8 +287,12 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
 
   if (has("general.alignment")) {
     const auto& a = get("general.alignment");
-    if (!a.is_integer() || a.u == 0 || a.u > (1u << 20) || (a.u & (a.u - 1)) != 0) {
-      throw Error(name_ + ": general.alignment is " + std::to_string(a.u) + ": must be a power of two up to 1 MiB");
+    if (!a.is_integer()) {
+      throw Error(name_ + ": metadata key 'general.alignment' has type " + gguf_type_name(a.type) +
+                  ", expected UINT32");
+    }
+    if (a.i <= 0 || a.u > (1u << 20) || (a.u & (a.u - 1)) != 0) {
+      throw Error(name_ + ": general.alignment is " + std::to_string(a.i) + ": must be a power of two up to 1 MiB");
     }
     alignment_ = a.u;
   }
@@ -245,6 +301,11 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
   for (std::uint64_t k = 0; k < n_tensors; ++k) {
     GGUFTensorInfo t;
     t.name = c.read_string("tensor info #" + std::to_string(k) + " name");
+    if (t.name.size() > kMaxTensorName) {
+      throw Error(name_ + ": tensor info #" + std::to_string(k) + ": name '" + t.name.substr(0, 32) + "...' is " +
+                  std::to_string(t.name.size()) + " bytes long (ggml's limit is " + std::to_string(kMaxTensorName) +
+                  ")");
+    }
     const std::string what = "tensor '" + t.name + "'";
     const auto n_dims = c.read<std::uint32_t>(what + " n_dims");
     if (n_dims == 0 || n_dims > kMaxDims)
@@ -253,9 +314,9 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
     t.n_elements = 1;
     for (std::uint32_t d = 0; d < n_dims; ++d) {
       const auto dim = c.read<std::uint64_t>(what + " dims");
-      if (dim == 0 || dim > (std::uint64_t{1} << 40) || t.n_elements > (std::uint64_t{1} << 40) / dim) {
+      if (dim == 0 || dim > kMaxElements || t.n_elements > kMaxElements / dim) {
         throw Error(name_ + ": " + what + ": dimension " + std::to_string(d) + " is " + std::to_string(dim) +
-                    " (zero or impossibly large)");
+                    " (each dimension must be at least 1, and the tensor at most 2^40 elements)");
       }
       t.dims.push_back(dim);
       t.n_elements *= dim;
@@ -282,6 +343,7 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
     tensors_.push_back(std::move(t));
   }
 
+  // pos <= size and alignment <= 1 MiB: no overflow.
   data_start_ = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
   if (!tensors_.empty() && data_start_ > size_) {
     throw Error(name_ + ": file is truncated: tensor data would start at offset " + std::to_string(data_start_) +
@@ -296,6 +358,24 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
                   " bytes (file truncated?)");
     }
   }
+  // Two tensors sharing bytes load as garbage without any other sign: sorted by offset, each
+  // must end where the next starts or before. (ggml demands exactly back-to-back tensors in file
+  // order; gaps and any order are harmless, so this reader allows them.)
+  std::vector<const GGUFTensorInfo*> by_offset;
+  by_offset.reserve(tensors_.size());
+  for (const auto& t : tensors_) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(), [](const GGUFTensorInfo* a, const GGUFTensorInfo* b) {
+    return a->offset != b->offset ? a->offset < b->offset : a->n_bytes < b->n_bytes;
+  });
+  for (std::size_t k = 1; k < by_offset.size(); ++k) {
+    const GGUFTensorInfo& a = *by_offset[k - 1];
+    const GGUFTensorInfo& b = *by_offset[k];
+    if (a.offset + a.n_bytes > b.offset) {  // both were checked to lie inside the data section
+      throw Error(name_ + ": tensors '" + a.name + "' (data " + byte_range(a.offset, a.offset + a.n_bytes) + ") and '" +
+                  b.name + "' (data " + byte_range(b.offset, b.offset + b.n_bytes) +
+                  ") overlap: each tensor needs its own bytes in the data section");
+    }
+  }
 }
 
 const GGUFValue& GGUFFile::get(const std::string& key) const {
@@ -306,9 +386,17 @@ const GGUFValue& GGUFFile::get(const std::string& key) const {
 
 std::int64_t GGUFFile::get_int(const std::string& key) const {
   const auto& v = get(key);
-  if (!v.is_integer())
-    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected an integer");
+  if (!v.is_integer()) throw wrong_type(key, v, "an integer (UINT32 or another integer type)");
+  if (v.type == GGUFType::UINT64 && v.u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    throw Error(name_ + ": metadata key '" + key + "' is " + std::to_string(v.u) + ", beyond the int64 range");
+  }
   return v.i;
+}
+
+Error GGUFFile::wrong_type(const std::string& key, const GGUFValue& v, const std::string& expected) const {
+  std::string type = gguf_type_name(v.type);
+  if (v.type == GGUFType::ARRAY) type += " of " + gguf_type_name(v.elem_type);
+  return Error(name_ + ": metadata key '" + key + "' has type " + type + ", expected " + expected);
 }
 
 std::int64_t GGUFFile::get_int(const std::string& key, std::int64_t fallback) const {
@@ -318,16 +406,14 @@ std::int64_t GGUFFile::get_int(const std::string& key, std::int64_t fallback) co
 double GGUFFile::get_float(const std::string& key, double fallback) const {
   if (!has(key)) return fallback;
   const auto& v = get(key);
-  if (v.type != GGUFType::FLOAT32 && v.type != GGUFType::FLOAT64 && !v.is_integer()) {
-    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected a number");
-  }
+  if (v.type != GGUFType::FLOAT32 && v.type != GGUFType::FLOAT64 && !v.is_integer())
+    throw wrong_type(key, v, "FLOAT32 (or another number type)");
   return v.f;
 }
 
 std::string GGUFFile::get_string(const std::string& key) const {
   const auto& v = get(key);
-  if (v.type != GGUFType::STRING)
-    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected STRING");
+  if (v.type != GGUFType::STRING) throw wrong_type(key, v, "STRING");
   return v.s;
 }
 
@@ -338,16 +424,13 @@ std::string GGUFFile::get_string(const std::string& key, const std::string& fall
 bool GGUFFile::get_bool(const std::string& key, bool fallback) const {
   if (!has(key)) return fallback;
   const auto& v = get(key);
-  if (v.type != GGUFType::BOOL)
-    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected BOOL");
+  if (v.type != GGUFType::BOOL) throw wrong_type(key, v, "BOOL");
   return v.b;
 }
 
 std::vector<std::string> GGUFFile::get_string_array(const std::string& key) const {
   const auto& v = get(key);
-  if (v.type != GGUFType::ARRAY || v.elem_type != GGUFType::STRING) {
-    throw Error(name_ + ": metadata '" + key + "' is " + gguf_type_name(v.type) + ", expected an ARRAY of STRING");
-  }
+  if (v.type != GGUFType::ARRAY || v.elem_type != GGUFType::STRING) throw wrong_type(key, v, "ARRAY of STRING");
   std::vector<std::string> out;
   out.reserve(v.items.size());
   for (const auto& item : v.items) out.push_back(item.s);
@@ -358,21 +441,41 @@ std::vector<float> GGUFFile::get_float_array(const std::string& key) const {
   const auto& v = get(key);
   const bool numeric =
       v.elem_type != GGUFType::STRING && v.elem_type != GGUFType::ARRAY && v.elem_type != GGUFType::BOOL;
-  if (v.type != GGUFType::ARRAY || !numeric) throw Error(name_ + ": metadata '" + key + "' is not an ARRAY of numbers");
+  if (v.type != GGUFType::ARRAY || !numeric) throw wrong_type(key, v, "ARRAY of FLOAT32 (or another number type)");
   std::vector<float> out;
   out.reserve(v.items.size());
-  for (const auto& item : v.items) out.push_back(static_cast<float>(item.f));
+  for (std::size_t k = 0; k < v.items.size(); ++k) {
+    const double x = v.items[k].f;
+    // A FLOAT64 beyond float's range would silently become Inf.
+    if (std::abs(x) > static_cast<double>(std::numeric_limits<float>::max()) && !std::isinf(x)) {
+      throw Error(name_ + ": metadata key '" + key + "' item " + std::to_string(k) + " is " + std::to_string(x) +
+                  ", beyond the float32 range");
+    }
+    out.push_back(static_cast<float>(x));
+  }
   return out;
 }
 
 std::vector<std::int32_t> GGUFFile::get_int_array(const std::string& key) const {
   const auto& v = get(key);
-  if (v.type != GGUFType::ARRAY || (!v.items.empty() && !v.items[0].is_integer())) {
-    throw Error(name_ + ": metadata '" + key + "' is not an ARRAY of integers");
-  }
+  GGUFValue elem;
+  elem.type = v.elem_type;
+  if (v.type != GGUFType::ARRAY || !elem.is_integer()) throw wrong_type(key, v, "ARRAY of INT32");
   std::vector<std::int32_t> out;
   out.reserve(v.items.size());
-  for (const auto& item : v.items) out.push_back(static_cast<std::int32_t>(item.i));
+  for (std::size_t k = 0; k < v.items.size(); ++k) {
+    const GGUFValue& item = v.items[k];
+    const bool fits =
+        item.type == GGUFType::UINT64
+            ? item.u <= static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max())
+            : item.i >= std::numeric_limits<std::int32_t>::min() && item.i <= std::numeric_limits<std::int32_t>::max();
+    if (!fits) {
+      throw Error(name_ + ": metadata key '" + key + "' item " + std::to_string(k) + " is " +
+                  (item.type == GGUFType::UINT64 ? std::to_string(item.u) : std::to_string(item.i)) +
+                  ", outside the int32 range");
+    }
+    out.push_back(static_cast<std::int32_t>(item.i));
+  }
   return out;
 }
 

@@ -7,8 +7,11 @@
 //   padding to `general.alignment` (default 32)
 //   tensor data; each tensor at data_start + offset
 // A string is u64 length + bytes; an array is u32 element type + u64 count + elements.
-// Every length, count, offset and size is checked against the file before it is used, and any
-// problem throws llm::Error naming the file, the field and the value.
+// Every length, count, offset and size is checked against the file before it is used (as strictly
+// as ggml's own reader: counts, name lengths, n_dims <= 4, dims > 0 without overflow, known types,
+// aligned offsets, every tensor's bytes inside the data section and no two tensors overlapping,
+// no duplicate keys or names), and any problem throws llm::Error naming the file, the field and
+// the value.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "common/mapped_file.h"
 #include "kernels/cpu/tensor_type.h"
 
@@ -41,6 +45,17 @@ enum class GGUFType : std::uint32_t {
 
 /// "UINT32", "ARRAY", ...
 std::string gguf_type_name(GGUFType t);
+
+/// How a file's first four bytes compare with GGUF's magic "GGUF".
+enum class GGUFMagic {
+  kExact,    ///< "GGUF"
+  kDamaged,  ///< close to it: three of four bytes right, "gguf", or its bytes reordered ("FUGG")
+  kOther,    ///< anything else (or fewer than four bytes)
+};
+/// Classifies the first min(size, 4) bytes of `head`.
+GGUFMagic classify_gguf_magic(const std::uint8_t* head, std::size_t size);
+/// The first min(size, 4) bytes of `head` for a message, '?' for unprintable ones.
+std::string printable_magic(const std::uint8_t* head, std::size_t size);
 
 /// One metadata value. Scalars use one of u/i/f/b/s (integers are kept in both u and i when
 /// they fit); an ARRAY keeps its element type and its items.
@@ -84,7 +99,11 @@ class GGUFFile {
   bool has(const std::string& key) const { return kv_.count(key) != 0; }
   /// The value of `key`, or an llm::Error naming the file and the missing key.
   const GGUFValue& get(const std::string& key) const;
-  /// An integer-typed key as int64 (any integer width); error if absent or not an integer.
+  // Each getter refuses a key of the wrong type as such ("key 'llama.context_length' has type
+  // STRING, expected an integer"), never as a wrong value.
+
+  /// An integer-typed key as int64 (any integer width); error if absent, not an integer, or a
+  /// UINT64 above the int64 range.
   std::int64_t get_int(const std::string& key) const;
   std::int64_t get_int(const std::string& key, std::int64_t fallback) const;
   /// A FLOAT32/FLOAT64 (or integer) key as double.
@@ -94,7 +113,7 @@ class GGUFFile {
   bool get_bool(const std::string& key, bool fallback) const;
   /// An ARRAY of STRING.
   std::vector<std::string> get_string_array(const std::string& key) const;
-  /// An ARRAY of numbers, converted to float / int.
+  /// An ARRAY of numbers, converted to float / int32 (error naming the item if one does not fit).
   std::vector<float> get_float_array(const std::string& key) const;
   std::vector<std::int32_t> get_int_array(const std::string& key) const;
 
@@ -105,6 +124,8 @@ class GGUFFile {
 
  private:
   void parse(const std::uint8_t* data, std::size_t size);
+  /// "<file>: metadata key '<key>' has type <type of v>, expected <expected>".
+  Error wrong_type(const std::string& key, const GGUFValue& v, const std::string& expected) const;
 
   std::unique_ptr<MappedFile> file_;  // null when parsing an in-memory image
   std::string name_;

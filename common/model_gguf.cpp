@@ -1,6 +1,7 @@
 // model_gguf.cpp: config and weights of a Llama model from a GGUF file.
 #include <cstdio>
 
+#include "common/checked.h"
 #include "common/error.h"
 #include "common/gguf.h"
 #include "common/model_weights.h"
@@ -10,6 +11,12 @@ namespace llm {
 
 namespace {
 
+std::string show_float(float x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", static_cast<double>(x));
+  return buf;
+}
+
 ModelConfig read_config(const GGUFFile& f) {
   ModelConfig c;
   c.architecture = f.get_string("general.architecture");
@@ -18,9 +25,14 @@ ModelConfig read_config(const GGUFFile& f) {
                 "': this engine runs the Llama architecture ('llama')");
   }
   const std::string a = c.architecture + ".";
+  // ModelConfig::validate applies each field's own limit; this one only keeps the int exact.
+  constexpr std::int64_t kMaxField = std::int64_t{1} << 30;
   auto get_int = [&](const std::string& key) {
     const auto v = f.get_int(key);
-    if (v <= 0 || v > (std::int64_t{1} << 30)) throw Error(f.path() + ": " + key + " is " + std::to_string(v));
+    if (v <= 0 || v > kMaxField) {
+      throw Error(f.path() + ": " + key + " is " + std::to_string(v) + " (must be between 1 and " +
+                  std::to_string(kMaxField) + ")");
+    }
     return static_cast<int>(v);
   };
   c.dim = get_int(a + "embedding_length");
@@ -42,7 +54,7 @@ ModelConfig read_config(const GGUFFile& f) {
   if (f.has(a + "vocab_size"))
     c.vocab_size = get_int(a + "vocab_size");
   else if (emb != nullptr && emb->dims.size() == 2)
-    c.vocab_size = static_cast<int>(emb->dims[1]);
+    c.vocab_size = narrow<int>(emb->dims[1], f.path() + ": token_embd.weight's vocabulary dimension");
   else
     throw Error(f.path() + ": no " + a + "vocab_size key and no 2-D token_embd.weight to read it from");
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
@@ -70,6 +82,15 @@ std::vector<float> read_tensor(const GGUFFile& f, const std::string& name, std::
   }
   std::vector<float> out(rows * cols);
   cpu::dequantize(t->type, f.tensor_data(*t), out.data(), out.size());
+  refuse_non_finite(f.path(), name, out, cols, [&](std::size_t i) -> std::string {
+    const std::size_t block = i / block_elements(t->type);
+    const auto s = cpu::block_scales(t->type, f.tensor_data(*t), block);
+    if (!s) return "";
+    std::string why =
+        ": its " + tensor_type_name(t->type) + " block " + std::to_string(block) + " has scale d = " + show_float(s->d);
+    if (s->has_min) why += " and min m = " + show_float(s->m);
+    return why;
+  });
   return out;
 }
 

@@ -5,6 +5,9 @@
 // `llama` tensors and llama2.c checkpoints are.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,5 +65,26 @@ ModelWeights load_gguf_weights(const class GGUFFile& file);
 /// n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a negative vocab_size means the
 /// classifier is not shared) followed by fp32 weights.
 ModelWeights load_llama2c_weights(const std::string& path);
+/// The same from an in-memory image (the fuzzer's entry); `name` is used in error messages.
+ModelWeights load_llama2c_weights(const std::uint8_t* data, std::size_t size, const std::string& name);
+
+/// What a file's first bytes say about it as a llama2.c checkpoint (a format without a magic).
+enum class Llama2cHeaderStatus {
+  kValid,    ///< every header field plausible (positive, within ModelConfig's limits, consistent)
+             ///< and the exact size it implies is the file's
+  kDamaged,  ///< recognisably llama2.c but not loadable: plausible fields and the wrong size
+             ///< (truncated?), or a versioned 'ak42' export
+  kOther,    ///< the header's fields are not a llama2.c model's: some other file
+};
+/// Classifies a file image; `why` (if given) gets the reason when it is not kValid, e.g.
+/// "llama2.c header: dim=1936287828, ...: dim is 1936287828 (must be between 1 and 65536)".
+/// The loader uses it to tell a llama2.c checkpoint from any other file.
+Llama2cHeaderStatus check_llama2c_header(const std::uint8_t* data, std::size_t size, std::string* why = nullptr);
+
+/// Shared by the loaders: refuses a tensor holding NaN or Inf with llm::Error
+/// "<file>: tensor '<name>' element i (row r, column c) is nan", plus `why(i)` when given (the
+/// quantized block's scales, say). `values` is [rows, cols], row-major.
+void refuse_non_finite(const std::string& file, const std::string& tensor, const std::vector<float>& values,
+                       std::size_t cols, const std::function<std::string(std::size_t)>& why = {});
 
 }  // namespace llm

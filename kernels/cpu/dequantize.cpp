@@ -108,4 +108,36 @@ void dequantize(TensorType t, const void* src, float* dst, std::size_t n) {
   }
 }
 
+std::size_t first_non_finite(const float* x, std::size_t n) {
+  // Exponent bits all ones is exactly NaN or Inf; scanning in chunks without an early exit per
+  // element lets the compiler vectorise the test, so a pass costs little next to the load.
+  constexpr std::size_t kChunk = 4096;
+  for (std::size_t begin = 0; begin < n; begin += kChunk) {
+    const std::size_t end = begin + kChunk < n ? begin + kChunk : n;
+    std::uint32_t any = 0;
+    for (std::size_t i = begin; i < end; ++i)
+      any |= static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x[i]) & 0x7F800000u) == 0x7F800000u);
+    if (any == 0) continue;
+    for (std::size_t i = begin; i < end; ++i)
+      if ((std::bit_cast<std::uint32_t>(x[i]) & 0x7F800000u) == 0x7F800000u) return i;
+  }
+  return n;
+}
+
+std::optional<BlockScales> block_scales(TensorType t, const void* src, std::size_t block) {
+  const auto* p = static_cast<const std::uint8_t*>(src) + block * block_bytes(t);
+  switch (t) {
+    case TensorType::Q8_0:
+    case TensorType::Q4_0:
+      return BlockScales{fp16_to_fp32(load_u16(p)), 0.0f, false};
+    case TensorType::Q4_1:
+      return BlockScales{fp16_to_fp32(load_u16(p)), fp16_to_fp32(load_u16(p + 2)), true};
+    case TensorType::F32:
+    case TensorType::F16:
+    case TensorType::BF16:
+      break;
+  }
+  return std::nullopt;
+}
+
 }  // namespace llm::cpu
