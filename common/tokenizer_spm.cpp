@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <queue>
 
+#include "common/error.h"
 #include "common/unicode.h"
 
 namespace llm {
@@ -12,25 +13,44 @@ const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's visible s
 }
 
 SpmTokenizer::SpmTokenizer(Vocabulary vocab) : Tokenizer(std::move(vocab)) {
+  const std::string& src = vocab_.source;
+  if (vocab_.scores.size() != vocab_.pieces.size()) {
+    throw Error(src + ": " + vocab_.field_prefix + "scores has " + std::to_string(vocab_.scores.size()) +
+                " entries but " + vocab_.field_prefix + "tokens has " + std::to_string(vocab_.pieces.size()));
+  }
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
     byte_ids_[b] = find(name);
+    // Without UNK, every byte needs a way in: its byte token, or (ASCII) its own one-character
+    // piece. Bytes from 0x80 up can be parts of characters the vocabulary lacks or invalid UTF-8,
+    // so they need byte tokens.
+    const std::string as_char = (b == ' ') ? kSpace : std::string(1, static_cast<char>(b));
+    if (byte_ids_[b] < 0 && vocab_.unk_id < 0 && (b >= 0x80 || find(as_char) < 0)) {
+      throw Error(src + ": byte " + std::string(name).substr(1, 4) + " has no byte token (" + name +
+                  ") and there is no " + vocab_.field_prefix +
+                  "unknown_token_id: text with that byte could not be encoded");
+    }
   }
 }
 
-std::vector<int> SpmTokenizer::encode(std::string_view text) const {
-  std::vector<int> out;
-  if (text.empty()) return out;
+void SpmTokenizer::encode_into(std::string_view text, std::size_t stop_after, std::vector<int>& out) const {
+  if (text.empty()) return;
   std::string normalized = vocab_.add_space_prefix ? kSpace : std::string();
-  for (char c : text) normalized += (c == ' ') ? kSpace : std::string(1, c);
+  normalized.reserve(normalized.size() + text.size() + text.size() / 4);
+  for (char c : text) {
+    if (c == ' ')
+      normalized += kSpace;
+    else
+      normalized += c;
+  }
   for (const auto& seg : split_special(normalized, /*control_too=*/false)) {
     if (seg.special_id >= 0)
       out.push_back(seg.special_id);
     else
       encode_segment(seg.text, out);
+    if (out.size() > stop_after) return;
   }
-  return out;
 }
 
 void SpmTokenizer::encode_segment(std::string_view text, std::vector<int>& out) const {
@@ -104,8 +124,8 @@ std::string SpmTokenizer::token_bytes(int id, int prev) const {
       return "";
     case TokenKind::Unknown:
       return " \xE2\x81\x87 ";  // " ⁇ ", as llama.cpp shows it
-    case TokenKind::Byte:
-      return std::string(1, static_cast<char>(std::stoi(p.substr(3, 2), nullptr, 16)));
+    case TokenKind::Byte:       // the loader checked the form <0xNN>
+      return std::string(1, static_cast<char>(byte_piece_value(p)));
     default:
       break;
   }
