@@ -21,18 +21,20 @@ Request make_request(const Model& model, const CliOptions& o, const std::string&
   const std::string prompt = o.chat ? apply_chat_template(*model.tokenizer, model.path, text, o.system_prompt) : text;
   Request r;
   r.id = id;
-  r.prompt = model.tokenizer->encode_prompt(prompt);
-  if (r.prompt.empty()) throw Error("request " + id + ": the prompt encodes to no tokens");
   const int ctx = model.config().context_length;
+  // Tokenizing stops as soon as the prompt is known not to fit (ctx ids), so a huge prompt costs
+  // little; a prompt that does not fit then holds ctx ids, which the checks below refuse.
+  r.prompt = model.tokenizer->encode_prompt(prompt, static_cast<std::size_t>(std::max(ctx, 1) - 1));
+  if (r.prompt.empty()) throw Error("request " + id + ": the prompt encodes to no tokens");
   r.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
   if (engine_rejects && static_cast<int>(r.prompt.size()) >= ctx) {
     r.max_new_tokens = max_new;  // the engine refuses it with the reason; the other requests run
     return r;
   }
   if (static_cast<int>(r.prompt.size()) >= ctx) {
-    throw Error("request " + id + ": the prompt is " + std::to_string(r.prompt.size()) +
-                " tokens but the model's context is " + std::to_string(ctx) + " (" + model.path +
-                "): shorten the prompt");
+    throw Error("request " + id + ": the prompt (" + std::to_string(prompt.size()) + " bytes) is at least " +
+                std::to_string(r.prompt.size()) + " tokens but the model's context is " + std::to_string(ctx) + " (" +
+                model.path + "): shorten the prompt");
   }
   r.max_new_tokens = max_new;
   // Compared as room left, not as a sum: prompt + max_new can exceed INT_MAX.
