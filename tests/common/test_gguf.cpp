@@ -225,3 +225,158 @@ TEST_CASE("a file on disk: missing, empty, directory", "[gguf]") {
   CHECK_THROWS_WITH(GGUFFile("/tmp"), Contains("not a regular file"));
   std::remove(empty.c_str());
 }
+
+namespace {
+// Three F32 tensors laid out back to back: a [0, 256), b [256, 384), c [384, 416).
+GGUFWriter three_tensors() {
+  GGUFWriter w;
+  w.add_f32_tensor("a", 2, 32, std::vector<float>(64, 1.0f));
+  w.add_f32_tensor("b", 1, 32, std::vector<float>(32, 2.0f));
+  w.add_f32_tensor("c", 1, 8, std::vector<float>(8, 3.0f));
+  return w;
+}
+}  // namespace
+
+TEST_CASE("tensors whose data overlap are refused, naming both and their ranges", "[gguf]") {
+  SECTION("two at the same offset") {
+    GGUFWriter w = three_tensors();
+    w.set_offset("c", 256);  // c [256, 288) inside b [256, 384)
+    CHECK_THROWS_WITH(parse(w.bytes(), "same.gguf"),
+                      Contains("same.gguf") && Contains("'c' (data bytes [256, 288))") &&
+                          Contains("'b' (data bytes [256, 384))") && Contains("overlap"));
+  }
+  SECTION("all at offset 0") {
+    GGUFWriter w = three_tensors();
+    w.set_offset("b", 0);
+    w.set_offset("c", 0);
+    CHECK_THROWS_WITH(parse(w.bytes(), "zero.gguf"),
+                      Contains("zero.gguf") && Contains("'c' (data bytes [0, 32))") &&
+                          Contains("'b' (data bytes [0, 128))") && Contains("overlap"));
+  }
+  SECTION("partial overlap: one starts before the other ends") {
+    GGUFWriter w = three_tensors();
+    w.set_offset("b", 224);  // b [224, 352) starts inside a [0, 256)
+    CHECK_THROWS_WITH(parse(w.bytes(), "part.gguf"), Contains("part.gguf") && Contains("'a' (data bytes [0, 256))") &&
+                                                         Contains("'b' (data bytes [224, 352))") &&
+                                                         Contains("overlap"));
+  }
+  SECTION("any order and gaps are fine, and the data is read where the infos say") {
+    GGUFWriter w = three_tensors();
+    w.set_offset("a", 160);  // a [160, 416), b [0, 128), gap, c [128, 160)
+    w.set_offset("b", 0);
+    w.set_offset("c", 128);
+    const auto bytes = w.bytes();
+    GGUFFile f = parse(bytes);
+    float x;
+    std::memcpy(&x, f.tensor_data(*f.find_tensor("b")), 4);
+    CHECK(x == 1.0f);  // b's info points at the first bytes of the section, where a's data was written
+  }
+  SECTION("a tensor that ends past the data section") {
+    GGUFWriter w = three_tensors();
+    w.set_offset("c", 416);  // the section holds 416 bytes
+    CHECK_THROWS_WITH(parse(w.bytes(), "out.gguf"),
+                      Contains("out.gguf") && Contains("tensor 'c'") && Contains("32 bytes at data offset 416") &&
+                          Contains("the data section holds 416 bytes"));
+  }
+}
+
+TEST_CASE("the magic: damaged vs another format", "[gguf]") {
+  auto bytes = small_file().bytes();
+  for (const char* magic : {"GGUG", "FUGG", "gguf", "XGUF"}) {
+    INFO(magic);
+    std::memcpy(bytes.data(), magic, 4);
+    CHECK_THROWS_WITH(parse(bytes, "m.gguf"), Contains("m.gguf: damaged GGUF magic") &&
+                                                  Contains("starts with '" + std::string(magic) + "'"));
+  }
+  bytes[0] = 0x7f;
+  std::memcpy(bytes.data() + 1, "ELF", 3);
+  CHECK_THROWS_WITH(parse(bytes, "m.gguf"), Contains("not a GGUF file: magic is '?ELF'"));
+  CHECK(classify_gguf_magic(bytes.data(), 3) == GGUFMagic::kOther);  // too short to say
+}
+
+TEST_CASE("GGUF versions: 0, 1 and 4 are unsupported; only a byte-swapped 2 or 3 is big-endian", "[gguf]") {
+  auto bytes = small_file().bytes();
+  auto with_version = [&](std::uint32_t v) {
+    std::memcpy(bytes.data() + 4, le<std::uint32_t>(v).data(), 4);
+    return bytes;
+  };
+  for (std::uint32_t v : {0u, 1u, 4u, 0x00030000u, 0x01000000u}) {
+    INFO("version " << v);
+    try {
+      parse(with_version(v), "v.gguf");
+      FAIL("accepted");
+    } catch (const llm::Error& e) {
+      const std::string msg = e.what();
+      CHECK_THAT(msg, Contains("v.gguf: unsupported GGUF version " + std::to_string(v) +
+                               " (this reader reads 2 and 3"));
+      CHECK_THAT(msg, !Contains("big-endian"));
+    }
+  }
+  CHECK_THROWS_WITH(parse(with_version(0x02000000u)),
+                    Contains("version field reads 33554432") && Contains("version 2 byte-swapped") &&
+                        Contains("big-endian"));
+}
+
+TEST_CASE("a metadata key of the wrong type is reported as a wrong type", "[gguf]") {
+  GGUFWriter w;
+  w.add_string("llama.context_length", "2048");
+  w.add_u32("str.expected", 7);
+  w.add_i32_array("ints", {1, 2});
+  w.add_raw("big", 10, le<std::uint64_t>(~0ull));
+  std::vector<std::uint8_t> u64s = le<std::uint32_t>(10);
+  for (auto part : {le<std::uint64_t>(2), le<std::uint64_t>(5), le<std::uint64_t>((1ull << 32) + 1)})
+    u64s.insert(u64s.end(), part.begin(), part.end());
+  w.add_raw("ids", 9, u64s);
+  w.add_string_array("names", {"x"});
+  const auto bytes = w.bytes();
+  GGUFFile f = parse(bytes, "t.gguf");
+  CHECK_THROWS_WITH(f.get_int("llama.context_length"),
+                    Contains("t.gguf: metadata key 'llama.context_length' has type STRING, expected an integer"));
+  CHECK_THROWS_WITH(f.get_int("llama.context_length", 5), Contains("has type STRING"));
+  CHECK_THROWS_WITH(f.get_string("str.expected"), Contains("key 'str.expected' has type UINT32, expected STRING"));
+  CHECK_THROWS_WITH(f.get_string("ints"), Contains("key 'ints' has type ARRAY of INT32, expected STRING"));
+  CHECK_THROWS_WITH(f.get_bool("str.expected", false), Contains("has type UINT32, expected BOOL"));
+  CHECK_THROWS_WITH(f.get_float("llama.context_length", 0), Contains("has type STRING, expected FLOAT32"));
+  CHECK_THROWS_WITH(f.get_string_array("ints"), Contains("has type ARRAY of INT32, expected ARRAY of STRING"));
+  CHECK_THROWS_WITH(f.get_int_array("names"), Contains("has type ARRAY of STRING, expected ARRAY of INT32"));
+  CHECK_THROWS_WITH(f.get_float_array("names"), Contains("key 'names' has type ARRAY of STRING"));
+  // Values of the right type but beyond what the caller can hold say so, with the value.
+  CHECK_THROWS_WITH(f.get_int("big"), Contains("key 'big' is 18446744073709551615, beyond the int64 range"));
+  CHECK_THROWS_WITH(f.get_int_array("ids"), Contains("key 'ids' item 1 is 4294967297, outside the int32 range"));
+}
+
+TEST_CASE("header limits are ggml's, and every message says the limit", "[gguf]") {
+  SECTION("a tensor name longer than ggml's 63 bytes") {
+    GGUFWriter w;
+    w.add_f32_tensor(std::string(63, 'n'), 1, 4, {1, 2, 3, 4});
+    CHECK_NOTHROW(parse(w.bytes()));
+    GGUFWriter l;
+    l.add_f32_tensor(std::string(64, 'n'), 1, 4, {1, 2, 3, 4});
+    CHECK_THROWS_WITH(parse(l.bytes(), "n.gguf"),
+                      Contains("n.gguf: tensor info #0") && Contains("is 64 bytes long (ggml's limit is 63)"));
+  }
+  SECTION("n_dims above 4") {
+    GGUFWriter w;
+    w.add_tensor("five", {1, 1, 1, 1, 1}, 0, std::vector<std::uint8_t>(4, 0));
+    CHECK_THROWS_WITH(parse(w.bytes()), Contains("tensor 'five': n_dims is 5 (must be 1..4)"));
+  }
+  SECTION("dimensions whose product passes 2^40 elements") {
+    GGUFWriter w;
+    w.add_tensor("huge", {1ull << 20, 1ull << 21}, 0, {});
+    CHECK_THROWS_WITH(parse(w.bytes()), Contains("tensor 'huge': dimension 1 is 2097152") && Contains("2^40"));
+  }
+  SECTION("counts the file cannot hold") {
+    auto bytes = small_file().bytes();
+    std::memcpy(bytes.data() + 16, le<std::uint64_t>(1ull << 62).data(), 8);
+    CHECK_THROWS_WITH(parse(bytes, "kv.gguf"),
+                      Contains("kv.gguf: metadata_kv_count is 4611686018427387904") && Contains("at most"));
+  }
+  SECTION("general.alignment of the wrong type") {
+    GGUFWriter w;
+    w.add_string("general.alignment", "32");
+    CHECK_THROWS_WITH(parse(w.bytes()), Contains("key 'general.alignment' has type STRING, expected UINT32"));
+    GGUFWriter n;
+    n.add_i32("general.alignment", -32);
+    CHECK_THROWS_WITH(parse(n.bytes()), Contains("general.alignment is -32: must be a power of two"));
+  }
+}

@@ -86,6 +86,24 @@ void GGUFWriter::add_f32_tensor(const std::string& name, std::size_t rows, std::
   add_tensor(name, rows == 1 ? std::vector<std::uint64_t>{cols} : std::vector<std::uint64_t>{cols, rows}, 0, bytes);
 }
 
+GGUFWriter::Tensor& GGUFWriter::find(const std::string& name) {
+  for (auto& t : tensors_)
+    if (t.name == name) return t;
+  throw std::logic_error("GGUFWriter: no tensor " + name);
+}
+
+void GGUFWriter::replace_tensor(const std::string& name, std::uint32_t type_id, const std::vector<std::uint8_t>& data) {
+  Tensor& t = find(name);
+  t.type = type_id;
+  t.data = data;
+}
+
+void GGUFWriter::set_offset(const std::string& name, std::uint64_t offset) {
+  Tensor& t = find(name);
+  t.has_offset = true;
+  t.offset = offset;
+}
+
 std::vector<std::uint8_t> GGUFWriter::bytes(std::uint32_t version) const {
   constexpr std::uint64_t kAlign = 32;
   std::vector<std::uint8_t> out;
@@ -100,7 +118,7 @@ std::vector<std::uint8_t> GGUFWriter::bytes(std::uint32_t version) const {
     put<std::uint32_t>(out, static_cast<std::uint32_t>(t.dims.size()));
     for (auto d : t.dims) put<std::uint64_t>(out, d);
     put<std::uint32_t>(out, t.type);
-    put<std::uint64_t>(out, offset);
+    put<std::uint64_t>(out, t.has_offset ? t.offset : offset);
     offset += (t.data.size() + kAlign - 1) / kAlign * kAlign;
   }
   out.resize((out.size() + kAlign - 1) / kAlign * kAlign, 0);

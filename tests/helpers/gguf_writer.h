@@ -28,6 +28,11 @@ class GGUFWriter {
                   const std::vector<std::uint8_t>& data);
   /// An fp32 tensor [rows, cols] (rows == 1 gives a 1-D tensor).
   void add_f32_tensor(const std::string& name, std::size_t rows, std::size_t cols, const std::vector<float>& data);
+  /// Gives tensor `name` (already added) another type and encoded data; its dims stay.
+  void replace_tensor(const std::string& name, std::uint32_t type_id, const std::vector<std::uint8_t>& data);
+  /// Writes `offset` in tensor `name`'s info instead of where its data really is (the data
+  /// section keeps its layout): for files whose tensors overlap or point outside the section.
+  void set_offset(const std::string& name, std::uint64_t offset);
 
   /// The whole file image.
   std::vector<std::uint8_t> bytes(std::uint32_t version = 3) const;
@@ -39,7 +44,10 @@ class GGUFWriter {
     std::vector<std::uint64_t> dims;
     std::uint32_t type;
     std::vector<std::uint8_t> data;
+    bool has_offset = false;
+    std::uint64_t offset = 0;  ///< written instead of the real one when has_offset
   };
+  Tensor& find(const std::string& name);
   std::vector<std::uint8_t> kv_;
   std::uint64_t n_kv_ = 0;
   std::vector<Tensor> tensors_;
