@@ -2,22 +2,32 @@
 //
 //   bench --model datasets/models/tiny-target.gguf --workload datasets/workloads/short.jsonl
 //
-// Per stage: throughput with every request at t = 0 (repeated, stages in alternating order,
-// medians), TTFT and TPOT at light load, QPS (a sweep of Poisson arrival rates; the highest rate
-// whose p90 TTFT and p90 TPOT meet the SLO), memory (weights, KV allocated and used, peak RSS)
-// and decode bytes/s against this machine's measured memory bandwidth. Each measurement runs in
-// a fresh child process (this executable with --worker), so peak RSS and caches are its own.
-// Writes docs/results/<device>/<name>.json and .md; scripts/plot_bench.py draws the plots.
+// Per stage: throughput with every request at t = 0 (repeated, stages in alternating order; the
+// median of the runs that agree within --noise-factor, more runs when they do not, and a stage
+// whose runs never agree is marked noisy and gets no ratio), TTFT and TPOT at light load, QPS (a
+// sweep of Poisson arrival rates; the highest rate whose p90 TTFT and p90 TPOT meet the SLO),
+// memory (KV allocated and used, the worker's peak RSS above its start) and decode bytes/s
+// against this machine's measured memory bandwidth. Each measurement runs in a fresh child
+// process (this executable with --worker), so peak RSS and caches are its own; a line of
+// progress comes at least every 20 s. Writes <out>/<device>/<name>.json and .md (by default
+// under the build folder's results/, which git ignores; scripts/bench --publish writes
+// docs/results); scripts/plot_bench.py draws the plots.
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cxxopts.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <sstream>
+#include <thread>
 
 #include "common/error.h"
 #include "common/forward.h"
@@ -35,9 +45,11 @@ namespace llm::bench {
 namespace {
 
 struct Options {
-  std::string model, tokenizer, workload, name, out = "docs/results";
+  std::string model, tokenizer, workload, name, out;
   std::vector<std::string> stages;
-  int batch = 16, repeat = 3, max_requests = 0, qps_requests = 16, trace_tokens = 255;
+  int batch = 16, repeat = 3, max_repeat = 8, max_requests = 0, qps_requests = 16, trace_tokens = 255;
+  /// Throughput runs of a stage agree when the fastest is at most this factor above the slowest.
+  double noise_factor = 1.5;
   std::vector<double> qps_fractions;
   std::vector<double> qps_rates;  ///< absolute rates (req/s), the same for every stage; overrides the fractions
   double slo_ttft_ms = 250.0, slo_tpot_ms = 50.0, bandwidth_mib = 512.0;
@@ -75,6 +87,10 @@ std::vector<Request> load_requests(const Model& model, const Options& o, int lim
 }
 
 int worker(const Options& o) {
+  // What the process holds before the stage does anything: the executable and its libraries
+  // (the CUDA libraries too, when the bench links them). Subtracted from the peak, it leaves the
+  // stage's own memory: weights, KV cache, buffers.
+  const std::size_t rss_at_start = current_rss_bytes();
   Model model = load_model(o.model, o.tokenizer);
   const StageEntry& stage = find_stage(o.stage);
   std::vector<Request> reqs;
@@ -104,7 +120,8 @@ int worker(const Options& o) {
     throw Error("--worker " + o.worker + ": expected throughput, rate or trace");
   }
   // The trace must not end early on an end-of-text token.
-  auto engine = make_engine(stage, model, o.batch, /*stop_tokens=*/o.worker != "trace");
+  std::string backend;
+  auto engine = make_engine(stage, model, o.batch, /*stop_tokens=*/o.worker != "trace", &backend);
   // Warm up: threads started, buffers allocated, weights touched.
   Request warm = reqs.front();
   warm.max_new_tokens = std::min(warm.max_new_tokens, 4);
@@ -121,6 +138,8 @@ int worker(const Options& o) {
   json j = metrics_to_json(m);
   j["weight_bytes_per_step"] = weight_bytes_per_step(model.weights);
   j["kv_bytes_per_token"] = kv_bytes_per_token(model.config());
+  j["rss_at_start_bytes"] = rss_at_start;
+  j["backend"] = backend;
   if (o.worker == "trace") {
     j["trace"] = {{"prompt_tokens", results[0].prompt_tokens}, {"token_time_s", results[0].token_time_s}};
   }
@@ -131,20 +150,74 @@ int worker(const Options& o) {
 // ---------------------------------------------------------------------------------------------
 // Orchestrator.
 
-json spawn(const Options& o, const std::string& mode, const std::string& stage, const std::string& extra) {
+std::string clock_text(double seconds) {
+  const long s = std::lround(seconds);
+  char b[32];
+  if (s >= 60) {
+    std::snprintf(b, sizeof b, "%ldm%02lds", s / 60, s % 60);
+  } else {
+    std::snprintf(b, sizeof b, "%lds", s);
+  }
+  return b;
+}
+
+/// What the orchestrator has done so far, for its progress lines.
+struct Progress {
+  Timer total;
+  int done = 0, planned = 0;
+  std::map<std::string, double> last_seconds;  ///< by "<mode> <stage>": how long the last such run took
+};
+
+/// Runs one worker and returns its JSON. While it runs, a line every `kHeartbeatS` says what is
+/// running, for how long, and how long the previous run of its kind took, so that a long
+/// measurement (stage 00 on a long workload: minutes) never leaves the terminal silent.
+constexpr double kHeartbeatS = 20.0;
+
+json spawn(const Options& o, Progress& progress, const std::string& mode, const std::string& stage,
+           const std::string& extra, const std::string& label) {
   std::string cmd = quote(self_path()) + " --worker " + mode + " --stage " + stage + " --model " + quote(o.model) +
-                    " --workload " + quote(o.workload) + " --batch " + std::to_string(o.batch) +
-                    " --max-requests " + std::to_string(o.max_requests) + " --qps-requests " +
-                    std::to_string(o.qps_requests) + " --trace-tokens " + std::to_string(o.trace_tokens) + extra;
+                    " --workload " + quote(o.workload) + " --batch " + std::to_string(o.batch) + " --max-requests " +
+                    std::to_string(o.max_requests) + " --qps-requests " + std::to_string(o.qps_requests) +
+                    " --trace-tokens " + std::to_string(o.trace_tokens) + extra;
   if (!o.tokenizer.empty()) cmd += " --tokenizer " + quote(o.tokenizer);
+  const std::string kind = mode + " " + stage;
+  const auto last = progress.last_seconds.find(kind);
+  const std::string previous =
+      last == progress.last_seconds.end() ? "" : ", the previous one took " + clock_text(last->second);
+  Timer t;
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  std::thread heartbeat([&] {
+    std::unique_lock lock(m);
+    while (!cv.wait_for(lock, std::chrono::duration<double>(kHeartbeatS), [&] { return finished; })) {
+      std::fprintf(stderr, "[bench]   ... %s: running for %s%s (bench %s elapsed, %d/%d measurements done)\n",
+                   label.c_str(), clock_text(t.seconds()).c_str(), previous.c_str(),
+                   clock_text(progress.total.seconds()).c_str(), progress.done, progress.planned);
+    }
+  });
+  auto stop_heartbeat = [&] {
+    {
+      std::lock_guard lock(m);
+      finished = true;
+    }
+    cv.notify_all();
+    heartbeat.join();
+  };
   FILE* p = popen(cmd.c_str(), "r");
-  if (!p) throw Error("bench: cannot start a worker: " + cmd);
+  if (!p) {
+    stop_heartbeat();
+    throw Error("bench: cannot start a worker: " + cmd);
+  }
   std::string out;
   char buf[65536];
   std::size_t got;
   while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, got);
   const int status = pclose(p);
+  stop_heartbeat();
   if (status != 0) throw Error("bench: worker failed (" + cmd + "); its error is above");
+  progress.last_seconds[kind] = t.seconds();
+  progress.done += 1;
   return json::parse(out);
 }
 
@@ -161,7 +234,60 @@ std::string fmt(const char* f, double v) {
   return b;
 }
 
-json summarize(const std::vector<json>& runs, const Bandwidth& bw) {
+/// Which throughput runs of one stage to believe. A busy machine only ever slows a run down, by
+/// any amount, so the runs are sorted and the tightest group of `want` of them is taken: they
+/// agree when its fastest is at most `factor` times its slowest.
+struct Agreement {
+  std::vector<std::size_t> runs;  ///< indices of the agreeing runs (every run when none agree)
+  double lo = 0.0, hi = 0.0;      ///< tokens/s range of those runs
+  bool agree = false;
+};
+
+Agreement agreement(const std::vector<double>& tps, int want, double factor) {
+  Agreement a;
+  if (tps.empty()) return a;
+  std::vector<std::size_t> order(tps.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return tps[x] < tps[y]; });
+  const std::size_t w = std::min(static_cast<std::size_t>(std::max(want, 1)), tps.size());
+  std::size_t best = 0;
+  double best_ratio = INFINITY;
+  for (std::size_t start = 0; start + w <= order.size(); ++start) {
+    const double lo = tps[order[start]], hi = tps[order[start + w - 1]];
+    const double ratio = lo > 0.0 ? hi / lo : INFINITY;
+    if (ratio < best_ratio) {
+      best_ratio = ratio;
+      best = start;
+    }
+  }
+  a.agree = best_ratio <= factor;
+  if (a.agree) {
+    a.runs.assign(order.begin() + static_cast<std::ptrdiff_t>(best),
+                  order.begin() + static_cast<std::ptrdiff_t>(best + w));
+  } else {
+    a.runs = order;
+  }
+  a.lo = tps[a.runs.front()];
+  a.hi = tps[a.runs.front()];
+  for (std::size_t i : a.runs) {
+    a.lo = std::min(a.lo, tps[i]);
+    a.hi = std::max(a.hi, tps[i]);
+  }
+  return a;
+}
+
+std::vector<double> tokens_per_s(const std::vector<json>& runs) {
+  std::vector<double> v;
+  for (const auto& r : runs) v.push_back(r["tokens_per_s"].get<double>());
+  return v;
+}
+
+/// The medians over the runs that agree (all of them when none do), and the spread.
+json summarize(const std::vector<json>& all, const Options& o) {
+  const std::vector<double> tps = tokens_per_s(all);
+  const Agreement a = agreement(tps, o.repeat, o.noise_factor);
+  std::vector<json> runs;
+  for (std::size_t i : a.runs) runs.push_back(all[i]);
   auto med = [&](auto get) {
     std::vector<double> v;
     for (const auto& r : runs) v.push_back(get(r));
@@ -169,27 +295,39 @@ json summarize(const std::vector<json>& runs, const Bandwidth& bw) {
   };
   json s;
   s["tokens_per_s"] = med([](const json& r) { return r["tokens_per_s"].get<double>(); });
+  s["spread"] = {{"agree", a.agree},
+                 {"factor", o.noise_factor},
+                 {"runs", all.size()},
+                 {"agreeing_runs", a.agree ? a.runs.size() : 0},
+                 {"min_tokens_per_s", a.lo},
+                 {"max_tokens_per_s", a.hi},
+                 {"all_min_tokens_per_s", *std::min_element(tps.begin(), tps.end())},
+                 {"all_max_tokens_per_s", *std::max_element(tps.begin(), tps.end())}};
   s["wall_s"] = med([](const json& r) { return r["wall_s"].get<double>(); });
   s["ttft_mean_s"] = med([](const json& r) { return r["ttft_s"]["mean"].get<double>(); });
   s["ttft_p50_s"] = med([](const json& r) { return r["ttft_s"]["p50"].get<double>(); });
   s["tpot_mean_s"] = med([](const json& r) { return r["tpot_s"]["mean"].get<double>(); });
   s["peak_rss_bytes"] = med([](const json& r) { return r["peak_rss_bytes"].get<double>(); });
+  s["rss_at_start_bytes"] = med([](const json& r) { return r["rss_at_start_bytes"].get<double>(); });
+  s["peak_rss_above_start_bytes"] =
+      med([](const json& r) { return r["peak_rss_bytes"].get<double>() - r["rss_at_start_bytes"].get<double>(); });
   s["kv_bytes_allocated"] = med([](const json& r) { return r["engine"]["kv_bytes_allocated"].get<double>(); });
   s["kv_bytes_used"] = med([](const json& r) { return r["engine"]["kv_bytes_used"].get<double>(); });
-  const double decode_gbps = med([](const json& r) {
+  s["decode_gbps"] = med([](const json& r) {
     const double secs = r["engine"]["decode_seconds"].get<double>();
     return secs > 0 ? r["engine"]["decode_bytes"].get<double>() / secs / 1e9 : 0.0;
   });
-  s["decode_gbps"] = decode_gbps;
-  s["decode_share_of_read_bw"] = bw.read_gbps > 0 ? decode_gbps / bw.read_gbps : 0.0;
-  s["slot_steps"] = runs.front()["engine"]["slot_steps"];
-  s["preemptions"] = runs.front()["engine"]["preemptions"];
-  s["prefill_tokens"] = runs.front()["engine"]["prefill_tokens"];
-  s["prefix_hit_tokens"] = runs.front()["engine"]["prefix_hit_tokens"];
-  s["wasted_slot_steps"] = runs.front()["engine"]["wasted_slot_steps"];
-  s["generated_tokens"] = runs.front()["generated_tokens"];
-  s["requests"] = runs.front()["requests"].size();
-  s["weight_bytes"] = runs.front()["weight_bytes"];
+  const json& first = runs.front();
+  s["weight_bytes_per_step"] = first["weight_bytes_per_step"];
+  s["backend"] = first["backend"];
+  s["slot_steps"] = first["engine"]["slot_steps"];
+  s["preemptions"] = first["engine"]["preemptions"];
+  s["prefill_tokens"] = first["engine"]["prefill_tokens"];
+  s["prefix_hit_tokens"] = first["engine"]["prefix_hit_tokens"];
+  s["wasted_slot_steps"] = first["engine"]["wasted_slot_steps"];
+  s["generated_tokens"] = first["generated_tokens"];
+  s["requests"] = first["requests"].size();
+  s["weight_bytes"] = first["weight_bytes"];
   return s;
 }
 
@@ -203,81 +341,175 @@ std::string qps_cell(const json& s) {
   return fmt("%.2f", best);
 }
 
+/// "4411 (4386-4503)"; "**noisy**: 1286 (40-1727 over 7 runs)" when no `repeat` runs agreed.
+std::string throughput_cell(const json& m, int repeat) {
+  const json& sp = m["spread"];
+  const std::string median = fmt("%.0f", m["tokens_per_s"].get<double>());
+  const long runs = sp["runs"].get<long>();
+  if (!sp["agree"].get<bool>()) {
+    return "**noisy**: " + median + " (" + fmt("%.0f", sp["all_min_tokens_per_s"].get<double>()) + "–" +
+           fmt("%.0f", sp["all_max_tokens_per_s"].get<double>()) + " over " + std::to_string(runs) + " runs)";
+  }
+  if (runs == 1) return median;
+  std::string cell = median + " (" + fmt("%.0f", sp["min_tokens_per_s"].get<double>()) + "–" +
+                     fmt("%.0f", sp["max_tokens_per_s"].get<double>());
+  if (runs > repeat)
+    cell += "; " + std::to_string(sp["agreeing_runs"].get<long>()) + " of " + std::to_string(runs) + " runs";
+  return cell + ")";
+}
+
+bool noisy(const json& stage) {
+  return !stage["median"]["spread"]["agree"].get<bool>();
+}
+
 std::string markdown(const json& r) {
+  const double mib = 1 << 20;
+  const int repeat = r["repeat"].get<int>();
+  const double factor = r["noise_factor"].get<double>();
+  const json& dev = r["device"];
+  const double read_gbps = dev["read_gbps"].get<double>();
+  const double l3 = dev["l3_bytes"].get<double>();
   std::string md;
-  md += "**" + r["workload"]["path"].get<std::string>() + "** (" + std::to_string(r["workload"]["requests"].get<int>()) +
-        " requests) on **" + r["model"]["path"].get<std::string>() + "** (" + r["model"]["summary"].get<std::string>() +
-        ")  \n";
-  md += "Device: " + r["device"]["name"].get<std::string>() + ", measured read bandwidth " +
-        fmt("%.1f GB/s", r["device"]["read_gbps"].get<double>()) + ", copy " +
-        fmt("%.1f GB/s", r["device"]["copy_gbps"].get<double>()) + ". Commit " + r["commit"].get<std::string>() + ", " +
-        r["date"].get<std::string>() + ". Medians of " + std::to_string(r["repeat"].get<int>()) +
-        " runs; stage 02 with batch " + std::to_string(r["batch"].get<int>()) +
-        ". Decode GB/s above the read bandwidth means the weights were served from cache.  \n";
+  md += "**" + r["workload"]["path"].get<std::string>() + "** (" +
+        std::to_string(r["workload"]["requests"].get<int>()) + " requests) on **" +
+        r["model"]["path"].get<std::string>() + "** (" + r["model"]["summary"].get<std::string>() + ")  \n";
+  md += "Device: " + dev["name"].get<std::string>() + ", measured read bandwidth " + fmt("%.1f GB/s", read_gbps) +
+        ", copy " + fmt("%.1f GB/s", dev["copy_gbps"].get<double>()) + " (" +
+        std::to_string(dev["bandwidth_threads"].get<int>()) +
+        " threads, best of the probes before and after the runs)" +
+        (l3 > 0 ? ", last-level cache " + fmt("%.0f MiB", l3 / mib) : std::string()) + ". Commit " +
+        r["commit"].get<std::string>() + ", " + r["date"].get<std::string>() + ". Batching stages with batch " +
+        std::to_string(r["batch"].get<int>()) + ".  \n";
+  md += "Throughput: the median of " + std::to_string(repeat) + " runs per stage that agree within " +
+        fmt("%.2gx", factor) +
+        " (fastest / slowest; their range in brackets). When they do not, the stage runs again, up to " +
+        std::to_string(r["max_repeat"].get<int>()) + " runs; a stage that still has no " + std::to_string(repeat) +
+        " agreeing runs is marked **noisy** and no ratio is given against it.  \n";
   if (r["stages"].front().contains("qps")) {
     const bool fixed = r.contains("qps_rates") && !r["qps_rates"].empty();
     md += "TTFT and TPOT at light load (Poisson arrivals at the sweep's lowest rate, " +
           fmt("%.2f req/s", r["stages"].front()["light_load"]["rate"].get<double>()) +
           (fixed ? ", the same for every stage" : "") + "); QPS (requests/s): the highest Poisson rate tried, " +
-          (fixed ? std::string("of ") + r["qps_rates"].dump() + ",": std::string("at 1/4 to 4x each stage's own capacity,")) +
-          " whose p90 TTFT <= " +
-          fmt("%.0f ms", r["slo"]["ttft_ms"].get<double>()) + " and p90 TPOT <= " +
-          fmt("%.0f ms", r["slo"]["tpot_ms"].get<double>()) + ".\n\n";
+          (fixed ? std::string("of ") + r["qps_rates"].dump() + ","
+                 : std::string("at 1/4 to 4x each stage's own capacity,")) +
+          " whose p90 TTFT <= " + fmt("%.0f ms", r["slo"]["ttft_ms"].get<double>()) +
+          " and p90 TPOT <= " + fmt("%.0f ms", r["slo"]["tpot_ms"].get<double>()) + " (one run per rate).\n\n";
   } else {
-    md += "No QPS sweep in this run: TTFT and TPOT are those of the throughput run, every request queued at t = 0 "
-          "(so TTFT includes the wait for the requests ahead).\n\n";
+    md +=
+        "No QPS sweep in this run: TTFT and TPOT are those of the throughput run, every request queued at t = 0 "
+        "(so TTFT includes the wait for the requests ahead).\n\n";
   }
-  md += "| stage | what changed | throughput (tok/s) | vs 00 | vs previous | TTFT p50 / mean (ms) | TPOT mean (ms) | QPS at SLO "
-        "| decode GB/s (share of read BW) | KV used / allocated (MiB) | wasted slot-steps | peak RSS (MiB) |\n";
+  const json& stages = r["stages"];
+  const std::string base_id = stages.front()["id"].get<std::string>();
+  md += "| stage | what changed | throughput (tok/s) | vs " + base_id +
+        " | vs previous | TTFT p50 / mean (ms) | TPOT mean (ms) | QPS at SLO | decode GB/s (share of read BW) | KV "
+        "used / "
+        "allocated (MiB) | wasted slot-steps | peak RSS above start (MiB) |\n";
   md += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-  double base = 0.0, prev = 0.0;
-  for (const auto& s : r["stages"]) {
+  bool in_cache = false, above_probe = false;
+  double start_rss = 0.0;
+  std::string backends;
+  for (std::size_t k = 0; k < stages.size(); ++k) {
+    const json& s = stages[k];
     const json& m = s["median"];
     const double tps = m["tokens_per_s"].get<double>();
-    if (base == 0.0) base = tps;
+    auto ratio = [&](const json& against) {
+      if (noisy(s) || noisy(against)) return std::string("n/a (noisy)");
+      return fmt("%.1fx", tps / against["median"]["tokens_per_s"].get<double>());
+    };
     // Without a QPS sweep, the latencies of the throughput run (all requests queued at t = 0).
     const json lat = s.contains("light_load") ? s["light_load"]
                                               : json{{"ttft_mean_s", m["ttft_mean_s"]},
                                                      {"ttft_p50_s", m["ttft_p50_s"]},
                                                      {"tpot_mean_s", m["tpot_mean_s"]}};
     auto ms = [&](const char* key) { return fmt("%.1f", lat[key].get<double>() * 1e3); };
-    const double mib = 1 << 20;
     const double gbps = m["decode_gbps"].get<double>();
-    md += "| " + s["stage"].get<std::string>() + " | " + s["what"].get<std::string>() + " | " + fmt("%.0f", tps) +
-          " | " + fmt("%.1fx", tps / base) + " | " + (prev > 0 ? fmt("%.1fx", tps / prev) : std::string("-")) + " | " +
-          ms("ttft_p50_s") + " / " + ms("ttft_mean_s") + " | " + ms("tpot_mean_s") + " | " +
-          qps_cell(s) + " | " +
-          (gbps > 0 ? fmt("%.1f", gbps) + fmt(" (%.0f%%)", 100.0 * m["decode_share_of_read_bw"].get<double>())
-                    : std::string("-")) +
-          " | " +
+    std::string bw_cell = "-";
+    if (gbps > 0) {
+      bw_cell = fmt("%.1f", gbps) + fmt(" (%.0f%%", 100.0 * gbps / read_gbps);
+      const double step_bytes = m["weight_bytes_per_step"].get<double>();
+      if (l3 > 0 && step_bytes <= l3) {
+        bw_cell += " †";
+        in_cache = true;
+      } else if (gbps > read_gbps) {
+        bw_cell += " ‡";
+        above_probe = true;
+      }
+      bw_cell += ")";
+    }
+    std::string what = s["what"].get<std::string>();
+    const std::string backend = m["backend"].get<std::string>();
+    if (s["id"].get<std::string>().rfind("04", 0) == 0) {
+      what += "; ran on the " + backend.substr(0, backend.find(' ')) + " backend";
+      backends += "- " + s["stage"].get<std::string>() + " ran on: " + backend + ".\n";
+    }
+    start_rss = std::max(start_rss, m["rss_at_start_bytes"].get<double>());
+    md += "| " + s["stage"].get<std::string>() + " | " + what + " | " + throughput_cell(m, repeat) + " | " +
+          (k == 0 ? std::string("1.0x") : ratio(stages.front())) + " | " +
+          (k == 0 ? std::string("-") : ratio(stages[k - 1])) + " | " + ms("ttft_p50_s") + " / " + ms("ttft_mean_s") +
+          " | " + ms("tpot_mean_s") + " | " + qps_cell(s) + " | " + bw_cell + " | " +
           (m["kv_bytes_allocated"].get<double>() > 0
                ? fmt("%.2f", m["kv_bytes_used"].get<double>() / mib) + " / " +
                      fmt("%.2f", m["kv_bytes_allocated"].get<double>() / mib) +
-                     fmt(" (%.1f%% unused)", 100.0 * (1.0 - m["kv_bytes_used"].get<double>() /
-                                                                 m["kv_bytes_allocated"].get<double>()))
+                     fmt(" (%.1f%% unused)",
+                         100.0 * (1.0 - m["kv_bytes_used"].get<double>() / m["kv_bytes_allocated"].get<double>()))
                : std::string("-")) +
           " | " +
-          (m["slot_steps"].get<long>() > 0
-               ? std::to_string(m["wasted_slot_steps"].get<long>()) + " of " + std::to_string(m["slot_steps"].get<long>())
-               : std::string("-")) +
-          " | " + fmt("%.0f", m["peak_rss_bytes"].get<double>() / mib) + " |\n";
-    prev = tps;
+          (m["slot_steps"].get<long>() > 0 ? std::to_string(m["wasted_slot_steps"].get<long>()) + " of " +
+                                                 std::to_string(m["slot_steps"].get<long>())
+                                           : std::string("-")) +
+          " | " + fmt("%.0f", m["peak_rss_above_start_bytes"].get<double>() / mib) + " |\n";
   }
-  // What the paged stages count besides.
+  // What the columns measured, and what the paged stages count besides.
   std::string notes;
-  for (const auto& s : r["stages"]) {
+  notes +=
+      "- Peak RSS above start: the worker process's peak resident memory minus what it held when it started (" +
+      fmt("%.0f MiB", start_rss / mib) +
+      ": the executable and its libraries, CUDA's too when the bench links them), so the stage's own weights (fp32 "
+      "after loading), KV cache and buffers.\n";
+  if (in_cache)
+    notes += "- †: the weights one decode step reads fit in the " + fmt("%.0f MiB", l3 / mib) +
+             " last-level cache, so decode can read them from there, faster than the DRAM bandwidth measured.\n";
+  if (above_probe)
+    notes +=
+        "- ‡: more than the measured read bandwidth although a step's weights cannot fit in the cache: the probe "
+        "read slower than the stage did (the machine was probably busy while it ran); the share is not "
+        "reliable.\n";
+  notes += backends;
+  for (const auto& s : stages) {
     const json& m = s["median"];
-    if (!m.contains("prefill_tokens") || m["prefill_tokens"].get<long>() + m["prefix_hit_tokens"].get<long>() == 0) continue;
+    if (!m.contains("prefill_tokens") || m["prefill_tokens"].get<long>() + m["prefix_hit_tokens"].get<long>() == 0)
+      continue;
     const long hit = m["prefix_hit_tokens"].get<long>(), prompt = hit + m["prefill_tokens"].get<long>();
     notes += "- " + s["stage"].get<std::string>() + ": prefix cache served " + std::to_string(hit) + " of " +
-             std::to_string(prompt) + " prompt tokens" + fmt(" (%.0f%%)", 100.0 * static_cast<double>(hit) / static_cast<double>(prompt)) +
-             "; " + std::to_string(m["preemptions"].get<long>()) + " preemptions (throughput run).\n";
+             std::to_string(prompt) + " prompt tokens" +
+             fmt(" (%.0f%%)", 100.0 * static_cast<double>(hit) / static_cast<double>(prompt)) + "; " +
+             std::to_string(m["preemptions"].get<long>()) + " preemptions (throughput run).\n";
   }
-  if (!notes.empty()) md += "\n" + notes;
+  md += "\n" + notes;
   return md;
 }
 
-int orchestrate(const Options& o, const std::string& command) {
+/// "<workload>-<model>", then "-s02-03" when --stages was given and a short hash of every other
+/// option that differs from its default, so that runs of different kinds never share a name.
+std::string default_name(const Options& o, const std::string& options_key) {
+  std::string name =
+      std::filesystem::path(o.workload).stem().string() + "-" + std::filesystem::path(o.model).stem().string();
+  if (!o.stages.empty()) {
+    name += "-s";
+    for (std::size_t i = 0; i < o.stages.size(); ++i) name += (i ? "-" : "") + o.stages[i];
+  }
+  if (!options_key.empty()) {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : options_key) h = (h ^ c) * 1099511628211ull;
+    char b[16];
+    std::snprintf(b, sizeof b, "-%06llx", static_cast<unsigned long long>(h & 0xffffff));
+    name += b;
+  }
+  return name;
+}
+
+int orchestrate(const Options& o, const std::string& command, const std::string& options_key) {
   std::vector<StageEntry> chosen;
   for (const auto& s : o.stages) chosen.push_back(find_stage(s));
   if (chosen.empty())
@@ -285,54 +517,83 @@ int orchestrate(const Options& o, const std::string& command) {
       if (!s.variant) chosen.push_back(s);
   Model model = load_model(o.model, o.tokenizer);  // fail early on a bad model, and describe it
   const auto requests = load_requests(model, o, o.max_requests);
+  const std::string name = o.name.empty() ? default_name(o, options_key) : o.name;
+  for (char c : name)
+    if (c == '/' || c == '\'' || c == '\0') throw Error("--name '" + name + "': must not contain '/' or quotes");
+  const HostInfo host = host_info();
+  const std::filesystem::path dir = std::filesystem::path(o.out) / host.device_id;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error("--out " + o.out + ": cannot create " + dir.string() + ": " + ec.message());
 
+  Progress progress;
+  progress.planned = static_cast<int>(chosen.size()) * o.repeat;
+  if (o.qps)
+    progress.planned +=
+        static_cast<int>(chosen.size() * (o.qps_rates.empty() ? o.qps_fractions.size() : o.qps_rates.size()));
+  if (o.trace_tokens > 0)
+    for (const auto& st : chosen) progress.planned += st.batches ? 0 : 1;
+
+  std::fprintf(stderr, "[bench] %s: %zu stages, %d measurements planned; results go to %s\n", name.c_str(),
+               chosen.size(), progress.planned, dir.c_str());
   std::fprintf(stderr, "[bench] measuring memory bandwidth (%.0f MiB buffers)...\n", o.bandwidth_mib);
-  const Bandwidth bw = measure_bandwidth(o.bandwidth_mib);
-  std::fprintf(stderr, "[bench] read %.1f GB/s, copy %.1f GB/s\n", bw.read_gbps, bw.copy_gbps);
+  Bandwidth bw = measure_bandwidth(o.bandwidth_mib);
+  std::fprintf(stderr, "[bench] read %.1f GB/s, copy %.1f GB/s (%d threads)\n", bw.read_gbps, bw.copy_gbps, bw.threads);
 
   json result;
-  const HostInfo host = host_info();
-  const std::string name =
-      o.name.empty() ? std::filesystem::path(o.workload).stem().string() + "-" + std::filesystem::path(o.model).stem().string()
-                     : o.name;
   result["name"] = name;
   result["date"] = host.date;
   result["commit"] = host.commit;
   result["command"] = command;
-  result["device"] = {{"name", host.cpu_name + ", " + std::to_string(host.threads) + " threads"},
-                      {"id", host.device_id},
-                      {"read_gbps", bw.read_gbps},
-                      {"copy_gbps", bw.copy_gbps},
-                      {"bandwidth_buffer_mib", bw.buffer_mib},
-                      {"gpu", stage04::cuda_device_name()}};  // "" without one; stage 04 runs there
   result["model"] = {{"path", o.model}, {"summary", model.config().summary()}, {"weight_bytes", model.weights.bytes()}};
   long new_tokens = 0;
   for (const auto& r : requests) new_tokens += r.max_new_tokens;
-  result["workload"] = {{"path", o.workload},
-                        {"requests", static_cast<int>(requests.size())},
-                        {"max_new_tokens_total", new_tokens}};
+  result["workload"] = {
+      {"path", o.workload}, {"requests", static_cast<int>(requests.size())}, {"max_new_tokens_total", new_tokens}};
   result["batch"] = o.batch;
   result["repeat"] = o.repeat;
+  result["max_repeat"] = o.max_repeat;
+  result["noise_factor"] = o.noise_factor;
   result["slo"] = {{"ttft_ms", o.slo_ttft_ms}, {"tpot_ms", o.slo_tpot_ms}};
   result["qps_rates"] = o.qps_rates;
   result["qps_requests"] = o.qps_requests;
 
-  // Throughput: repeat, alternating the order of the stages so that drift hits them all alike.
+  // Throughput: repeat, alternating the order of the stages so that drift hits them all alike;
+  // then more runs, one per round, for the stages whose runs do not yet agree.
   std::vector<std::vector<json>> runs(chosen.size());
-  for (int rep = 0; rep < o.repeat; ++rep) {
-    for (std::size_t k = 0; k < chosen.size(); ++k) {
-      const std::size_t i = rep % 2 == 0 ? k : chosen.size() - 1 - k;
-      Timer t;
-      json run = spawn(o, "throughput", chosen[i].id, "");
-      std::fprintf(stderr, "[bench] repeat %d/%d  stage %-20s %9.1f tokens/s  (%.1f s)\n", rep + 1, o.repeat,
-                   chosen[i].name.c_str(), run["tokens_per_s"].get<double>(), t.seconds());
-      runs[i].push_back(std::move(run));
+  auto measure = [&](std::size_t i) {
+    const std::string label = "stage " + chosen[i].name + " throughput run " + std::to_string(runs[i].size() + 1);
+    json run = spawn(o, progress, "throughput", chosen[i].id, "", label);
+    std::fprintf(stderr, "[bench] %-60s %9.1f tokens/s  (%s; %s elapsed, %d/%d)\n", label.c_str(),
+                 run["tokens_per_s"].get<double>(),
+                 clock_text(progress.last_seconds["throughput " + chosen[i].id]).c_str(),
+                 clock_text(progress.total.seconds()).c_str(), progress.done, progress.planned);
+    runs[i].push_back(std::move(run));
+  };
+  for (int rep = 0; rep < o.repeat; ++rep)
+    for (std::size_t k = 0; k < chosen.size(); ++k) measure(rep % 2 == 0 ? k : chosen.size() - 1 - k);
+  for (int round = 0;; ++round) {
+    std::vector<std::size_t> disagree;
+    for (std::size_t i = 0; i < chosen.size(); ++i) {
+      const Agreement a = agreement(tokens_per_s(runs[i]), o.repeat, o.noise_factor);
+      if (a.agree || static_cast<int>(runs[i].size()) >= o.max_repeat) continue;
+      std::fprintf(stderr,
+                   "[bench] stage %s: no %d of its %zu runs agree within %.2gx (%.0f-%.0f tokens/s): one more run\n",
+                   chosen[i].name.c_str(), o.repeat, runs[i].size(), o.noise_factor, a.lo, a.hi);
+      disagree.push_back(i);
     }
+    if (disagree.empty()) break;
+    progress.planned += static_cast<int>(disagree.size());
+    if (round % 2 == 1) std::reverse(disagree.begin(), disagree.end());
+    for (std::size_t i : disagree) measure(i);
   }
   result["stages"] = json::array();
   for (std::size_t i = 0; i < chosen.size(); ++i) {
-    json s = {{"stage", chosen[i].name}, {"what", chosen[i].what}};
-    s["median"] = summarize(runs[i], bw);
+    json s = {{"id", chosen[i].id}, {"stage", chosen[i].name}, {"what", chosen[i].what}};
+    s["median"] = summarize(runs[i], o);
+    if (!s["median"]["spread"]["agree"].get<bool>())
+      std::fprintf(stderr, "[bench] stage %s is noisy: its runs never agreed within %.2gx; no ratio is given for it\n",
+                   chosen[i].name.c_str(), o.noise_factor);
     s["runs"] = runs[i];
     for (auto& run : s["runs"]) run.erase("requests");
     // QPS: rates as fractions of this stage's measured capacity (requests per second).
@@ -344,16 +605,21 @@ int orchestrate(const Options& o, const std::string& command) {
       json sweep = json::array();
       double best = 0.0;
       for (double rate : rates) {
-        Timer t;
-        json run = spawn(o, "rate", chosen[i].id, " --rate " + fmt("%.6f", rate));
+        const std::string label = "stage " + chosen[i].name + " at " + fmt("%.2f", rate) + " req/s";
+        json run = spawn(o, progress, "rate", chosen[i].id, " --rate " + fmt("%.6f", rate), label);
         const double ttft = run["ttft_s"]["p90"].get<double>(), tpot = run["tpot_s"]["p90"].get<double>();
         const bool ok = ttft * 1e3 <= o.slo_ttft_ms && tpot * 1e3 <= o.slo_tpot_ms;
         if (ok) best = std::max(best, rate);
-        std::fprintf(stderr, "[bench] stage %-20s rate %7.2f req/s: p90 TTFT %8.1f ms, p90 TPOT %6.1f ms %s (%.1f s)\n",
-                     chosen[i].name.c_str(), rate, ttft * 1e3, tpot * 1e3, ok ? "meets SLO" : "misses SLO",
-                     t.seconds());
-        sweep.push_back({{"rate", rate}, {"p90_ttft_s", ttft}, {"p90_tpot_s", tpot}, {"meets_slo", ok},
-                         {"ttft_mean_s", run["ttft_s"]["mean"]}, {"ttft_p50_s", run["ttft_s"]["p50"]},
+        std::fprintf(stderr, "[bench] %-45s p90 TTFT %8.1f ms, p90 TPOT %6.1f ms %s (%s; %s elapsed, %d/%d)\n",
+                     label.c_str(), ttft * 1e3, tpot * 1e3, ok ? "meets SLO" : "misses SLO",
+                     clock_text(progress.last_seconds["rate " + chosen[i].id]).c_str(),
+                     clock_text(progress.total.seconds()).c_str(), progress.done, progress.planned);
+        sweep.push_back({{"rate", rate},
+                         {"p90_ttft_s", ttft},
+                         {"p90_tpot_s", tpot},
+                         {"meets_slo", ok},
+                         {"ttft_mean_s", run["ttft_s"]["mean"]},
+                         {"ttft_p50_s", run["ttft_s"]["p50"]},
                          {"tpot_mean_s", run["tpot_s"]["mean"]}});
       }
       s["qps"] = {{"capacity_rps", capacity}, {"sweep", sweep}, {"max_rate_meeting_slo", best}};
@@ -370,10 +636,10 @@ int orchestrate(const Options& o, const std::string& command) {
     result["trace"] = json::array();
     for (const auto& st : chosen) {
       if (st.batches) continue;
-      Timer t;
-      json run = spawn(o, "trace", st.id, "");
-      std::fprintf(stderr, "[bench] trace of stage %s: %zu tokens (%.1f s)\n", st.name.c_str(),
-                   run["trace"]["token_time_s"].size(), t.seconds());
+      json run = spawn(o, progress, "trace", st.id, "", "trace of stage " + st.name);
+      std::fprintf(stderr, "[bench] trace of stage %s: %zu tokens (%s; %s elapsed)\n", st.name.c_str(),
+                   run["trace"]["token_time_s"].size(), clock_text(progress.last_seconds["trace " + st.id]).c_str(),
+                   clock_text(progress.total.seconds()).c_str());
       result["trace"].push_back({{"stage", st.name},
                                  {"prompt_tokens", run["trace"]["prompt_tokens"]},
                                  {"token_time_s", run["trace"]["token_time_s"]},
@@ -382,13 +648,35 @@ int orchestrate(const Options& o, const std::string& command) {
     }
   }
 
-  const std::filesystem::path dir = std::filesystem::path(o.out) / host.device_id;
-  std::filesystem::create_directories(dir);
+  // A second probe at the end: one taken while something else held the machine reads low, and
+  // every decode share would then read high.
+  const Bandwidth after = measure_bandwidth(o.bandwidth_mib);
+  std::fprintf(stderr, "[bench] bandwidth again: read %.1f GB/s, copy %.1f GB/s\n", after.read_gbps, after.copy_gbps);
+  result["device"] = {{"name", host.cpu_name + ", " + std::to_string(host.threads) + " threads"},
+                      {"id", host.device_id},
+                      {"read_gbps", std::max(bw.read_gbps, after.read_gbps)},
+                      {"copy_gbps", std::max(bw.copy_gbps, after.copy_gbps)},
+                      {"read_gbps_probes", {bw.read_gbps, after.read_gbps}},
+                      {"bandwidth_buffer_mib", bw.buffer_mib},
+                      {"bandwidth_threads", bw.threads},
+                      {"l3_bytes", host.l3_bytes},
+                      {"gpu", stage04::cuda_device_name()}};  // "" without one; stage 04 runs there
+  for (auto& s : result["stages"]) {
+    s["median"]["decode_share_of_read_bw"] =
+        s["median"]["decode_gbps"].get<double>() / std::max(1e-9, result["device"]["read_gbps"].get<double>());
+  }
+
   const std::string md = markdown(result);
-  std::ofstream(dir / (name + ".json")) << result.dump(1) << "\n";
-  std::ofstream(dir / (name + ".md")) << md;
+  auto write = [&](const std::filesystem::path& path, const std::string& text) {
+    std::ofstream f(path);
+    f << text;
+    if (!f) throw Error("--out " + o.out + ": cannot write " + path.string());
+  };
+  write(dir / (name + ".json"), result.dump(1) + "\n");
+  write(dir / (name + ".md"), md);
   std::cout << md;
-  std::fprintf(stderr, "[bench] wrote %s and %s\n", (dir / (name + ".json")).c_str(), (dir / (name + ".md")).c_str());
+  std::fprintf(stderr, "[bench] wrote %s and %s in %s\n", (dir / (name + ".json")).c_str(),
+               (dir / (name + ".md")).c_str(), clock_text(progress.total.seconds()).c_str());
   return 0;
 }
 
@@ -403,7 +691,9 @@ int run(int argc, char** argv) {
     ("workload", "JSONL requests", cxxopts::value(o.workload))
     ("stages", "comma-separated stage ids (default: all)", cxxopts::value(stages_arg))
     ("batch", "batch size of the batching stages", cxxopts::value(o.batch)->default_value("16"))
-    ("repeat", "throughput runs per stage (median)", cxxopts::value(o.repeat)->default_value("3"))
+    ("repeat", "throughput runs per stage that must agree (median)", cxxopts::value(o.repeat)->default_value("3"))
+    ("max-repeat", "at most this many throughput runs per stage when its runs disagree", cxxopts::value(o.max_repeat)->default_value("8"))
+    ("noise-factor", "runs agree when the fastest is at most this factor above the slowest", cxxopts::value(o.noise_factor)->default_value("1.5"))
     ("max-requests", "use only the first N requests (0 = all)", cxxopts::value(o.max_requests)->default_value("0"))
     ("qps-requests", "requests per QPS-sweep run", cxxopts::value(o.qps_requests)->default_value("16"))
     ("qps-fractions", "sweep rates as fractions of each stage's capacity", cxxopts::value(fractions_arg)->default_value("0.25,0.5,1,2,4"))
@@ -413,8 +703,8 @@ int run(int argc, char** argv) {
     ("slo-tpot-ms", "SLO on p90 TPOT", cxxopts::value(o.slo_tpot_ms)->default_value("50"))
     ("trace-tokens", "tokens generated for the latency-vs-position trace (0 = none)", cxxopts::value(o.trace_tokens)->default_value("255"))
     ("bandwidth-mib", "buffer size of the bandwidth measurement", cxxopts::value(o.bandwidth_mib)->default_value("512"))
-    ("name", "result name (default: <workload>-<model>)", cxxopts::value(o.name))
-    ("out", "results folder", cxxopts::value(o.out)->default_value("docs/results"))
+    ("name", "result name (default: <workload>-<model>[-s<stages>][-<hash of the other options>])", cxxopts::value(o.name))
+    ("out", "results folder (git ignores the default; scripts/bench --publish uses docs/results)", cxxopts::value(o.out)->default_value(LLM_BINARY_DIR "/results"))
     ("worker", "internal: run one measurement", cxxopts::value(o.worker))
     ("stage", "internal: the worker's stage", cxxopts::value(o.stage))
     ("rate", "internal: the worker's arrival rate", cxxopts::value(o.rate))
@@ -439,6 +729,16 @@ int run(int argc, char** argv) {
   if (o.workload.empty()) throw Error("bench: --workload is required");
   if (o.batch < 1) throw Error("--batch " + std::to_string(o.batch) + ": must be at least 1");
   if (o.repeat < 1) throw Error("--repeat " + std::to_string(o.repeat) + ": must be at least 1");
+  if (o.max_repeat < o.repeat)
+    throw Error("--max-repeat " + std::to_string(o.max_repeat) + ": must be at least --repeat (" +
+                std::to_string(o.repeat) + ")");
+  if (o.max_repeat > 100) throw Error("--max-repeat " + std::to_string(o.max_repeat) + ": at most 100");
+  if (!(o.noise_factor >= 1.0) || !std::isfinite(o.noise_factor))
+    throw Error("--noise-factor " + fmt("%g", o.noise_factor) + ": must be a number >= 1");
+  if (o.trace_tokens < 0) throw Error("--trace-tokens " + std::to_string(o.trace_tokens) + ": must be at least 0");
+  if (o.max_requests < 0) throw Error("--max-requests " + std::to_string(o.max_requests) + ": must be at least 0");
+  if (!(o.bandwidth_mib >= 1.0 && o.bandwidth_mib <= 65536.0))
+    throw Error("--bandwidth-mib " + fmt("%g", o.bandwidth_mib) + ": must be between 1 and 65536");
   if (o.qps_requests < 1) throw Error("--qps-requests " + std::to_string(o.qps_requests) + ": must be at least 1");
   o.qps = !r["no-qps"].as<bool>();
   o.stages = split(stages_arg, ',');
@@ -464,7 +764,15 @@ int run(int argc, char** argv) {
   }
   std::string command;
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
-  return orchestrate(o, command);
+  // The options that change what is measured, as given: they name the result (default_name).
+  std::string options_key;
+  const std::vector<std::string> naming = {"batch",        "repeat",       "max-repeat",    "noise-factor",
+                                           "max-requests", "qps-requests", "qps-fractions", "qps-rates",
+                                           "no-qps",       "slo-ttft-ms",  "slo-tpot-ms",   "trace-tokens"};
+  for (const auto& kv : r.arguments())
+    if (std::find(naming.begin(), naming.end(), kv.key()) != naming.end())
+      options_key += kv.key() + "=" + kv.value() + ";";
+  return orchestrate(o, command, options_key);
 }
 
 }  // namespace

@@ -1,12 +1,15 @@
 #include "host_info.h"
 
-#include <omp.h>
+#include "kernels/cpu/parallel.h"
+
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 
 namespace llm::bench {
@@ -37,7 +40,7 @@ HostInfo host_info() {
     }
   }
   if (h.cpu_name.empty()) h.cpu_name = "unknown cpu";
-  h.threads = omp_get_max_threads();
+  h.threads = cpu::thread_count();  // the engine's threads (kernels/cpu/parallel.h)
   std::string slug;
   for (char c : h.cpu_name) {
     if (std::isalnum(static_cast<unsigned char>(c))) {
@@ -54,7 +57,34 @@ HostInfo host_info() {
   h.date = date;
   h.commit = run_command("git -C '" LLM_SOURCE_DIR "' describe --always --dirty=+dirty 2>/dev/null");
   if (h.commit.empty()) h.commit = "unknown";
+  // "32768K": the size of the largest cache level that sysfs lists for cpu0.
+  for (int index = 0; index < 8; ++index) {
+    std::ifstream size_file("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/size");
+    std::string size;
+    if (!(size_file >> size) || size.empty()) continue;
+    std::size_t mult = 1;
+    if (size.back() == 'K') mult = std::size_t{1} << 10;
+    if (size.back() == 'M') mult = std::size_t{1} << 20;
+    try {
+      h.l3_bytes = std::max(h.l3_bytes, static_cast<std::size_t>(std::stoul(size)) * mult);
+    } catch (const std::exception&) {
+    }
+  }
   return h;
+}
+
+std::size_t current_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) != 0) continue;
+    try {
+      return static_cast<std::size_t>(std::stoul(line.substr(6))) * 1024;  // "VmRSS:   1234 kB"
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }
+  return 0;
 }
 
 std::string self_path() {

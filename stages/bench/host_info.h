@@ -9,14 +9,17 @@
 namespace llm::bench {
 
 struct HostInfo {
-  std::string cpu_name;   ///< /proc/cpuinfo "model name", e.g. "AMD EPYC"
-  int threads = 0;        ///< OpenMP threads the stages use
-  std::string device_id;  ///< folder name under docs/results, e.g. "cpu-amd-epyc-2c"
-  std::string date;       ///< UTC, ISO 8601
-  std::string commit;     ///< git describe of the source tree ("+dirty" when modified), or "unknown"
+  std::string cpu_name;      ///< /proc/cpuinfo "model name", e.g. "AMD EPYC"
+  int threads = 0;           ///< OpenMP threads the stages use
+  std::string device_id;     ///< folder name under docs/results, e.g. "cpu-amd-epyc-2c"
+  std::string date;          ///< UTC, ISO 8601
+  std::string commit;        ///< git describe of the source tree ("+dirty" when modified), or "unknown"
+  std::size_t l3_bytes = 0;  ///< last-level cache of cpu0 (sysfs), 0 when unknown
 };
 
 HostInfo host_info();
+/// This process's resident memory now (VmRSS), in bytes; 0 when /proc is unreadable.
+std::size_t current_rss_bytes();
 /// This executable's path (to start workers).
 std::string self_path();
 /// 2 x layers x kv_dim x 4 bytes: one token's K and V in fp32.

@@ -21,7 +21,10 @@ const std::vector<StageEntry>& stages() {
       {"03np", "03_continuous_batching (no prefix cache)", "stage 03 with prefix caching off", true, true},
       // Stage 04 runs on the GPU where there is one, else on its CPU backend (the kernels' CPU
       // twins): only when named, so that CPU-only comparisons stay as they are.
-      {"04", "04_cuda", "the GPU engine: every step's forward on the device, decode steps from CUDA graphs", true, true},
+      // What it changed, whichever backend ran; the table adds the backend that did.
+      {"04", "04_cuda",
+       "stage 03's engine with stage 04's step backend (on a GPU: the device kernels, decode steps from CUDA graphs)",
+       true, true},
       {"04ng", "04_cuda (no CUDA graphs)", "stage 04 launching every kernel of a decode step", true, true},
   };
   return all;
@@ -36,7 +39,9 @@ const StageEntry& find_stage(const std::string& key) {
   throw Error("--stages: unknown stage '" + key + "' (known: " + known + ")");
 }
 
-std::unique_ptr<Engine> make_engine(const StageEntry& stage, const Model& model, int batch, bool stop_tokens) {
+std::unique_ptr<Engine> make_engine(const StageEntry& stage, const Model& model, int batch, bool stop_tokens,
+                                    std::string* backend) {
+  if (backend) *backend = "cpu";
   const std::vector<int> stops = stop_tokens ? model.tokenizer->stop_ids() : std::vector<int>{};
   if (stage.id == "00") return std::make_unique<stage00::NaiveEngine>(model.weights, stops);
   if (stage.id == "01") return std::make_unique<stage01::KvCacheEngine>(model.weights, stops);
@@ -52,7 +57,9 @@ std::unique_ptr<Engine> make_engine(const StageEntry& stage, const Model& model,
     config.batching.scheduler.max_running = batch;
     config.cuda.cuda_graphs = stage.id == "04";
     stage04::GpuEngine built = stage04::make_gpu_engine(model.weights, stops, config);
-    std::fprintf(stderr, "[bench] stage %s: %s backend (%s)\n", stage.id.c_str(), built.backend.c_str(), built.note.c_str());
+    std::fprintf(stderr, "[bench] stage %s: %s backend (%s)\n", stage.id.c_str(), built.backend.c_str(),
+                 built.note.c_str());
+    if (backend) *backend = built.backend + (built.note.empty() ? "" : " (" + built.note + ")");
     return std::move(built.engine);
   }
   throw Error("no engine for stage " + stage.name);
