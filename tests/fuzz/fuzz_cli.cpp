@@ -32,17 +32,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   argv.push_back(nullptr);
   std::cout.setstate(std::ios::failbit);  // --help would print on every run
   try {
-    const auto o = llm::parse_cli(static_cast<int>(args.size()), argv.data(), "stage_fuzz", "fuzz", 1, paged_kv,
-                                  device_backend);
+    const auto o =
+        llm::parse_cli(static_cast<int>(args.size()), argv.data(), "stage_fuzz", "fuzz", 1, paged_kv, device_backend);
     if (o) {
       using L = llm::CliLimits;
       const bool ok = !o->model.empty() && o->max_new_tokens >= 1 && o->max_new_tokens <= L::max_new_tokens &&
                       std::isfinite(o->temperature) && o->temperature >= 0 && o->top_k >= 0 && o->top_k <= L::top_k &&
-                      o->top_p > 0 && o->top_p <= 1 && o->batch >= 1 && o->batch <= L::batch &&
-                      o->block_size >= 1 && o->block_size <= L::block_size && o->kv_blocks >= 0 &&
-                      o->kv_blocks <= L::kv_blocks && o->token_budget >= 1 && o->token_budget <= L::token_budget &&
-                      o->max_queue >= 1 && o->max_queue <= L::max_queue && o->kv_memory_fraction > 0 &&
-                      o->kv_memory_fraction <= 1 && (o->prompt_given != !o->workload.empty());
+                      o->top_p > 0 && o->top_p <= 1 && o->batch >= 1 && o->batch <= L::batch && o->block_size >= 1 &&
+                      o->block_size <= L::block_size && o->kv_blocks >= 0 && o->kv_blocks <= L::kv_blocks &&
+                      o->token_budget >= 1 && o->token_budget <= L::token_budget && o->max_queue >= 1 &&
+                      o->max_queue <= L::max_queue && o->kv_memory_fraction > 0 && o->kv_memory_fraction <= 1 &&
+                      (o->prompt_given != !o->workload.empty());
       if (!ok) std::abort();  // parse_cli let a value through that it documents as refused
     }
   } catch (const llm::Error&) {

@@ -13,8 +13,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {
-    const auto items =
-        llm::parse_workload(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.jsonl");
+    const auto items = llm::parse_workload(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.jsonl");
     std::set<std::string> ids;
     for (const auto& it : items) {
       const bool ok = !it.prompt.empty() && it.max_new_tokens >= 1 &&
