@@ -1,5 +1,5 @@
 // compare.h: the kernel harness's comparison (CPU), used by every numeric test and by kernel_harness:
-// comparing float arrays the way DESIGN.md says: fail on NaN/Inf,
+// comparing float arrays the way docs/ARCHITECTURE.md ("Correctness") says: fail on NaN/Inf,
 // measure the error per row relative to the row's largest reference value, and print the
 // first mismatches (index, got, want), stopping after ten.
 #pragma once

@@ -1,5 +1,5 @@
 // naive_ops.cpp: RMSNorm, RoPE, attention and SwiGLU as plain loops. Each is an exercise:
-// `scripts/make_student_tree` (see DESIGN.md) blanks the marked regions.
+// `scripts/make_student_tree` (see docs/INSTRUCTORS.md) blanks the marked regions.
 #include "naive_ops.h"
 
 #include <cmath>

@@ -21,7 +21,7 @@
 using namespace llm;
 
 namespace {
-constexpr double kTol = 1e-4;  // fp32 against a float64 reference: DESIGN.md's 1e-4 relative
+constexpr double kTol = 1e-4;  // fp32 against a float64 reference: 1e-4 relative (docs/ARCHITECTURE.md, Correctness)
 
 using test::check_rows;
 using test::randn;

@@ -22,7 +22,7 @@ using test::check_rows;
 using test::randn;
 
 namespace {
-constexpr double kTol = 1e-4;  // DESIGN.md: fp32 stages doing the same arithmetic agree within 1e-4
+constexpr double kTol = 1e-4;  // docs/ARCHITECTURE.md, Correctness: fp32 stages doing the same arithmetic agree within 1e-4
 
 // Logits [n, vocab] of `tokens` computed through the cache: the first `prefill` tokens in one
 // pass, then one token per decode step, as generation does.
