@@ -13,14 +13,14 @@ void ModelConfig::validate(const std::string& source) const {
                   std::to_string(limit) + ")");
     }
   };
-  positive("dim", dim, 1 << 16);
-  positive("n_layers", n_layers, 1024);
-  positive("n_heads", n_heads, 1024);
-  positive("n_kv_heads", n_kv_heads, 1024);
-  positive("head_dim", head_dim, 4096);
-  positive("hidden_dim", hidden_dim, 1 << 18);
-  positive("vocab_size", vocab_size, 1 << 22);
-  positive("context_length", context_length, 1 << 24);
+  positive("dim", dim, kMaxDim);
+  positive("n_layers", n_layers, kMaxLayers);
+  positive("n_heads", n_heads, kMaxHeads);
+  positive("n_kv_heads", n_kv_heads, kMaxHeads);
+  positive("head_dim", head_dim, kMaxHeadDim);
+  positive("hidden_dim", hidden_dim, kMaxHiddenDim);
+  positive("vocab_size", vocab_size, kMaxVocab);
+  positive("context_length", context_length, kMaxContext);
   if (n_heads % n_kv_heads != 0) {
     throw Error(source + ": n_heads (" + std::to_string(n_heads) + ") is not a multiple of n_kv_heads (" +
                 std::to_string(n_kv_heads) + ")");

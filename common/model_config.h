@@ -20,6 +20,16 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   bool tied_embeddings = true;  ///< classifier reuses token_embd
 
+  // The largest value validate() accepts for each field: far above any real model, low enough
+  // that every size computed from them fits in 64 bits (and each per-tensor count in 2^40).
+  static constexpr int kMaxDim = 1 << 16;
+  static constexpr int kMaxLayers = 1024;
+  static constexpr int kMaxHeads = 1024;
+  static constexpr int kMaxHeadDim = 4096;
+  static constexpr int kMaxHiddenDim = 1 << 18;
+  static constexpr int kMaxVocab = 1 << 22;
+  static constexpr int kMaxContext = 1 << 24;
+
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
   /// Throws llm::Error naming `source` and the bad field if the numbers are inconsistent.

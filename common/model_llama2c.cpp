@@ -52,14 +52,26 @@ Llama2cHeader read_header_fields(const std::uint8_t* data, std::size_t size, con
   std::int32_t(&h)[7] = hd.raw;
   std::memcpy(h, data, kHeaderBytes);
   const std::string where = file + header_text(h);
-  // vocab_size < 0 flags an unshared classifier. Its magnitude is taken in 64 bits, so that
-  // INT32_MIN is a number that fails the limit rather than a negation that overflows.
-  constexpr std::int64_t kMaxVocab = 1 << 22;  // ModelConfig::validate's limit
+  // Each field against its limit, in header order, before any arithmetic. vocab_size < 0 flags
+  // an unshared classifier; its magnitude is taken in 64 bits, so that INT32_MIN is a number that
+  // fails the limit rather than a negation that overflows.
+  auto in_range = [&where](const char* field, std::int64_t v, std::int64_t limit, const char* note) {
+    if (v < 1 || v > limit) {
+      throw Error(where + ": " + field + " is " + std::to_string(v) + " (must be between 1 and " +
+                  std::to_string(limit) + note + ")");
+    }
+  };
+  in_range("dim", h[0], ModelConfig::kMaxDim, "");
+  in_range("hidden_dim", h[1], ModelConfig::kMaxHiddenDim, "");
+  in_range("n_layers", h[2], ModelConfig::kMaxLayers, "");
+  in_range("n_heads", h[3], ModelConfig::kMaxHeads, "");
+  in_range("n_kv_heads", h[4], ModelConfig::kMaxHeads, "");
   const std::int64_t vocab = h[5] < 0 ? -static_cast<std::int64_t>(h[5]) : h[5];
-  if (vocab == 0 || vocab > kMaxVocab) {
+  if (vocab < 1 || vocab > ModelConfig::kMaxVocab) {
     throw Error(where + ": vocab_size is " + std::to_string(h[5]) + " (its magnitude must be between 1 and " +
-                std::to_string(kMaxVocab) + "; negative means an unshared classifier)");
+                std::to_string(ModelConfig::kMaxVocab) + "; negative means an unshared classifier)");
   }
+  in_range("seq_len", h[6], ModelConfig::kMaxContext, "");
   ModelConfig& c = hd.config;
   c.dim = h[0];
   c.hidden_dim = h[1];
@@ -71,7 +83,7 @@ Llama2cHeader read_header_fields(const std::uint8_t* data, std::size_t size, con
   c.context_length = h[6];
   c.rope_theta = 10000.0f;
   c.norm_eps = 1e-5f;
-  if (c.n_heads <= 0 || c.dim <= 0 || c.dim % c.n_heads != 0) {
+  if (c.dim % c.n_heads != 0) {
     throw Error(where + ": dim " + std::to_string(c.dim) + " is not a positive multiple of n_heads " +
                 std::to_string(c.n_heads));
   }
