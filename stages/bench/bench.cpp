@@ -376,7 +376,8 @@ std::string markdown(const json& r) {
   md += "Device: " + dev["name"].get<std::string>() + ", measured read bandwidth " + fmt("%.1f GB/s", read_gbps) +
         ", copy " + fmt("%.1f GB/s", dev["copy_gbps"].get<double>()) + " (" +
         std::to_string(dev["bandwidth_threads"].get<int>()) +
-        " threads, best of the probes before and after the runs)" +
+        (dev["bandwidth_threads"].get<int>() == 1 ? " thread" : " threads") +
+        ", best of the probes before and after the runs)" +
         (l3 > 0 ? ", last-level cache " + fmt("%.0f MiB", l3 / mib) : std::string()) + ". Commit " +
         r["commit"].get<std::string>() + ", " + r["date"].get<std::string>() + ". Batching stages with batch " +
         std::to_string(r["batch"].get<int>()) + ".  \n";
