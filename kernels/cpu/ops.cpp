@@ -1,5 +1,7 @@
 #include "kernels/cpu/ops.h"
 
+#include "kernels/cpu/parallel.h"
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -43,73 +45,98 @@ inline void dot_rows(float* y, const float* W, const float* x, std::ptrdiff_t ld
   }
 }
 
-// Rows of W handled together by matmul_small_batch: 6 rows x 2 vectors = 12 accumulators, which
-// with the two x vectors and a broadcast fits the 16 registers of AVX2.
-constexpr int kBatchRowsOfW = 6;
-
-// Up to 16 rows of x (given transposed: xt is [in, 16], row i of x in lane i) against rows
-// o0 .. o0+R-1 of W: y[i, o] for all 16 lanes at once. Per k, two vector loads of x, R scalar
-// loads of W broadcast to a vector, and 2R fused multiply-adds; no horizontal sums.
-inline void batch_tile(float* y, std::ptrdiff_t ldy, const float* W, const float* xt, std::ptrdiff_t ld, int in,
-                       int n, int o0, int out) {
-  constexpr int R = kBatchRowsOfW;
+// Up to 8 * V rows of x (given transposed: xt is [in, 8 * V], row i of x in lane i) against rows
+// o0 .. o0+R-1 of W: y[i, o] for all lanes at once. Per k, V vector loads of x, R scalar loads of
+// W broadcast to a vector, and V * R fused multiply-adds; no horizontal sums. Every lane adds its
+// products in the same order whatever V is, so a row's result does not depend on the batch size.
+// V * R accumulators plus V x vectors and a broadcast fit the 16 registers of AVX2:
+// V = 2, R = 6 (16 lanes) or V = 1, R = 12 (8 lanes, for batches of up to 8 rows).
+template <int V, int R>
+inline void batch_tile(float* y, std::ptrdiff_t ldy, const float* W, const float* xt, std::ptrdiff_t ld, int in, int n,
+                       int o0, int out) {
+  constexpr int lanes = 8 * V;
   const float* w[R];
   for (int r = 0; r < R; ++r) w[r] = W + std::min(o0 + r, out - 1) * ld;  // past the end: repeat the last row
-  v8f lo[R] = {}, hi[R] = {};
+  v8f acc[R][V] = {};
   for (int k = 0; k < in; ++k) {
-    const v8f x0 = load8(xt + 16 * k), x1 = load8(xt + 16 * k + 8);
+    v8f xv[V];
+    for (int v = 0; v < V; ++v) xv[v] = load8(xt + lanes * k + 8 * v);
     for (int r = 0; r < R; ++r) {
       const float wk = w[r][k];
-      lo[r] += wk * x0;
-      hi[r] += wk * x1;
+      for (int v = 0; v < V; ++v) acc[r][v] += wk * xv[v];
     }
   }
   const int rows = std::min(R, out - o0);
   for (int r = 0; r < rows; ++r) {
-    for (int i = 0; i < n; ++i) y[i * ldy + o0 + r] = i < 8 ? lo[r][i] : hi[r][i - 8];
+    for (int i = 0; i < n; ++i) y[i * ldy + o0 + r] = acc[r][i / 8][i % 8];
+  }
+}
+
+// matmul_small_batch for one width of tile: chunks of 8 * V rows of x, each transposed once and
+// met by every band of R rows of W.
+template <int V, int R>
+void small_batch(float* y, const float* x, const float* W, int n, int in, int out) {
+  constexpr int lanes = 8 * V;
+  const std::ptrdiff_t ld = in, ldy = out;
+  std::vector<float> xt(static_cast<std::size_t>(in) * lanes);
+  for (int i0 = 0; i0 < n; i0 += lanes) {
+    const int rows = std::min(lanes, n - i0);
+    // Transpose this chunk of x so that one k gives a vector of its rows; unused lanes are 0.
+    std::fill(xt.begin(), xt.end(), 0.0f);
+    for (int i = 0; i < rows; ++i)
+      for (int k = 0; k < in; ++k) xt[static_cast<std::size_t>(lanes * k + i)] = x[(i0 + i) * ld + k];
+    const int blocks = (out + R - 1) / R;
+    // Every lane is computed whether used or not: a band costs lanes * R * in multiply-adds.
+    parallel_for(blocks, grain_for(std::int64_t{lanes} * R * in, kMinChunkWork), [&](std::int64_t b0, std::int64_t b1) {
+      for (auto b = static_cast<int>(b0); b < b1; ++b)
+        batch_tile<V, R>(y + i0 * ldy, ldy, W, xt.data(), ld, in, rows, b * R, out);
+    });
   }
 }
 
 }  // namespace
 
 void matvec_streaming(float* y, const float* x, const float* W, int in, int out) {
-  // Each thread takes a contiguous band of W's rows and reads it from memory exactly once, eight
+  // Each thread takes contiguous bands of W's rows and reads them from memory exactly once, eight
   // rows at a time: eight independent streams keep more loads in flight (measured on SmolLM2's
   // shapes: 27 GB/s against 26 GB/s with four rows).
   const std::ptrdiff_t ld = in;
   const int blocks = (out + 7) / 8;
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < blocks; ++b) {
-    const int o0 = 8 * b;
-    if (o0 + 8 <= out) {
-      dot_rows<8>(y + o0, W + o0 * ld, x, ld, in);
-    } else {
-      for (int o = o0; o < out; ++o) dot_rows<1>(y + o, W + o * ld, x, ld, in);
+  parallel_for(blocks, grain_for(8 * std::int64_t{in}, kMinChunkWork), [&](std::int64_t b0, std::int64_t b1) {
+    for (auto b = static_cast<int>(b0); b < b1; ++b) {
+      const int o0 = 8 * b;
+      if (o0 + 8 <= out) {
+        dot_rows<8>(y + o0, W + o0 * ld, x, ld, in);
+      } else {
+        for (int o = o0; o < out; ++o) dot_rows<1>(y + o, W + o * ld, x, ld, in);
+      }
     }
-  }
+  });
 }
 
 void matmul_small_batch(float* y, const float* x, const float* W, int n, int in, int out) {
-  const std::ptrdiff_t ld = in, ldy = out;
-  std::vector<float> xt(static_cast<std::size_t>(in) * 16);
-  for (int i0 = 0; i0 < n; i0 += 16) {
-    const int rows = std::min(16, n - i0);
-    // Transpose this chunk of x so that one k gives a vector of up to 16 rows; unused lanes are 0.
-    std::fill(xt.begin(), xt.end(), 0.0f);
-    for (int i = 0; i < rows; ++i)
-      for (int k = 0; k < in; ++k) xt[static_cast<std::size_t>(16 * k + i)] = x[(i0 + i) * ld + k];
-    const int blocks = (out + kBatchRowsOfW - 1) / kBatchRowsOfW;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < blocks; ++b)
-      batch_tile(y + i0 * ldy, ldy, W, xt.data(), ld, in, rows, b * kBatchRowsOfW, out);
+  // Up to 8 rows need only half the lanes: half the arithmetic for the same weight reads.
+  if (n <= 8) {
+    small_batch<1, 12>(y, x, W, n, in, out);
+  } else {
+    small_batch<2, 6>(y, x, W, n, in, out);
   }
 }
 
 void matmul_blocked(float* y, const float* x, const float* W, int n, int in, int out) {
+  // Eigen's blocked GEMM on one thread per band of W's rows (Y's columns): the threads are ours
+  // (parallel.h), not Eigen's OpenMP team, which stalls when a thread is descheduled.
+  constexpr int kBand = 16;
+  const int bands = (out + kBand - 1) / kBand;
   Eigen::Map<const RowMatrix> X(x, n, in);
   Eigen::Map<const RowMatrix> Wm(W, out, in);
   Eigen::Map<RowMatrix> Y(y, n, out);
-  Y.noalias() = X * Wm.transpose();
+  parallel_for(bands, grain_for(std::int64_t{kBand} * n * in, 4 * kMinChunkWork),
+               [&](std::int64_t b0, std::int64_t b1) {
+                 const auto o0 = static_cast<Eigen::Index>(b0 * kBand);
+                 const Eigen::Index cols = std::min<Eigen::Index>(out, b1 * kBand) - o0;
+                 Y.middleCols(o0, cols).noalias() = X * Wm.middleRows(o0, cols).transpose();
+               });
 }
 
 void matmul(float* y, const float* x, const float* W, int n, int in, int out) {
@@ -174,22 +201,24 @@ void causal_attention(float* out, const float* q, const float* k, const float* v
   // One head at a time: the keys of a kv head, seen as a strided [n, head_dim] matrix, score
   // all queries of that head in one product; rows past the diagonal are masked out.
   using Strided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
-#pragma omp parallel for schedule(static)
-  for (int h = 0; h < n_heads; ++h) {
-    const int kvh = h / group;
-    Strided Q(q + static_cast<std::ptrdiff_t>(h) * head_dim, n, head_dim, Eigen::OuterStride<>(q_stride));
-    Strided K(k + static_cast<std::ptrdiff_t>(kvh) * head_dim, n, head_dim, Eigen::OuterStride<>(kv_stride));
-    Strided V(v + static_cast<std::ptrdiff_t>(kvh) * head_dim, n, head_dim, Eigen::OuterStride<>(kv_stride));
-    RowMatrix S = (Q * K.transpose()) * scale;  // [n, n]
-    for (int i = 0; i < n; ++i) {
-      for (int j = i + 1; j < n; ++j) S(i, j) = -INFINITY;
-      softmax(S.row(i).data(), i + 1);
-      for (int j = i + 1; j < n; ++j) S(i, j) = 0.0f;
+  const std::int64_t per_head = std::int64_t{n} * n * head_dim;  // the two products, about n^2 * head_dim each
+  parallel_for(n_heads, grain_for(per_head, kMinChunkWork), [&](std::int64_t h0, std::int64_t h1) {
+    for (auto h = static_cast<int>(h0); h < h1; ++h) {
+      const int kvh = h / group;
+      Strided Q(q + static_cast<std::ptrdiff_t>(h) * head_dim, n, head_dim, Eigen::OuterStride<>(q_stride));
+      Strided K(k + static_cast<std::ptrdiff_t>(kvh) * head_dim, n, head_dim, Eigen::OuterStride<>(kv_stride));
+      Strided V(v + static_cast<std::ptrdiff_t>(kvh) * head_dim, n, head_dim, Eigen::OuterStride<>(kv_stride));
+      RowMatrix S = (Q * K.transpose()) * scale;  // [n, n]
+      for (int i = 0; i < n; ++i) {
+        for (int j = i + 1; j < n; ++j) S(i, j) = -INFINITY;
+        softmax(S.row(i).data(), i + 1);
+        for (int j = i + 1; j < n; ++j) S(i, j) = 0.0f;
+      }
+      Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> O(out + static_cast<std::ptrdiff_t>(h) * head_dim, n, head_dim,
+                                                       Eigen::OuterStride<>(q_stride));
+      O.noalias() = S * V;
     }
-    Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> O(out + static_cast<std::ptrdiff_t>(h) * head_dim, n, head_dim,
-                                                     Eigen::OuterStride<>(q_stride));
-    O.noalias() = S * V;
-  }
+  });
 }
 
 int argmax(const float* x, int n) {

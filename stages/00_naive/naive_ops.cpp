@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "kernels/cpu/parallel.h"
 
 namespace llm::stage00 {
 
@@ -45,37 +46,40 @@ void causal_attention(float* out, const float* q, const float* k, const float* v
   // BEGIN EXERCISE(causal-attention): scores = q.k / sqrt(head_dim) over keys 0..i, softmax, weighted sum of v
   const int group = n_heads / n_kv_heads;  // query heads that share one kv head
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  // Heads are independent of each other: share them out among the CPU cores (OpenMP).
-#pragma omp parallel for schedule(static)
-  for (int h = 0; h < n_heads; ++h) {
-    const int kvh = h / group;
-    std::vector<float> scores(static_cast<std::size_t>(n));
-    for (int i = 0; i < n; ++i) {
-      const float* qi = q + (static_cast<long>(i) * n_heads + h) * head_dim;
-      // Scores against every key up to and including this token (the causal mask).
-      float max_score = -INFINITY;
-      for (int j = 0; j <= i; ++j) {
-        const float* kj = k + (static_cast<long>(j) * n_kv_heads + kvh) * head_dim;
-        float dot = 0.0f;
-        for (int d = 0; d < head_dim; ++d) dot += qi[d] * kj[d];
-        scores[static_cast<std::size_t>(j)] = dot * scale;
-        max_score = std::max(max_score, scores[static_cast<std::size_t>(j)]);
-      }
-      // Softmax; subtracting the max keeps exp() from overflowing.
-      float sum = 0.0f;
-      for (int j = 0; j <= i; ++j) {
-        scores[static_cast<std::size_t>(j)] = std::exp(scores[static_cast<std::size_t>(j)] - max_score);
-        sum += scores[static_cast<std::size_t>(j)];
-      }
-      float* oi = out + (static_cast<long>(i) * n_heads + h) * head_dim;
-      for (int d = 0; d < head_dim; ++d) oi[d] = 0.0f;
-      for (int j = 0; j <= i; ++j) {
-        const float p = scores[static_cast<std::size_t>(j)] / sum;
-        const float* vj = v + (static_cast<long>(j) * n_kv_heads + kvh) * head_dim;
-        for (int d = 0; d < head_dim; ++d) oi[d] += p * vj[d];
+  // Heads are independent of each other: share them out among the CPU cores (kernels/cpu/parallel.h:
+  // the body runs for heads h0 .. h1-1; a head costs about n^2 * head_dim multiply-adds).
+  const std::int64_t per_head = std::int64_t{n} * n * head_dim;
+  cpu::parallel_for(n_heads, cpu::grain_for(per_head, cpu::kMinChunkWork), [&](std::int64_t h0, std::int64_t h1) {
+    for (auto h = static_cast<int>(h0); h < h1; ++h) {
+      const int kvh = h / group;
+      std::vector<float> scores(static_cast<std::size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        const float* qi = q + (static_cast<long>(i) * n_heads + h) * head_dim;
+        // Scores against every key up to and including this token (the causal mask).
+        float max_score = -INFINITY;
+        for (int j = 0; j <= i; ++j) {
+          const float* kj = k + (static_cast<long>(j) * n_kv_heads + kvh) * head_dim;
+          float dot = 0.0f;
+          for (int d = 0; d < head_dim; ++d) dot += qi[d] * kj[d];
+          scores[static_cast<std::size_t>(j)] = dot * scale;
+          max_score = std::max(max_score, scores[static_cast<std::size_t>(j)]);
+        }
+        // Softmax; subtracting the max keeps exp() from overflowing.
+        float sum = 0.0f;
+        for (int j = 0; j <= i; ++j) {
+          scores[static_cast<std::size_t>(j)] = std::exp(scores[static_cast<std::size_t>(j)] - max_score);
+          sum += scores[static_cast<std::size_t>(j)];
+        }
+        float* oi = out + (static_cast<long>(i) * n_heads + h) * head_dim;
+        for (int d = 0; d < head_dim; ++d) oi[d] = 0.0f;
+        for (int j = 0; j <= i; ++j) {
+          const float p = scores[static_cast<std::size_t>(j)] / sum;
+          const float* vj = v + (static_cast<long>(j) * n_kv_heads + kvh) * head_dim;
+          for (int d = 0; d < head_dim; ++d) oi[d] += p * vj[d];
+        }
       }
     }
-  }
+  });
   // END EXERCISE
 }
 

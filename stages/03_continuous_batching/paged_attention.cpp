@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/parallel.h"
 
 namespace llm::stage03 {
 
@@ -80,17 +81,16 @@ void PagedKvCache::attend(int layer, const float* q, const float* k, const float
     longest = std::max(longest, p + 1);
     work += p + 1;
   }
-  // A few short rows are not worth waking the other threads for.
-#pragma omp parallel if (work * config_.n_heads * config_.head_dim > 65536)
-  {
+  // Share the rows out among the threads; a few short rows are not worth handing over (parallel_for
+  // keeps chunks of at least kMinChunkWork multiply-adds on one thread).
+  const std::int64_t per_row = 2 * (work / n + 1) * config_.n_heads * config_.head_dim;
+  cpu::parallel_for(n, cpu::grain_for(per_row, cpu::kMinChunkWork), [&](std::int64_t r0, std::int64_t r1) {
     std::vector<float> scores(static_cast<std::size_t>(longest));
-#pragma omp for schedule(dynamic, 4)
-    for (int r = 0; r < n; ++r) {
-      const auto i = static_cast<std::size_t>(r);
+    for (auto i = static_cast<std::size_t>(r0); i < static_cast<std::size_t>(r1); ++i) {
       paged_attention(out + i * qd, q + i * qd, row_pos_[i], pool_, seqs_[static_cast<std::size_t>(row_seq_[i])].table,
                       layer, config_, scores.data());
     }
-  }
+  });
 }
 
 }  // namespace llm::stage03
