@@ -36,8 +36,10 @@ TEST_CASE("matmul: y = x W^T (streaming, blocked, and the dispatch between them)
                                                     {"matmul_blocked", cpu::matmul_blocked}};
   // Row counts on both sides of kSmallBatchRows and of a 16-row chunk; in not a multiple of 8,
   // out not a multiple of 4 or 6.
+  // The last four are large enough to be shared among threads (kernels/cpu/parallel.h), on both
+  // sides of the 8-row tile of matmul_small_batch.
   for (auto [n, in, out] : {std::tuple{1, 576, 192}, {7, 13, 29}, {33, 64, 1}, {5, 1, 5}, {2, 35, 6}, {16, 71, 9},
-                            {17, 40, 13}, {3, 8, 4}}) {
+                            {17, 40, 13}, {3, 8, 4}, {1, 1000, 2051}, {8, 576, 771}, {9, 300, 1537}, {40, 256, 999}}) {
     const auto x = randn(static_cast<std::size_t>(n * in), rng), W = randn(static_cast<std::size_t>(out * in), rng);
     std::vector<double> want(static_cast<std::size_t>(n * out));
     for (int r = 0; r < n; ++r)
