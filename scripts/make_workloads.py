@@ -24,6 +24,10 @@ context). Arrival times: a Poisson process (exponential gaps) at the given rate.
                (uniform), so ~80% of each prompt is shared; the prefix tokenizes to the same ids
                at the start of every prompt (checked). max_new_tokens uniform in [16, 48]. 4 req/s.
                Drawn from its own generator (seed + 100) so the other files are unchanged.
+  batch16.jsonl
+               16 requests of ~32-token prompts, 64 new tokens each, all at t = 0: the batching
+               workload of scripts/bench_threads (batch 1, 4, 16 against stage 01 on SmolLM2).
+               Its own generator (seed + 200).
 """
 import argparse
 import json
@@ -128,6 +132,10 @@ def main():
     share = [n_tokens(prefix) / n_tokens(r["prompt"]) for r in reqs]
     print(f"  shared prefix {n_tokens(prefix)} tokens (with BOS); shared share of each prompt "
           f"mean {np.mean(share):.1%} min {min(share):.1%} max {max(share):.1%}")
+    # batch16: its own generator too (seed + 200).
+    rng = np.random.default_rng(a.seed + 200)
+    write("batch16", [{"id": f"batch16-{i:03d}", "prompt": prompt_of(rng, 32), "max_new_tokens": 64, "arrival_s": 0.0}
+                      for i in range(16)])
 
 
 if __name__ == "__main__":
