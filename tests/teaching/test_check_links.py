@@ -5,7 +5,8 @@
   the repository are each reported with file:line, exit code 1;
 - GitHub-style slugs (punctuation dropped, markup dropped, repeated headings numbered), links
   in code (fenced or inline) ignored, URLs not fetched: a tree of good links passes;
-- in HTML, a missing file or a missing id is reported; Doxygen's summary-bar anchors are not.
+- in HTML, a missing file or a missing id is reported; Doxygen's summary-bar anchors are not;
+- a document named in a source comment that the repository lacks is reported.
 """
 
 import pathlib
@@ -75,6 +76,16 @@ with tempfile.TemporaryDirectory() as tmp:
         (tmp / "outside.md").write_text("# outside\n")
         r = run("--root", base)
         check(r.returncode == 1 and want in r.stdout, f"{name}: exit 1 and '{want}': {r.returncode} {r.stdout!r}")
+
+    # A document cited in a comment must exist (checked in git checkouts: the tracked files).
+    cited = "DESIGN" + ".md"  # not spelled out here, or this file would cite it
+    repo = tree(tmp / "cites", {"README.md": "# x\n", "src/a.cpp": f"// see {cited} and README.md\n"})
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    if subprocess.run(git[:3] + ["init", "-q"]).returncode == 0:
+        subprocess.run(git + ["add", "."], check=True)
+        r = run("--root", repo)
+        check(r.returncode == 1 and f"src/a.cpp:1: {cited}: names a document" in r.stdout and
+              "README.md: names" not in r.stdout, f"cited document: {r.stdout!r}")
 
     site = tree(tmp / "site", {
         "index.html": '<div class="summary"><a href="#nested-classes">Classes</a></div>\n'
