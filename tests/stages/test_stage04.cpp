@@ -18,6 +18,7 @@
 #include "stages/04_cuda/decode_profile.h"
 #include "stages/04_cuda/gpu_engine.h"
 #include "stages/04_cuda/memory_plan.h"
+#include "stages/04_cuda/packed_weights.h"
 #include "stages/04_cuda/step_layout.h"
 #include "tests/helpers/random_model.h"
 #include "tests/stages/stage04_checks.h"
@@ -209,4 +210,15 @@ TEST_CASE("exercise pool-sizing", "[ex:pool-sizing]") {
   CHECK(stage04::plan_memory(100 * MiB, 0.5, 20 * MiB, 10 * MiB, 2 * MiB, 0, "GPU").num_blocks == 10);
   CHECK(stage04::plan_memory(100 * MiB, 0.5, 20 * MiB, 10 * MiB, 2 * MiB, 4, "GPU").num_blocks == 4);
   CHECK_THROWS(stage04::plan_memory(100 * MiB, 0.3, 20 * MiB, 10 * MiB, 2 * MiB, 0, "GPU"));
+}
+
+TEST_CASE("a finite fp32 weight beyond fp16's range is refused by name, not packed as Inf", "[fallback]") {
+  test::RandomModelSpec spec{"fp16-range", 16, 2, 2, 1, 24, 40, 8, 10000.0f, 1e-5f, true, 12};
+  ModelWeights w = test::make_random_weights(spec);
+  w.layers[1].w_down[7] = 65504.0f;  // fp16's largest: fine
+  CHECK_NOTHROW(stage04::pack_weights(w));
+  w.layers[1].w_down[7] = -70000.0f;
+  CHECK_THROWS_WITH(stage04::pack_weights(w),
+                    Catch::Matchers::Contains("tensor 'blk.1.ffn_down.weight' element 7 is -70000") &&
+                        Catch::Matchers::Contains("fp16's range"));
 }
