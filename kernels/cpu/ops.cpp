@@ -45,38 +45,51 @@ inline void dot_rows(float* y, const float* W, const float* x, std::ptrdiff_t ld
   }
 }
 
-// Up to 8 * V rows of x (given transposed: xt is [in, 8 * V], row i of x in lane i) against rows
-// o0 .. o0+R-1 of W: y[i, o] for all lanes at once. Per k, V vector loads of x, R scalar loads of
-// W broadcast to a vector, and V * R fused multiply-adds; no horizontal sums. Every lane adds its
-// products in the same order whatever V is, so a row's result does not depend on the batch size.
-// V * R accumulators plus V x vectors and a broadcast fit the 16 registers of AVX2:
-// V = 2, R = 6 (16 lanes) or V = 1, R = 12 (8 lanes, for batches of up to 8 rows).
-template <int V, int R>
+// Sixteen floats as one value: one AVX-512 register where the CPU has them (-march=native), two
+// AVX registers otherwise; either way each lane adds its products in the same order.
+using v16f = float __attribute__((vector_size(64), aligned(4)));
+
+template <class Vec>
+inline Vec load_vec(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Up to `lanes` rows of x (given transposed: xt is [in, lanes], row i of x in lane i) against rows
+// o0 .. o0+R-1 of W: y[i, o] for all lanes at once. Per k, one vector load of x, R scalar loads of
+// W broadcast to a vector, and R fused multiply-adds; no horizontal sums. Every lane adds its
+// products in the same order whatever the tile, so a row's result does not depend on the batch
+// size. R accumulators, the x vector and a broadcast must fit the vector registers.
+template <class Vec, int R>
 inline void batch_tile(float* y, std::ptrdiff_t ldy, const float* W, const float* xt, std::ptrdiff_t ld, int in, int n,
                        int o0, int out) {
-  constexpr int lanes = 8 * V;
+  constexpr int lanes = sizeof(Vec) / sizeof(float);
   const float* w[R];
   for (int r = 0; r < R; ++r) w[r] = W + std::min(o0 + r, out - 1) * ld;  // past the end: repeat the last row
-  v8f acc[R][V] = {};
+  Vec acc[R] = {};
   for (int k = 0; k < in; ++k) {
-    v8f xv[V];
-    for (int v = 0; v < V; ++v) xv[v] = load8(xt + lanes * k + 8 * v);
-    for (int r = 0; r < R; ++r) {
-      const float wk = w[r][k];
-      for (int v = 0; v < V; ++v) acc[r][v] += wk * xv[v];
-    }
+    const Vec xv = load_vec<Vec>(xt + lanes * k);
+    for (int r = 0; r < R; ++r) acc[r] += w[r][k] * xv;
   }
   const int rows = std::min(R, out - o0);
   for (int r = 0; r < rows; ++r) {
-    for (int i = 0; i < n; ++i) y[i * ldy + o0 + r] = acc[r][i / 8][i % 8];
+    for (int i = 0; i < n; ++i) y[i * ldy + o0 + r] = acc[r][i];
   }
 }
 
-// matmul_small_batch for one width of tile: chunks of 8 * V rows of x, each transposed once and
+// Rows of W per tile. AVX2 has 16 registers of 8 floats (a v16f takes two); AVX-512 has 32 of 16.
+#if defined(__AVX512F__)
+constexpr int kTileRows8 = 12, kTileRows16 = 12;
+#else
+constexpr int kTileRows8 = 12, kTileRows16 = 6;
+#endif
+
+// matmul_small_batch for one width of tile: chunks of `lanes` rows of x, each transposed once and
 // met by every band of R rows of W.
-template <int V, int R>
+template <class Vec, int R>
 void small_batch(float* y, const float* x, const float* W, int n, int in, int out) {
-  constexpr int lanes = 8 * V;
+  constexpr int lanes = sizeof(Vec) / sizeof(float);
   const std::ptrdiff_t ld = in, ldy = out;
   std::vector<float> xt(static_cast<std::size_t>(in) * lanes);
   for (int i0 = 0; i0 < n; i0 += lanes) {
@@ -89,7 +102,7 @@ void small_batch(float* y, const float* x, const float* W, int n, int in, int ou
     // Every lane is computed whether used or not: a band costs lanes * R * in multiply-adds.
     parallel_for(blocks, grain_for(std::int64_t{lanes} * R * in, kMinChunkWork), [&](std::int64_t b0, std::int64_t b1) {
       for (auto b = static_cast<int>(b0); b < b1; ++b)
-        batch_tile<V, R>(y + i0 * ldy, ldy, W, xt.data(), ld, in, rows, b * R, out);
+        batch_tile<Vec, R>(y + i0 * ldy, ldy, W, xt.data(), ld, in, rows, b * R, out);
     });
   }
 }
@@ -117,9 +130,9 @@ void matvec_streaming(float* y, const float* x, const float* W, int in, int out)
 void matmul_small_batch(float* y, const float* x, const float* W, int n, int in, int out) {
   // Up to 8 rows need only half the lanes: half the arithmetic for the same weight reads.
   if (n <= 8) {
-    small_batch<1, 12>(y, x, W, n, in, out);
+    small_batch<v8f, kTileRows8>(y, x, W, n, in, out);
   } else {
-    small_batch<2, 6>(y, x, W, n, in, out);
+    small_batch<v16f, kTileRows16>(y, x, W, n, in, out);
   }
 }
 
