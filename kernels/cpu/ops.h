@@ -20,7 +20,7 @@ void matmul(float* y, const float* x, const float* W, int n, int in, int out);
 /// Eigen's blocked GEMM wins).
 inline constexpr int kSmallBatchRows = 16;
 
-/// y[out] = W x for one row x[in] (GEMV): OpenMP threads split W's rows, each row is read from
+/// y[out] = W x for one row x[in] (GEMV): the threads (parallel.h) split W's rows, each row is read from
 /// memory once, eight rows at a time. Memory-bound: its speed is bytes of W per second.
 void matvec_streaming(float* y, const float* x, const float* W, int in, int out);
 
