@@ -41,7 +41,7 @@ T parse_integer(const std::string& flag, const std::string& text, T lo, T hi) {
     value = static_cast<T>(v);
   }
   if (text.empty() || end == s || *end != '\0' || std::isspace(static_cast<unsigned char>(text[0])))
-    throw Error(flag + " " + (text.empty() ? "\"\"" : text) + ": not an integer");
+    throw Error(flag + " " + (text.empty() ? "\"\"" : printable(text)) + ": not an integer");
   if (out_of_range) {
     throw Error(flag + " " + text + ": must be between " + std::to_string(lo) + " and " + std::to_string(hi));
   }
@@ -54,7 +54,7 @@ double parse_real(const std::string& flag, const std::string& text, double lo, d
   char* end = nullptr;
   const double v = std::strtod(s, &end);
   if (text.empty() || end == s || *end != '\0' || std::isspace(static_cast<unsigned char>(text[0])))
-    throw Error(flag + " " + (text.empty() ? "\"\"" : text) + ": not a number");
+    throw Error(flag + " " + (text.empty() ? "\"\"" : printable(text)) + ": not a number");
   if (!std::isfinite(v)) throw Error(flag + " " + text + ": must be a finite number");
   if (v > hi || v < lo || (lo_open && v == lo)) {
     char range[96];
@@ -69,7 +69,8 @@ double parse_real(const std::string& flag, const std::string& text, double lo, d
 void check_path(const std::string& flag, const std::string& path) {
   if (path.empty()) throw Error(flag + " is empty: give a file name");
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error(flag + " " + path + ": is a directory, not a file");
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(flag + " " + printable(path) + ": is a directory, not a file");
 }
 
 }  // namespace
@@ -168,7 +169,7 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
   }
 
   if (o.backend != "auto" && o.backend != "cuda" && o.backend != "cpu")
-    throw Error("--backend " + o.backend + ": must be auto, cuda or cpu");
+    throw Error("--backend " + printable(o.backend) + ": must be auto, cuda or cpu");
   if (o.prompt_given && !o.workload.empty()) throw Error("--prompt and --workload: give one or the other");
   if (!o.prompt_given && o.workload.empty()) throw Error("no input: give --prompt \"text\" or --workload file.jsonl");
   if (o.prompt_given && o.prompt.empty()) throw Error("--prompt \"\": the prompt is empty");

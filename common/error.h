@@ -5,8 +5,10 @@
 // code 2. llm::NotImplemented marks an exercise stub in a student tree.
 #pragma once
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace llm {
 
@@ -27,6 +29,23 @@ class NotImplemented : public std::logic_error {
  private:
   std::string name_;
 };
+
+/// `text` as it may appear inside an error message: control bytes and bytes that are not
+/// printable ASCII become \xNN, so a value quoted from a file or a flag can neither break the
+/// message's one line nor print ill-formed UTF-8.
+inline std::string printable(std::string_view text) {
+  std::string out;
+  for (const unsigned char ch : text) {
+    if (ch >= 0x20 && ch < 0x7F) {
+      out.push_back(static_cast<char>(ch));
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", ch);
+      out += hex;
+    }
+  }
+  return out;
+}
 
 /// Exit code of every executable when the input (file, flag, prompt) is bad.
 inline constexpr int kExitBadInput = 2;

@@ -32,7 +32,7 @@ WorkloadItem parse_line(std::string_view line, const std::string& where, std::si
     j = nlohmann::json::parse(line.begin(), line.end());
   } catch (const nlohmann::json::exception& e) {
     // Syntax, ill-formed UTF-8, or a number out of range (1e999): nlohmann says which.
-    throw Error(where + "not valid JSON (" + e.what() + ")");
+    throw Error(where + "not valid JSON (" + printable(e.what()) + ")");
   }
   if (!j.is_object()) throw Error(where + "expected a JSON object per line, got " + type_of(j));
   for (const auto& [key, value] : j.items()) {
@@ -77,6 +77,8 @@ WorkloadItem parse_line(std::string_view line, const std::string& where, std::si
     if (!id.is_string()) throw Error(where + "\"id\" is " + shown(id) + ": not a string");
     it.id = id.get<std::string>();
     if (it.id.empty()) throw Error(where + "\"id\" is empty");
+    if (printable(it.id) != it.id)  // ids are printed in messages and in the output
+      throw Error(where + "\"id\" is " + shown(id) + ": only printable ASCII is allowed");
     if (it.id.size() > WorkloadLimits::max_id_bytes)
       throw Error(where + "\"id\" is " + std::to_string(it.id.size()) + " bytes long (at most " +
                   std::to_string(WorkloadLimits::max_id_bytes) + ")");

@@ -227,9 +227,12 @@ int main(int argc, char** argv) {
   // ---- tokenizer metadata: a BYTE token that is not <0xNN>, a bos id above 2^32.
   {
     Gguf g = parse(tiny);
-    auto& types = g.kv("tokenizer.ggml.token_type");  // u32 elem type | u64 n | i32 values
-    const std::int32_t byte_type = 6;
-    std::memcpy(types.value.data() + 12 + 4 * 5, &byte_type, 4);  // token 5
+    // The BYTE token <0x41> renamed <0xZZ>: same length, so only the text changes.
+    auto& tokens = g.kv("tokenizer.ggml.tokens");
+    const std::string from = "<0x41>";
+    const auto at = std::search(tokens.value.begin(), tokens.value.end(), from.begin(), from.end());
+    if (at == tokens.value.end()) throw std::runtime_error("tiny_random.gguf has no <0x41> token");
+    std::copy_n("<0xZZ>", 6, at);
     write_file(dir + "byte_token.gguf", serialize(g));
     Gguf b = parse(tiny);
     auto& bos = b.kv("tokenizer.ggml.bos_token_id");

@@ -58,7 +58,7 @@ TEST_CASE("workload files: every field's range, types, duplicates, limits", "[mi
   const std::string ok = R"({"prompt": "a", "max_new_tokens": 3)";
   // arrival_s: finite, 0 .. one day (1e9 would sleep for 31 years); 1e999 overflows nlohmann's parser.
   CHECK_THAT(bad(ok + R"(, "arrival_s": 1e9})"),
-             Contains("w.jsonl:1:") && Contains("arrival_s") && Contains("1e") && Contains("86400"));
+             Contains("w.jsonl:1:") && Contains("arrival_s") && Contains("1000000000") && Contains("86400"));
   CHECK_THAT(bad(ok + R"(, "arrival_s": -0.5})"), Contains("arrival_s") && Contains("-0.5"));
   CHECK_THAT(bad(ok + R"(, "arrival_s": 1e999})"), Contains("w.jsonl:1:") && Contains("1e999"));
   CHECK_THAT(bad(ok + R"(, "arrival_s": "soon"})"),
@@ -88,6 +88,8 @@ TEST_CASE("workload files: every field's range, types, duplicates, limits", "[mi
                  ok + "}"),
              Contains("\"r1\" is used twice"));  // a given id may not collide with a generated one
   CHECK_THAT(bad(R"({"id": "", "prompt": "a", "max_new_tokens": 1})"), Contains("\"id\" is empty"));
+  CHECK_THAT(bad(R"({"id": "a\nerror: b", "prompt": "a", "max_new_tokens": 1})"),
+             Contains("printable") && !Contains("\nerror"));  // an id cannot add a line to a message
   // Bytes: invalid UTF-8 and NUL are JSON errors, a huge line is refused before it is parsed.
   CHECK_THAT(bad("{\"prompt\": \"\xFF\xFE\", \"max_new_tokens\": 1}"),
              Contains("w.jsonl:1:") && Contains("not valid JSON"));
@@ -159,6 +161,7 @@ TEST_CASE("flags: every number checked with its flag's name, range and value", "
   CHECK(bad({"--batch", "two"}) == "--batch two: not an integer");
   CHECK(bad({"--batch", "3x"}) == "--batch 3x: not an integer");
   CHECK(bad({"--batch", "1e3"}) == "--batch 1e3: not an integer");
+  CHECK(bad({"--batch", "1\nerror: x"}) == "--batch 1\\x0Aerror: x: not an integer");
   CHECK(bad({"--max-new-tokens", "2147483647"}) == "--max-new-tokens 2147483647: must be between 1 and 1048576");
   CHECK(bad({"--max-new-tokens", "99999999999999999999"}) ==
         "--max-new-tokens 99999999999999999999: must be between 1 and 1048576");
