@@ -193,6 +193,22 @@ void rope(float* x, int n_heads, int head_dim, int pos, float theta) {
   }
 }
 
+float dot(const float* a, const float* b, int n) {
+  v8f acc0 = {}, acc1 = {};
+  int k = 0;
+  for (; k + 16 <= n; k += 16) {
+    acc0 += load8(a + k) * load8(b + k);
+    acc1 += load8(a + k + 8) * load8(b + k + 8);
+  }
+  if (k + 8 <= n) {
+    acc0 += load8(a + k) * load8(b + k);
+    k += 8;
+  }
+  float s = sum8(acc0 + acc1);
+  for (; k < n; ++k) s += a[k] * b[k];
+  return s;
+}
+
 void softmax(float* x, int n) {
   Eigen::Map<Eigen::ArrayXf> a(x, n);
   a = (a - a.maxCoeff()).exp();

@@ -41,6 +41,10 @@ void rmsnorm(float* y, const float* x, const float* weight, int n, int dim, floa
 /// pos * theta^(-2i / head_dim). x: [n_heads, head_dim] for one token at position pos, in place.
 void rope(float* x, int n_heads, int head_dim, int pos, float theta);
 
+/// sum of a[i] * b[i] over i < n, in fp32 with eight-wide vector partial sums (the attention
+/// score of one query against one key).
+float dot(const float* a, const float* b, int n);
+
 /// Numerically stable softmax of x[0..n) in place (subtracts the max first).
 void softmax(float* x, int n);
 

@@ -22,12 +22,7 @@ void cached_attention(float* out, const float* q, const float* k, const float* v
     const float* qi = q + i * q_stride + h * head_dim;
     const std::ptrdiff_t kv_offset = static_cast<std::ptrdiff_t>(h / group) * head_dim;
     const int seen = start + i + 1;
-    for (int j = 0; j < seen; ++j) {
-      const float* kj = k + j * kv_stride + kv_offset;
-      float dot = 0.0f;
-      for (int d = 0; d < head_dim; ++d) dot += qi[d] * kj[d];
-      scores[j] = dot * scale;
-    }
+    for (int j = 0; j < seen; ++j) scores[j] = cpu::dot(qi, k + j * kv_stride + kv_offset, head_dim) * scale;
     cpu::softmax(scores, seen);
     float* oi = out + i * q_stride + h * head_dim;
     for (int d = 0; d < head_dim; ++d) oi[d] = 0.0f;

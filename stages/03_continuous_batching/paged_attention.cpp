@@ -24,9 +24,7 @@ void paged_attention(float* out, const float* q, int pos, const BlockPool& pool,
     for (int j = 0; j <= pos; ++j) {
       const int block = table[static_cast<std::size_t>(j / bs)];
       const float* kj = pool.keys(block, layer) + static_cast<std::size_t>(j % bs) * kvd + head_offset;
-      float dot = 0.0f;
-      for (int d = 0; d < hd; ++d) dot += qh[d] * kj[d];
-      scores[j] = dot * scale;
+      scores[j] = cpu::dot(qh, kj, hd) * scale;
     }
     cpu::softmax(scores, pos + 1);
     std::fill(oh, oh + hd, 0.0f);

@@ -59,6 +59,22 @@ TEST_CASE("matmul: y = x W^T (streaming, blocked, and the dispatch between them)
   }
 }
 
+TEST_CASE("dot at every length around the vector widths", "[ops]") {
+  std::mt19937_64 rng(3);
+  for (int n = 0; n <= 70; ++n) {
+    const auto a = randn(static_cast<std::size_t>(n), rng), b = randn(static_cast<std::size_t>(n), rng);
+    double want = 0, scale = 0;
+    for (int i = 0; i < n; ++i) {
+      want += static_cast<double>(a[static_cast<std::size_t>(i)]) * b[static_cast<std::size_t>(i)];
+      scale += std::abs(static_cast<double>(a[static_cast<std::size_t>(i)]) * b[static_cast<std::size_t>(i)]);
+    }
+    const float got = cpu::dot(a.data(), b.data(), n);
+    INFO("n=" << n << " got " << got << " want " << want);
+    CHECK(std::isfinite(got));
+    CHECK(std::abs(got - want) <= 1e-5 * (scale + 1e-30));
+  }
+}
+
 TEST_CASE("rmsnorm", "[ops]") {
   std::mt19937_64 rng(2);
   for (auto [n, dim] : {std::pair{1, 576}, {5, 37}, {3, 1}}) {
