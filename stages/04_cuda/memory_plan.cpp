@@ -38,7 +38,8 @@ MemoryPlan plan_memory(std::size_t free_bytes, double fraction, std::size_t weig
   if (p.num_blocks < 1)
     throw Error("the model does not fit on " + device + ": weights " + gib(weight_bytes) + " + activations " +
                 gib(workspace_bytes) + " + one KV block " + gib(bytes_per_block) + " > " + std::to_string(fraction) +
-                " x " + gib(free_bytes) + " free (--kv-memory-fraction)");
+                " x " + gib(free_bytes) +
+                " free (--kv-memory-fraction; the activations grow with --token-budget and --batch)");
   return p;
 }
 
