@@ -69,6 +69,10 @@ constexpr std::uint64_t kMaxElements = std::uint64_t{1} << 40;
 // (8) + type (4) + a 1-byte value; a tensor info an empty name (8) + n_dims (4) + one dim (8) +
 // type (4) + offset (8).
 constexpr std::uint64_t kMinKvBytes = 13;
+// A parsed value takes ~100 bytes however small its encoding: a 1 GB array of UINT8 would need
+// 100 GB. The items of all arrays together are capped far above any vocabulary (Llama 3's
+// tokens, scores, types and merges are under 10^6).
+constexpr std::uint64_t kMaxMetadataValues = std::uint64_t{1} << 24;
 constexpr std::uint64_t kMinTensorInfoBytes = 32;
 
 std::uint32_t byte_swap(std::uint32_t v) {
@@ -144,7 +148,9 @@ std::uint64_t min_encoded_size(GGUFType t) {
   return 1;
 }
 
-GGUFValue read_value(Cursor& c, GGUFType type, const std::string& key, const std::string& file, std::uint64_t depth) {
+// `values_left` is what remains of kMaxMetadataValues; each array's count is taken from it.
+GGUFValue read_value(Cursor& c, GGUFType type, const std::string& key, const std::string& file, std::uint64_t depth,
+                     std::uint64_t& values_left) {
   GGUFValue v;
   v.type = type;
   const std::string what = "metadata '" + key + "'";
@@ -213,8 +219,15 @@ GGUFValue read_value(Cursor& c, GGUFType type, const std::string& key, const std
                     gguf_type_name(v.elem_type) + " does not fit in the " + std::to_string(c.remaining()) +
                     " bytes left in the file");
       }
+      if (count > values_left) {
+        throw Error(file + ": " + what + ": array length " + std::to_string(count) + " passes the limit of " +
+                    std::to_string(kMaxMetadataValues) + " metadata array items in all (" +
+                    std::to_string(values_left) + " left)");
+      }
+      values_left -= count;
       v.items.reserve(static_cast<std::size_t>(count));
-      for (std::uint64_t k = 0; k < count; ++k) v.items.push_back(read_value(c, v.elem_type, key, file, depth + 1));
+      for (std::uint64_t k = 0; k < count; ++k)
+        v.items.push_back(read_value(c, v.elem_type, key, file, depth + 1, values_left));
       break;
     }
     default:
@@ -274,13 +287,14 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
                 " bytes left)");
   }
 
+  std::uint64_t values_left = kMaxMetadataValues;
   for (std::uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.read_string("metadata key #" + std::to_string(k));
     const auto type = c.read<std::uint32_t>("type of metadata '" + key + "'");
     if (type > static_cast<std::uint32_t>(GGUFType::FLOAT64)) {
       throw Error(name_ + ": metadata '" + key + "' has unknown value type " + std::to_string(type));
     }
-    GGUFValue v = read_value(c, static_cast<GGUFType>(type), key, name_, 0);
+    GGUFValue v = read_value(c, static_cast<GGUFType>(type), key, name_, 0, values_left);
     if (kv_.count(key)) throw Error(name_ + ": metadata key '" + key + "' appears twice");
     kv_.emplace(std::move(key), std::move(v));
   }

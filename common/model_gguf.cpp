@@ -41,6 +41,11 @@ ModelConfig read_config(const GGUFFile& f) {
   c.n_kv_heads = f.has(a + "attention.head_count_kv") ? get_int(a + "attention.head_count_kv") : c.n_heads;
   c.hidden_dim = get_int(a + "feed_forward_length");
   c.context_length = get_int(a + "context_length");
+  if (!f.has(a + "attention.key_length") && c.dim % c.n_heads != 0) {
+    throw Error(f.path() + ": " + a + "embedding_length " + std::to_string(c.dim) +
+                " is not a multiple of attention.head_count " + std::to_string(c.n_heads) + " (and there is no " + a +
+                "attention.key_length to give the head size)");
+  }
   c.head_dim = f.has(a + "attention.key_length") ? get_int(a + "attention.key_length") : c.dim / c.n_heads;
   if (f.has(a + "rope.dimension_count") && get_int(a + "rope.dimension_count") != c.head_dim) {
     throw Error(f.path() + ": " + a + "rope.dimension_count is " +

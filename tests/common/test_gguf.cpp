@@ -241,17 +241,16 @@ TEST_CASE("tensors whose data overlap are refused, naming both and their ranges"
   SECTION("two at the same offset") {
     GGUFWriter w = three_tensors();
     w.set_offset("c", 256);  // c [256, 288) inside b [256, 384)
-    CHECK_THROWS_WITH(parse(w.bytes(), "same.gguf"),
-                      Contains("same.gguf") && Contains("'c' (data bytes [256, 288))") &&
-                          Contains("'b' (data bytes [256, 384))") && Contains("overlap"));
+    CHECK_THROWS_WITH(parse(w.bytes(), "same.gguf"), Contains("same.gguf") && Contains("'c' (data bytes [256, 288))") &&
+                                                         Contains("'b' (data bytes [256, 384))") &&
+                                                         Contains("overlap"));
   }
   SECTION("all at offset 0") {
     GGUFWriter w = three_tensors();
     w.set_offset("b", 0);
     w.set_offset("c", 0);
-    CHECK_THROWS_WITH(parse(w.bytes(), "zero.gguf"),
-                      Contains("zero.gguf") && Contains("'c' (data bytes [0, 32))") &&
-                          Contains("'b' (data bytes [0, 128))") && Contains("overlap"));
+    CHECK_THROWS_WITH(parse(w.bytes(), "zero.gguf"), Contains("zero.gguf") && Contains("'c' (data bytes [0, 32))") &&
+                                                         Contains("'b' (data bytes [0, 128))") && Contains("overlap"));
   }
   SECTION("partial overlap: one starts before the other ends") {
     GGUFWriter w = three_tensors();
@@ -274,9 +273,9 @@ TEST_CASE("tensors whose data overlap are refused, naming both and their ranges"
   SECTION("a tensor that ends past the data section") {
     GGUFWriter w = three_tensors();
     w.set_offset("c", 416);  // the section holds 416 bytes
-    CHECK_THROWS_WITH(parse(w.bytes(), "out.gguf"),
-                      Contains("out.gguf") && Contains("tensor 'c'") && Contains("32 bytes at data offset 416") &&
-                          Contains("the data section holds 416 bytes"));
+    CHECK_THROWS_WITH(parse(w.bytes(), "out.gguf"), Contains("out.gguf") && Contains("tensor 'c'") &&
+                                                        Contains("32 bytes at data offset 416") &&
+                                                        Contains("the data section holds 416 bytes"));
   }
 }
 
@@ -285,8 +284,8 @@ TEST_CASE("the magic: damaged vs another format", "[gguf]") {
   for (const char* magic : {"GGUG", "FUGG", "gguf", "XGUF"}) {
     INFO(magic);
     std::memcpy(bytes.data(), magic, 4);
-    CHECK_THROWS_WITH(parse(bytes, "m.gguf"), Contains("m.gguf: damaged GGUF magic") &&
-                                                  Contains("starts with '" + std::string(magic) + "'"));
+    CHECK_THROWS_WITH(parse(bytes, "m.gguf"),
+                      Contains("m.gguf: damaged GGUF magic") && Contains("starts with '" + std::string(magic) + "'"));
   }
   bytes[0] = 0x7f;
   std::memcpy(bytes.data() + 1, "ELF", 3);
@@ -307,14 +306,13 @@ TEST_CASE("GGUF versions: 0, 1 and 4 are unsupported; only a byte-swapped 2 or 3
       FAIL("accepted");
     } catch (const llm::Error& e) {
       const std::string msg = e.what();
-      CHECK_THAT(msg, Contains("v.gguf: unsupported GGUF version " + std::to_string(v) +
-                               " (this reader reads 2 and 3"));
+      CHECK_THAT(msg,
+                 Contains("v.gguf: unsupported GGUF version " + std::to_string(v) + " (this reader reads 2 and 3"));
       CHECK_THAT(msg, !Contains("big-endian"));
     }
   }
-  CHECK_THROWS_WITH(parse(with_version(0x02000000u)),
-                    Contains("version field reads 33554432") && Contains("version 2 byte-swapped") &&
-                        Contains("big-endian"));
+  CHECK_THROWS_WITH(parse(with_version(0x02000000u)), Contains("version field reads 33554432") &&
+                                                          Contains("version 2 byte-swapped") && Contains("big-endian"));
 }
 
 TEST_CASE("a metadata key of the wrong type is reported as a wrong type", "[gguf]") {
@@ -379,4 +377,15 @@ TEST_CASE("header limits are ggml's, and every message says the limit", "[gguf]"
     n.add_i32("general.alignment", -32);
     CHECK_THROWS_WITH(parse(n.bytes()), Contains("general.alignment is -32: must be a power of two"));
   }
+}
+
+TEST_CASE("metadata arrays are capped in all, before anything is allocated", "[gguf]") {
+  // 2^24 + 1 one-byte items: the bytes are there, but parsed they would take ~100 bytes each.
+  GGUFWriter w;
+  std::vector<std::uint8_t> p = le<std::uint32_t>(0);
+  for (auto b : le<std::uint64_t>((1ull << 24) + 1)) p.push_back(b);
+  p.resize(p.size() + (1u << 24) + 1, 7);
+  w.add_raw("huge", 9, p);
+  CHECK_THROWS_WITH(parse(w.bytes(), "arr.gguf"), Contains("arr.gguf: metadata 'huge': array length 16777217") &&
+                                                      Contains("limit of 16777216 metadata array items"));
 }

@@ -378,3 +378,37 @@ TEST_CASE("a GGUF model key of the wrong type names the key and both types", "[m
                     Contains(path + ": metadata key 'llama.vocab_size' has type STRING, expected an integer"));
   std::remove(path.c_str());
 }
+
+TEST_CASE("a GGUF head count that does not divide the width, without a key_length, is refused", "[model]") {
+  test::GGUFWriter g;
+  g.add_string("general.architecture", "llama");
+  g.add_u32("llama.embedding_length", 32);
+  g.add_u32("llama.block_count", 1);
+  g.add_u32("llama.attention.head_count", 5);  // 32 is not a multiple of 5
+  g.add_u32("llama.feed_forward_length", 32);
+  g.add_u32("llama.context_length", 8);
+  const std::string path = test::temp_path("heads.gguf");
+  g.write(path);
+  CHECK_THROWS_WITH(load_gguf_weights(GGUFFile(path)),
+                    Contains(path + ": llama.embedding_length 32 is not a multiple of "
+                                    "attention.head_count 5"));
+  std::remove(path.c_str());
+}
+
+TEST_CASE("fuzz_llama2c's committed seeds are valid models, so the fuzzer starts from loading ones", "[model]") {
+  for (const char* name : {"tied_spm_tiny.seed", "untied_gqa.seed"}) {
+    INFO(name);
+    const auto seed = test::read_file(test::repo_path(std::string("tests/fuzz/seeds_llama2c/") + name));
+    REQUIRE(seed.size() > 4);
+    std::uint32_t n;
+    std::memcpy(&n, seed.data(), 4);
+    REQUIRE(n <= seed.size() - 4);
+    const std::string bin = test::temp_path("seed.bin"), tok = test::temp_path("seed.tok");
+    test::write_file(bin, std::vector<std::uint8_t>(seed.begin() + 4, seed.begin() + 4 + n));
+    test::write_file(tok, std::vector<std::uint8_t>(seed.begin() + 4 + n, seed.end()));
+    Model m = load_model(bin, tok);
+    CHECK(m.format == "llama2c");
+    CHECK_FALSE(m.tokenizer->encode("ab a").empty());
+    for (const auto& p : {bin, tok}) std::remove(p.c_str());
+  }
+}

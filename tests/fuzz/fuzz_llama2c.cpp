@@ -17,10 +17,15 @@
 
 namespace {
 
-// Paths of this process's own (libFuzzer may run several jobs side by side).
-std::string temp_path(const char* suffix) {
-  return "/tmp/fuzz_llama2c-" + std::to_string(::getpid()) + suffix;
-}
+// This process's own pair of files (libFuzzer may run several jobs side by side), removed at exit.
+struct TempFiles {
+  std::string model = "/tmp/fuzz_llama2c-" + std::to_string(::getpid()) + ".bin";
+  std::string tokenizer = "/tmp/fuzz_llama2c-" + std::to_string(::getpid()) + ".tok";
+  ~TempFiles() {
+    std::remove(model.c_str());
+    std::remove(tokenizer.c_str());
+  }
+};
 
 void write(const std::string& path, const std::uint8_t* data, std::size_t size) {
   std::FILE* f = std::fopen(path.c_str(), "wb");
@@ -37,11 +42,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t body = size >= 4 ? size - 4 : 0;
   const std::size_t model_bytes = n < body ? n : body;
   const std::uint8_t* model = data + (size >= 4 ? 4 : size);
-  const std::string model_path = temp_path(".bin"), tokenizer_path = temp_path(".tok");
-  write(model_path, model, model_bytes);
-  write(tokenizer_path, model + model_bytes, body - model_bytes);
+  static const TempFiles files;
+  write(files.model, model, model_bytes);
+  write(files.tokenizer, model + model_bytes, body - model_bytes);
   try {
-    llm::Model m = llm::load_model(model_path, tokenizer_path);
+    llm::Model m = llm::load_model(files.model, files.tokenizer);
     const auto ids = m.tokenizer->encode("Hello, world! 12 \xF0\x9F\x99\x82 ab\na");
     (void)m.tokenizer->decode(ids);
   } catch (const llm::Error&) {
