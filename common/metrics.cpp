@@ -84,21 +84,22 @@ std::string format_metrics(const RunMetrics& m) {
   line("throughput", num("%.2f tokens/s", m.tokens_per_s));
   line("TTFT mean / p50 / p90", ms(m.mean_ttft_s) + " / " + ms(m.p50_ttft_s) + " / " + ms(m.p90_ttft_s));
   line("TPOT mean / p90", ms(m.mean_tpot_s) + " / " + ms(m.p90_tpot_s));
-  line("weights (fp32)", num("%.1f MiB", static_cast<double>(m.weight_bytes) / (1 << 20)));
+  line(("weights (" + m.weight_storage + ")").c_str(),
+       num("%.1f MiB", static_cast<double>(m.weight_bytes) / (1 << 20)));
   const EngineStats& e = m.engine;
   const double mib = 1 << 20;
   if (e.kv_bytes_allocated > 0) {
-    line("KV cache used / alloc",
-         num("%.2f MiB", static_cast<double>(e.kv_bytes_used) / mib) + " / " +
-             num("%.2f MiB", static_cast<double>(e.kv_bytes_allocated) / mib));
+    line("KV cache used / alloc", num("%.2f MiB", static_cast<double>(e.kv_bytes_used) / mib) + " / " +
+                                      num("%.2f MiB", static_cast<double>(e.kv_bytes_allocated) / mib));
   }
   if (e.decode_seconds > 0) {
-    line("decode memory traffic", num("%.1f GB/s", e.decode_bytes / e.decode_seconds / 1e9) + " (weights + KV read per step)");
+    line("decode memory traffic",
+         num("%.1f GB/s", e.decode_bytes / e.decode_seconds / 1e9) + " (weights + KV read per step)");
   }
   if (e.slot_steps > 0) {
-    line("wasted slot-steps", std::to_string(e.wasted_slot_steps) + " of " + std::to_string(e.slot_steps) +
-                                  num(" (%.0f%%)", 100.0 * static_cast<double>(e.wasted_slot_steps) /
-                                                       static_cast<double>(e.slot_steps)));
+    line("wasted slot-steps",
+         std::to_string(e.wasted_slot_steps) + " of " + std::to_string(e.slot_steps) +
+             num(" (%.0f%%)", 100.0 * static_cast<double>(e.wasted_slot_steps) / static_cast<double>(e.slot_steps)));
   }
   if (e.kv_pool_bytes > 0) line("KV pool (reserved)", num("%.2f MiB", static_cast<double>(e.kv_pool_bytes) / mib));
   if (e.prefill_tokens + e.prefix_hit_tokens > 0) {
@@ -123,6 +124,7 @@ nlohmann::json metrics_to_json(const RunMetrics& m) {
   j["ttft_s"] = {{"mean", m.mean_ttft_s}, {"p50", m.p50_ttft_s}, {"p90", m.p90_ttft_s}};
   j["tpot_s"] = {{"mean", m.mean_tpot_s}, {"p90", m.p90_tpot_s}};
   j["weight_bytes"] = m.weight_bytes;
+  j["weight_storage"] = m.weight_storage;
   j["peak_rss_bytes"] = m.peak_rss_bytes;
   const EngineStats& e = m.engine;
   j["engine"] = {{"kv_bytes_allocated", e.kv_bytes_allocated},

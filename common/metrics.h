@@ -33,7 +33,8 @@ struct RunMetrics {
   double tokens_per_s = 0.0;
   double mean_ttft_s = 0.0, p50_ttft_s = 0.0, p90_ttft_s = 0.0;
   double mean_tpot_s = 0.0, p90_tpot_s = 0.0;
-  std::size_t weight_bytes = 0;
+  std::size_t weight_bytes = 0;         ///< of the weights the engine runs on
+  std::string weight_storage = "fp32";  ///< their type ("fp16" for stage 04's copy)
   std::size_t peak_rss_bytes = 0;
   EngineStats engine;  ///< the engine's own counters (KV bytes, decode bytes, slot-steps)
 };

@@ -128,7 +128,8 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   RunMetrics m = compute_metrics(results, wall_s);
   m.stage = stage.name;
   m.model = o.model;
-  m.weight_bytes = model.weights.bytes();
+  m.weight_bytes = stage.weight_storage_bytes ? stage.weight_storage_bytes(model.weights) : model.weights.bytes();
+  m.weight_storage = stage.weight_storage;
   m.engine = engine->stats();
   if (o.json) {
     auto j = metrics_to_json(m);

@@ -27,6 +27,10 @@ struct StageInfo {
   bool rejects_requests = false;
   /// The stage has a GPU backend: it takes --backend, --kv-memory-fraction, --no-cuda-graphs.
   bool device_backend = false;
+  /// The type of the weights the engine runs on, for the metrics ("fp32": the loaded
+  /// ModelWeights), and their bytes (unset: the loaded weights'). Stage 04 runs on an fp16 copy.
+  std::string weight_storage = "fp32";
+  std::function<std::size_t(const ModelWeights&)> weight_storage_bytes;
 };
 
 /// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses.
