@@ -29,6 +29,8 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/wait.h>
+
 #include "common/error.h"
 #include "common/forward.h"
 #include "common/metrics.h"
@@ -43,6 +45,9 @@ using nlohmann::json;
 
 namespace llm::bench {
 namespace {
+
+/// A worker stopped at an exercise stub (exit code 3): it printed the one error line already.
+struct WorkerHitStub {};
 
 struct Options {
   std::string model, tokenizer, workload, name, out;
@@ -212,9 +217,16 @@ json spawn(const Options& o, Progress& progress, const std::string& mode, const 
   std::string out;
   char buf[65536];
   std::size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, got);
+  try {
+    while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, got);
+  } catch (...) {  // a joinable heartbeat thread must not be destroyed: that would terminate
+    pclose(p);
+    stop_heartbeat();
+    throw;
+  }
   const int status = pclose(p);
   stop_heartbeat();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) throw WorkerHitStub{};
   if (status != 0) throw Error("bench: worker failed (" + cmd + "); its error is above");
   progress.last_seconds[kind] = t.seconds();
   progress.done += 1;
@@ -785,6 +797,11 @@ int main(int argc, char** argv) {
   } catch (const llm::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return llm::kExitBadInput;
+  } catch (const llm::NotImplemented& e) {  // in a student tree, as the stages say it
+    std::fprintf(stderr, "error: %s (this is a student tree: fill in the exercise)\n", e.what());
+    return 3;
+  } catch (const llm::bench::WorkerHitStub&) {
+    return 3;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());
     return 1;
