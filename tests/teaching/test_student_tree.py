@@ -4,7 +4,8 @@
 - every kind of malformed marker is refused with the file and line named, exit code 2;
 - a student tree of one exercise has exactly that region replaced by a throw, keeps the marker
   lines, adds the include the throw needs, and leaves every other file byte for byte;
-- --stage and --exercise choose the right regions; unknown ones are errors.
+- --stage and --exercise choose the right regions; unknown ones are errors;
+- --switchable keeps each solution behind `if (llm::exercise_blanked(NAME)) throw ...`.
 """
 
 import pathlib
@@ -77,6 +78,14 @@ with tempfile.TemporaryDirectory() as tmp:
     check((pathlib.Path(tmp) / "out-good" / "README.md").read_text() == "hello\n", "other files copied")
     r = run(pathlib.Path(tmp) / "out-good", "--source", good)
     check(r.returncode == 2 and "not empty" in r.stderr, "refuses a non-empty output folder")
+    r = run(pathlib.Path(tmp) / "out-switch", "--source", good, "--switchable")
+    check(r.returncode == 0 and "switchable" in r.stdout, f"--switchable: exit 0 ({r.stderr})")
+    out = (pathlib.Path(tmp) / "out-switch" / "stages/99_x/a.cpp").read_text()
+    check('  // BEGIN EXERCISE(add-one): add one\n'
+          '  if (llm::exercise_blanked("add-one")) throw llm::NotImplemented("add-one");\n'
+          '  y = x + 1;\n  // END EXERCISE\n' in out, f"--switchable: the switch before the kept solution: {out!r}")
+    check('#include "common/error.h"' in out and '#include "common/exercise.h"' in out,
+          "--switchable: both includes added")
     check(run(pathlib.Path(tmp) / "x", "--source", good, "--exercise", "nope").returncode == 2, "unknown exercise")
     check(run(pathlib.Path(tmp) / "y", "--source", good, "--stage", "42").returncode == 2, "unknown stage")
 
