@@ -52,10 +52,10 @@ ModelFormat sniff_format(const std::string& path) {
   std::string why;
   if (check_llama2c_header(file.data(), file.size(), &why) != Llama2cHeaderStatus::kOther)
     return ModelFormat::kLlama2c;  // the llama2.c reader loads it or says what is wrong with it
-  const std::string magic =
-      file.size() == 0 ? "an empty file" : "it starts with '" + printable_magic(file.data(), file.size()) + "'";
-  throw Error(path + ": not a model file (neither GGUF, magic 'GGUF': " + magic +
-              "; nor a llama2.c checkpoint: " + why + ")");
+  const std::string magic = file.size() == 0
+                                ? "an empty file"
+                                : "it starts with '" + printable_magic(file.data(), file.size()) + "', not 'GGUF'";
+  throw Error(path + ": not a model file (neither GGUF: " + magic + "; nor a llama2.c checkpoint: " + why + ")");
 }
 
 }  // namespace
