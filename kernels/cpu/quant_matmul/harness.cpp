@@ -1,0 +1,244 @@
+// quant_harness: checks and times every version of quant_matmul.h (and every int8 path this
+// CPU has) against the fp32 definition, like kernel_harness does for the CUDA kernels.
+//
+//   quant_harness check [--quick]   every version x type x shape: fresh seeded inputs, output
+//                                   poisoned first, NaN fails, first mismatches printed
+//   quant_harness bench [--repeat N] [--rows 1,4,16,64]
+//                                   median time per call on SmolLM2-135M's shapes, GB/s of W
+//                                   as stored, and the ratio to the fp32 kernel (cpu::matmul)
+//
+// Tolerances: 01 and 02 compute the same sums as the fp32 reference in another order (1e-5 of
+// the row's largest value). 03 also rounds each activation to 1/254 of its block's largest:
+// every output must lie within sum_b (dx_b / 2) sum_{j in b} |w_j| of the exact value (dx_b the
+// block's activation scale), plus fp32 rounding; its paths must agree bit for bit (integer dots,
+// the same float operations).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/quant_matmul/quant_matmul.h"
+#include "kernels/cpu/quantize.h"
+#include "kernels/harness/compare.h"
+
+namespace {
+
+using llm::TensorType;
+namespace qmm = llm::cpu::qmm;
+
+struct Problem {
+  TensorType type;
+  int n, in, out;
+  std::vector<float> x, w;      // w: the dequantized weights, the definition's input
+  std::vector<std::uint8_t> q;  // W as stored
+  qmm::QuantMatrix W() const { return {type, q.data(), in, out}; }
+};
+
+Problem make_problem(TensorType t, int n, int in, int out, std::mt19937& rng) {
+  Problem p{t, n, in, out, {}, {}, {}};
+  std::normal_distribution<float> normal;
+  std::vector<float> raw(static_cast<std::size_t>(in) * out);
+  for (auto& v : raw) v = normal(rng) * 0.05f;
+  p.x.resize(static_cast<std::size_t>(n) * in);
+  for (auto& v : p.x) v = normal(rng);
+  const std::size_t rb = llm::cpu::row_bytes(t, static_cast<std::size_t>(in));
+  p.q.resize(rb * out);
+  p.w.resize(raw.size());
+  for (int o = 0; o < out; ++o) {
+    llm::cpu::quantize(t, raw.data() + static_cast<std::size_t>(o) * in, p.q.data() + o * rb,
+                       static_cast<std::size_t>(in));
+    llm::cpu::dequantize(t, p.q.data() + o * rb, p.w.data() + static_cast<std::size_t>(o) * in,
+                         static_cast<std::size_t>(in));
+  }
+  return p;
+}
+
+// The definition, in double: y[i, o] = sum_k x[i, k] w[o, k].
+std::vector<float> reference(const Problem& p) {
+  std::vector<float> y(static_cast<std::size_t>(p.n) * p.out);
+  for (int i = 0; i < p.n; ++i)
+    for (int o = 0; o < p.out; ++o) {
+      double s = 0;
+      for (int k = 0; k < p.in; ++k)
+        s += static_cast<double>(p.x[static_cast<std::size_t>(i) * p.in + k]) *
+             p.w[static_cast<std::size_t>(o) * p.in + k];
+      y[static_cast<std::size_t>(i) * p.out + o] = static_cast<float>(s);
+    }
+  return y;
+}
+
+// Version 03's bound per output (see the header comment).
+std::vector<double> int8_bound(const Problem& p) {
+  std::vector<double> b(static_cast<std::size_t>(p.n) * p.out);
+  for (int i = 0; i < p.n; ++i)
+    for (int o = 0; o < p.out; ++o) {
+      double s = 0;
+      for (int blk = 0; blk < p.in / 32; ++blk) {
+        double amax = 0, wsum = 0, prod = 0;
+        for (int j = 0; j < 32; ++j) {
+          const double xv = p.x[static_cast<std::size_t>(i) * p.in + blk * 32 + j];
+          const double wv = p.w[static_cast<std::size_t>(o) * p.in + blk * 32 + j];
+          amax = std::max(amax, std::fabs(xv));
+          wsum += std::fabs(wv);
+          prod += std::fabs(xv * wv);
+        }
+        s += amax / 127.0 / 2.0 * wsum + 1e-5 * prod;
+      }
+      b[static_cast<std::size_t>(i) * p.out + o] = s + 1e-6;
+    }
+  return b;
+}
+
+int check(bool quick) {
+  std::mt19937 rng(2024);
+  int failures = 0, checks = 0;
+  std::vector<std::tuple<int, int, int>> shapes = {{1, 32, 7},   {1, 576, 192}, {3, 96, 65},  {4, 576, 100},
+                                                   {16, 64, 33}, {17, 160, 19}, {40, 256, 24}};
+  if (!quick) shapes.push_back({16, 1536, 576});
+  const auto paths = qmm::available_int8_paths();
+  for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
+    for (auto [n, in, out] : shapes) {
+      const Problem p = make_problem(t, n, in, out, rng);
+      const auto want = reference(p);
+      const auto cols = static_cast<std::size_t>(out);
+      auto run = [&](const char* name, auto&& kernel, double tol) {
+        std::vector<float> y(want.size());
+        llm::harness::poison(y);
+        kernel(y);
+        const auto cmp = llm::harness::compare_rows(y, want, cols, tol);
+        ++checks;
+        if (!cmp.ok) {
+          ++failures;
+          std::printf("FAIL %s %s n=%d in=%d out=%d: max rel %.3g\n%s\n", name, llm::tensor_type_name(t).c_str(), n, in,
+                      out, cmp.max_rel, cmp.report.c_str());
+        }
+        return y;
+      };
+      run(
+          "01_dequantize_row",
+          [&](std::vector<float>& y) { qmm::matmul_01_dequantize_row(y.data(), p.x.data(), p.W(), n); }, 1e-5);
+      run(
+          "02_fused", [&](std::vector<float>& y) { qmm::matmul_02_fused(y.data(), p.x.data(), p.W(), n); }, 1e-5);
+      const auto bound = int8_bound(p);
+      std::vector<float> scalar;
+      for (auto path : paths) {
+        std::vector<float> y(want.size());
+        llm::harness::poison(y);
+        qmm::matmul_03_int8(y.data(), p.x.data(), p.W(), n, path);
+        ++checks;
+        int bad = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) {
+          const bool ok = std::isfinite(y[i]) && std::fabs(static_cast<double>(y[i]) - want[i]) <= bound[i] &&
+                          (scalar.empty() || std::memcmp(&y[i], &scalar[i], 4) == 0);
+          if (!ok && ++bad <= 10)
+            std::printf("  03_int8/%s %s n=%d in=%d out=%d [%zu, %zu]: got %.8g want %.8g (bound %.3g)%s\n",
+                        qmm::int8_path_name(path), llm::tensor_type_name(t).c_str(), n, in, out, i / cols, i % cols,
+                        y[i], want[i], bound[i],
+                        scalar.empty() ? "" : (" scalar " + std::to_string(scalar[i])).c_str());
+        }
+        if (bad > 0) {
+          ++failures;
+          std::printf("FAIL 03_int8/%s: %d outputs wrong\n", qmm::int8_path_name(path), bad);
+        }
+        if (scalar.empty()) scalar = y;
+      }
+    }
+  }
+  std::printf("quant_harness check: %d of %d checks passed (int8 paths:", checks - failures, checks);
+  for (auto p : paths) std::printf(" %s", qmm::int8_path_name(p));
+  std::printf(")\n");
+  return failures == 0 ? 0 : 1;
+}
+
+template <class F>
+double median_seconds(F&& f, int repeat) {
+  std::vector<double> t;
+  f();  // warm-up
+  for (int r = 0; r < repeat; ++r) {
+    const auto a = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+int bench(int repeat, const std::vector<int>& rows) {
+  std::mt19937 rng(7);
+  // SmolLM2-135M: wqkv 576 -> 960, w13 576 -> 3072, w2 1536 -> 576, classifier 576 -> 49152.
+  const std::vector<std::pair<int, int>> shapes = {{576, 3072}, {1536, 576}, {576, 49152}};
+  std::printf("%-22s %-5s %4s %6s %6s %10s %9s %8s\n", "version", "type", "n", "in", "out", "us/call", "W GB/s",
+              "vs fp32");
+  for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
+    for (auto [in, out] : shapes) {
+      for (int n : rows) {
+        const Problem p = make_problem(t, n, in, out, rng);
+        std::vector<float> y(static_cast<std::size_t>(n) * out);
+        const double fp32 =
+            median_seconds([&] { llm::cpu::matmul(y.data(), p.x.data(), p.w.data(), n, in, out); }, repeat);
+        auto row = [&](const std::string& name, double s) {
+          std::printf("%-22s %-5s %4d %6d %6d %10.1f %9.1f %7.2fx\n", name.c_str(), llm::tensor_type_name(t).c_str(), n,
+                      in, out, s * 1e6, static_cast<double>(p.q.size()) / s / 1e9, fp32 / s);
+        };
+        std::printf("%-22s %-5s %4d %6d %6d %10.1f %9.1f %7s\n", "fp32 (cpu::matmul)", "F32", n, in, out, fp32 * 1e6,
+                    4.0 * in * out / fp32 / 1e9, "1.00x");
+        row("01_dequantize_row",
+            median_seconds([&] { qmm::matmul_01_dequantize_row(y.data(), p.x.data(), p.W(), n); }, repeat));
+        row("02_fused", median_seconds([&] { qmm::matmul_02_fused(y.data(), p.x.data(), p.W(), n); }, repeat));
+        for (auto path : qmm::available_int8_paths())
+          row(std::string("03_int8/") + qmm::int8_path_name(path),
+              median_seconds([&] { qmm::matmul_03_int8(y.data(), p.x.data(), p.W(), n, path); }, repeat));
+      }
+    }
+  }
+  std::printf("(%d threads; medians of %d calls; W GB/s counts W's bytes as stored once per call)\n",
+              llm::cpu::thread_count(), repeat);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  try {
+    if (cmd == "check") return check(argc > 2 && std::string(argv[2]) == "--quick");
+    if (cmd == "bench") {
+      int repeat = 20;
+      std::vector<int> rows = {1, 4, 16, 64};
+      for (int a = 2; a + 1 < argc; a += 2) {
+        const std::string flag = argv[a], v = argv[a + 1];
+        if (flag == "--repeat") {
+          repeat = std::stoi(v);
+        } else if (flag == "--rows") {
+          rows.clear();
+          for (std::size_t pos = 0; pos < v.size();) {
+            const auto comma = v.find(',', pos);
+            rows.push_back(std::stoi(v.substr(pos, comma - pos)));
+            pos = comma == std::string::npos ? v.size() : comma + 1;
+          }
+        } else {
+          std::fprintf(stderr, "error: quant_harness bench: unknown flag %s\n", flag.c_str());
+          return 2;
+        }
+      }
+      if (repeat < 1 || rows.empty() || *std::min_element(rows.begin(), rows.end()) < 1) {
+        std::fprintf(stderr, "error: quant_harness bench: --repeat and --rows must be positive\n");
+        return 2;
+      }
+      return bench(repeat, rows);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: quant_harness %s: %s\n", cmd.c_str(), e.what());
+    return 2;
+  }
+  std::fprintf(stderr, "usage: quant_harness check [--quick] | bench [--repeat N] [--rows 1,4,16]\n");
+  return 2;
+}
