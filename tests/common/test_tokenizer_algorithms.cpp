@@ -423,8 +423,12 @@ TEST_CASE("a 1 MB prompt is tokenized or refused quickly", "[tokenizer]") {
   toks.emplace_back("tiny-target", load_gguf_tokenizer(tiny));
   toks.emplace_back("spm_tiny.bin",
                     load_llama2c_tokenizer(test::repo_path("datasets/tokenizers/spm_tiny_tokenizer.bin"), 512));
-  for (const auto& [tok_name, tok] : toks) {
-    for (const auto& [what, text] : prompts) {
+  for (const auto& named_tok : toks) {
+    const std::string& tok_name = named_tok.first;
+    const Tokenizer* tok = named_tok.second.get();  // (clang 14 cannot capture structured bindings)
+    for (const auto& named_prompt : prompts) {
+      const std::string& what = named_prompt.first;
+      const std::string& text = named_prompt.second;
       INFO(tok_name << ": " << what);
       std::vector<int> limited, full;
       // Refused as a stage refuses it: the context of SmolLM2 (8192), then the whole prompt.
