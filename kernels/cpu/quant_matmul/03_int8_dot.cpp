@@ -20,8 +20,15 @@
 #include "kernels/cpu/quant_matmul/quant_matmul.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define LLM_X86 1
+#endif
+
+#if defined(__clang__)
+#define LLM_NO_VECTORIZE
+#else
+#define LLM_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
 #endif
 
 namespace llm::cpu::qmm {
@@ -79,8 +86,7 @@ inline void weight_bytes(TensorType t, const std::uint8_t* block, std::uint8_t* 
 // Kept scalar: it is the definition the other paths are checked against, and GCC 12.2 with
 // -march=native on an AVX-512 VNNI CPU vectorises the signed x signed loop into vpdpbusd, whose first
 // operand is unsigned (wrong sums for negative weights; seen with Debian's 12.2.0).
-__attribute__((optimize("no-tree-vectorize"))) std::int32_t block_dot_scalar(bool signed_w, const std::uint8_t* w,
-                                                                             const std::int8_t* x) {
+LLM_NO_VECTORIZE std::int32_t block_dot_scalar(bool signed_w, const std::uint8_t* w, const std::int8_t* x) {
   std::int32_t s = 0;
   if (signed_w) {
     for (int j = 0; j < 32; ++j) s += static_cast<std::int8_t>(w[j]) * x[j];
@@ -179,7 +185,10 @@ std::vector<Int8Path> available_int8_paths() {
 #if LLM_X86
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx2")) paths.push_back(Int8Path::Avx2);
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni")) paths.push_back(Int8Path::AvxVnni);
+  // AVX-VNNI is CPUID leaf 7, subleaf 1, EAX bit 4 (clang 14's __builtin_cpu_supports has no name for it).
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool avxvnni = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) != 0;
+  if (__builtin_cpu_supports("avx2") && avxvnni) paths.push_back(Int8Path::AvxVnni);
   if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) paths.push_back(Int8Path::Avx512Vnni);
 #endif
   return paths;
