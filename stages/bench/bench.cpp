@@ -551,7 +551,8 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
                chosen.size(), progress.planned, dir.c_str());
   std::fprintf(stderr, "[bench] measuring memory bandwidth (%.0f MiB buffers)...\n", o.bandwidth_mib);
   Bandwidth bw = measure_bandwidth(o.bandwidth_mib);
-  std::fprintf(stderr, "[bench] read %.1f GB/s, copy %.1f GB/s (%d threads)\n", bw.read_gbps, bw.copy_gbps, bw.threads);
+  std::fprintf(stderr, "[bench] read %.1f GB/s, copy %.1f GB/s (%d thread%s)\n", bw.read_gbps, bw.copy_gbps, bw.threads,
+               bw.threads == 1 ? "" : "s");
 
   json result;
   result["name"] = name;
@@ -665,15 +666,16 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
   // every decode share would then read high.
   const Bandwidth after = measure_bandwidth(o.bandwidth_mib);
   std::fprintf(stderr, "[bench] bandwidth again: read %.1f GB/s, copy %.1f GB/s\n", after.read_gbps, after.copy_gbps);
-  result["device"] = {{"name", host.cpu_name + ", " + std::to_string(host.threads) + " threads"},
-                      {"id", host.device_id},
-                      {"read_gbps", std::max(bw.read_gbps, after.read_gbps)},
-                      {"copy_gbps", std::max(bw.copy_gbps, after.copy_gbps)},
-                      {"read_gbps_probes", {bw.read_gbps, after.read_gbps}},
-                      {"bandwidth_buffer_mib", bw.buffer_mib},
-                      {"bandwidth_threads", bw.threads},
-                      {"l3_bytes", host.l3_bytes},
-                      {"gpu", stage04::cuda_device_name()}};  // "" without one; stage 04 runs there
+  result["device"] = {
+      {"name", host.cpu_name + ", " + std::to_string(host.threads) + (host.threads == 1 ? " thread" : " threads")},
+      {"id", host.device_id},
+      {"read_gbps", std::max(bw.read_gbps, after.read_gbps)},
+      {"copy_gbps", std::max(bw.copy_gbps, after.copy_gbps)},
+      {"read_gbps_probes", {bw.read_gbps, after.read_gbps}},
+      {"bandwidth_buffer_mib", bw.buffer_mib},
+      {"bandwidth_threads", bw.threads},
+      {"l3_bytes", host.l3_bytes},
+      {"gpu", stage04::cuda_device_name()}};  // "" without one; stage 04 runs there
   for (auto& s : result["stages"]) {
     s["median"]["decode_share_of_read_bw"] =
         s["median"]["decode_gbps"].get<double>() / std::max(1e-9, result["device"]["read_gbps"].get<double>());
