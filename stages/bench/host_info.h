@@ -10,7 +10,7 @@ namespace llm::bench {
 
 struct HostInfo {
   std::string cpu_name;      ///< /proc/cpuinfo "model name", e.g. "AMD EPYC"
-  int threads = 0;           ///< OpenMP threads the stages use
+  int threads = 0;           ///< threads the stages use (kernels/cpu/parallel.h)
   std::string device_id;     ///< folder name under docs/results, e.g. "cpu-amd-epyc-2c"
   std::string date;          ///< UTC, ISO 8601
   std::string commit;        ///< git describe of the source tree ("+dirty" when modified), or "unknown"

@@ -9,7 +9,7 @@ struct Bandwidth {
   double read_gbps = 0.0;  ///< sum of a float array, all threads: bytes read / s
   double copy_gbps = 0.0;  ///< a[i] = b[i], all threads: (bytes read + bytes written) / s
   double buffer_mib = 0.0;
-  int threads = 0;  ///< threads that read (the stages' OpenMP thread count)
+  int threads = 0;  ///< threads that read (the stages' thread count, kernels/cpu/parallel.h)
 };
 
 /// Measures with a buffer of `mib` MiB (per array), `repeats` times, keeping the best.
