@@ -30,7 +30,7 @@ struct StageInfo {
   /// The type of the weights the engine runs on, for the metrics ("fp32": the loaded
   /// ModelWeights), and their bytes (unset: the loaded weights'). Stage 04 runs on an fp16 copy.
   std::string weight_storage = "fp32";
-  std::function<std::size_t(const ModelWeights&)> weight_storage_bytes;
+  std::function<std::size_t(const ModelWeights&)> weight_storage_bytes = {};
 };
 
 /// Builds the stage's engine for a loaded model. May throw llm::Error for options it refuses.

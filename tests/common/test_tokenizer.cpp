@@ -316,7 +316,7 @@ TEST_CASE("llama2.c tokenizer.bin: a piece that looks like <0x..> but is not hex
   const std::int32_t max_len = 8;
   put(&max_len, 4);
   for (int id = 0; id < 8; ++id) {
-    const std::string piece = id == 5 ? "<0xZZ>" : (id == 6 ? "<0x41>" : "t" + std::to_string(id));
+    const std::string piece = id == 5 ? "<0xZZ>" : (id == 6 ? "<0x41>" : std::string("t").append(std::to_string(id)));
     const float score = static_cast<float>(-id);
     const auto len = static_cast<std::int32_t>(piece.size());
     put(&score, 4);

@@ -179,7 +179,7 @@ TEST_CASE("prefix caching shares a system prompt's blocks and changes no output"
   std::vector<Request> reqs;
   for (int i = 0; i < 6; ++i) {
     Request r;
-    r.id = "p" + std::to_string(i);
+    r.id = std::string("p").append(std::to_string(i));  // not "p" + ...: GCC 12 -Wrestrict false positive
     r.prompt = system;
     r.prompt.push_back(44 + i);  // each suffix starts differently: only the system prompt is shared
     for (int t = 0; t < i % 4; ++t) r.prompt.push_back(3 + static_cast<int>(rng() % 40));
