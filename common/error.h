@@ -31,7 +31,7 @@ class NotImplemented : public std::logic_error {
 };
 
 /// `text` as it may appear inside an error message: control bytes and bytes that are not
-/// printable ASCII become \xNN, so a value quoted from a file or a flag can neither break the
+/// printable ASCII become `\xNN`, so a value quoted from a file or a flag can neither break the
 /// message's one line nor print ill-formed UTF-8.
 inline std::string printable(std::string_view text) {
   std::string out;
