@@ -14,23 +14,71 @@ namespace llm::stage04 {
 
 namespace {
 
-std::vector<float> floats(const std::vector<std::uint16_t>& h) { return cpu::from_half_bits(h); }
+std::vector<float> floats(const std::vector<std::uint16_t>& h) {
+  return cpu::from_half_bits(h);
+}
 
 void grow(std::vector<float>& v, std::size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
 /// What storing in fp16 does to a value.
-float to_half(float x) { return cpu::half_to_float(cpu::float_to_half(x)); }
+float to_half(float x) {
+  return cpu::half_to_float(cpu::float_to_half(x));
+}
+
+/// Stage 04's storage: every matrix as fp16-exact floats.
+class Fp16CpuMatrices : public CpuMatrices {
+ public:
+  explicit Fp16CpuMatrices(const PackedWeights& w) : c_(w.config) {
+    embed_ = floats(w.embed);
+    if (!w.classifier.empty()) classifier_ = floats(w.classifier);
+    for (const PackedLayer& L : w.layers)
+      layers_.push_back({floats(L.wqkv), floats(L.wo), floats(L.w13), floats(L.w2)});
+  }
+  void matmul(float* y, const float* x, int n, int layer, Matrix m) override {
+    const Layer& L = layers_[static_cast<std::size_t>(layer)];
+    const int qkv = c_.q_dim() + 2 * c_.kv_dim();
+    switch (m) {
+      case Matrix::wqkv:
+        return cpu::matmul(y, x, L.wqkv.data(), n, c_.dim, qkv);
+      case Matrix::wo:
+        return cpu::matmul(y, x, L.wo.data(), n, c_.q_dim(), c_.dim);
+      case Matrix::w13:
+        return cpu::matmul(y, x, L.w13.data(), n, c_.dim, 2 * c_.hidden_dim);
+      case Matrix::w2:
+        return cpu::matmul(y, x, L.w2.data(), n, c_.hidden_dim, c_.dim);
+    }
+  }
+  void classify(float* y, const float* x, int n) override {
+    cpu::matmul(y, x, (classifier_.empty() ? embed_ : classifier_).data(), n, c_.dim, c_.vocab_size);
+  }
+  void embed_row(float* out, int t) override {
+    std::memcpy(out, &embed_[static_cast<std::size_t>(t) * c_.dim], sizeof(float) * c_.dim);
+  }
+
+ private:
+  struct Layer {
+    std::vector<float> wqkv, wo, w13, w2;
+  };
+  ModelConfig c_;
+  std::vector<float> embed_, classifier_;  // classifier_ empty when tied
+  std::vector<Layer> layers_;
+};
 
 }  // namespace
 
-CpuOps::CpuOps(const PackedWeights& w) : c_(w.config) {
-  embed_ = floats(w.embed);
-  classifier_ = floats(w.classifier_or_embed());
-  output_norm_ = w.output_norm;
-  for (const PackedLayer& L : w.layers)
-    layers_.push_back(Layer{L.attn_norm, L.ffn_norm, floats(L.wqkv), floats(L.wo), floats(L.w13), floats(L.w2)});
+std::unique_ptr<CpuMatrices> fp16_cpu_matrices(const PackedWeights& w) {
+  return std::make_unique<Fp16CpuMatrices>(w);
+}
+
+CpuOps::CpuOps(const PackedWeights& w) : c_(w.config), matrices_(fp16_cpu_matrices(w)), output_norm_(w.output_norm) {
+  for (const PackedLayer& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
+}
+
+CpuOps::CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, bool kv_fp16)
+    : c_(w.config), matrices_(std::move(matrices)), kv_fp16_(kv_fp16), output_norm_(w.output_norm) {
+  for (const LayerWeights& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
 }
 
 void CpuOps::reserve_cache(int num_blocks, int block_size) {
@@ -41,13 +89,13 @@ void CpuOps::reserve_cache(int num_blocks, int block_size) {
   v_cache_.assign(static_cast<std::size_t>(c_.n_layers), std::vector<float>(n, 0.0f));
 }
 
-void CpuOps::matmul(float* y, const float* x, const std::vector<float>& W, int n, int in, int out, bool accumulate) {
+void CpuOps::matmul(float* y, const float* x, int layer, CpuMatrices::Matrix m, int n, int out, bool accumulate) {
   if (!accumulate) {
-    cpu::matmul(y, x, W.data(), n, in, out);
+    matrices_->matmul(y, x, n, layer, m);
     return;
   }
   grow(tmp_, static_cast<std::size_t>(n) * out);
-  cpu::matmul(tmp_.data(), x, W.data(), n, in, out);
+  matrices_->matmul(tmp_.data(), x, n, layer, m);
   for (std::size_t i = 0; i < static_cast<std::size_t>(n) * out; ++i) y[i] += tmp_[i];
 }
 
@@ -70,19 +118,20 @@ void CpuOps::embed(const StepLayout& L) {
   for (int r = 0; r < L.n; ++r) {
     const int t = L.tokens[static_cast<std::size_t>(r)];
     if (t < 0 || t >= c_.vocab_size)
-      throw Error("forward: token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(c_.vocab_size));
-    std::memcpy(&x_[static_cast<std::size_t>(r) * c_.dim], &embed_[static_cast<std::size_t>(t) * c_.dim], sizeof(float) * c_.dim);
+      throw Error("forward: token id " + std::to_string(t) + " is outside the vocabulary of " +
+                  std::to_string(c_.vocab_size));
+    matrices_->embed_row(&x_[static_cast<std::size_t>(r) * c_.dim], t);
   }
 }
 
 void CpuOps::attention_norm(int layer, const StepLayout& L) {
-  cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].attn_norm.data(), L.n, c_.dim, c_.norm_eps);
+  cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].attn_norm.data(), L.n, c_.dim,
+               c_.norm_eps);
   std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(L.n) * c_.dim, h16_.begin(), to_half);
 }
 
 void CpuOps::qkv(int layer, const StepLayout& L) {
-  matmul(qkv_.data(), h16_.data(), layers_[static_cast<std::size_t>(layer)].wqkv, L.n, c_.dim, c_.q_dim() + 2 * c_.kv_dim(),
-         false);
+  matmul(qkv_.data(), h16_.data(), layer, CpuMatrices::Matrix::wqkv, L.n, c_.q_dim() + 2 * c_.kv_dim(), false);
 }
 
 void CpuOps::rope_store_kv(int layer, const StepLayout& L) {
@@ -93,8 +142,15 @@ void CpuOps::rope_store_kv(int layer, const StepLayout& L) {
     cpu::rope(src, c_.n_heads + c_.n_kv_heads, c_.head_dim, L.positions[static_cast<std::size_t>(r)], c_.rope_theta);
     std::transform(src, src + qd, &q16_[static_cast<std::size_t>(r) * qd], to_half);
     const std::size_t slot = static_cast<std::size_t>(L.slots[static_cast<std::size_t>(r)]) * kvd;
-    std::transform(src + qd, src + qd + kvd, &k_cache_[static_cast<std::size_t>(layer)][slot], to_half);
-    std::transform(src + qd + kvd, src + row, &v_cache_[static_cast<std::size_t>(layer)][slot], to_half);
+    float* k = &k_cache_[static_cast<std::size_t>(layer)][slot];
+    float* v = &v_cache_[static_cast<std::size_t>(layer)][slot];
+    if (kv_fp16_) {
+      std::transform(src + qd, src + qd + kvd, k, to_half);
+      std::transform(src + qd + kvd, src + row, v, to_half);
+    } else {
+      std::copy(src + qd, src + qd + kvd, k);
+      std::copy(src + qd + kvd, src + row, v);
+    }
   }
 }
 
@@ -104,8 +160,8 @@ void CpuOps::attention(int layer, const StepLayout& L) {
   const int qd = c_.q_dim(), kvd = c_.kv_dim();
   // Decode rows: one batch through the block tables (the split-KV kernel's twin).
   if (L.n_decode > 0) {
-    const cpu::PagedKvView view{K.data(), V.data(), num_blocks_, block_size_, c_.n_kv_heads, c_.head_dim,
-                                L.tables.data(), L.max_blocks, L.seq_lens.data()};
+    const cpu::PagedKvView view{K.data(),    V.data(),        num_blocks_,  block_size_,      c_.n_kv_heads,
+                                c_.head_dim, L.tables.data(), L.max_blocks, L.seq_lens.data()};
     cpu::paged_decode_attention(att16_.data(), q16_.data(), L.n_decode, c_.n_heads, view, 1);
   }
   // Prompt chunks: gather the sequence's keys and values into contiguous rows, then causal
@@ -123,23 +179,24 @@ void CpuOps::attention(int layer, const StepLayout& L) {
     }
     const cpu::AttentionShape s{1, ch.count, kv_len, c_.n_heads, c_.n_kv_heads, c_.head_dim, true};
     cpu::attention_online_softmax(&att16_[static_cast<std::size_t>(ch.row_begin) * qd],
-                                  &q16_[static_cast<std::size_t>(ch.row_begin) * qd], gather_k_.data(), gather_v_.data(), s,
-                                  64);
+                                  &q16_[static_cast<std::size_t>(ch.row_begin) * qd], gather_k_.data(),
+                                  gather_v_.data(), s, 64);
   }
   std::transform(att16_.begin(), att16_.begin() + static_cast<std::ptrdiff_t>(L.n) * qd, att16_.begin(), to_half);
 }
 
 void CpuOps::o_proj(int layer, const StepLayout& L) {
-  matmul(x_.data(), att16_.data(), layers_[static_cast<std::size_t>(layer)].wo, L.n, c_.q_dim(), c_.dim, true);
+  matmul(x_.data(), att16_.data(), layer, CpuMatrices::Matrix::wo, L.n, c_.dim, true);
 }
 
 void CpuOps::ffn_norm(int layer, const StepLayout& L) {
-  cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].ffn_norm.data(), L.n, c_.dim, c_.norm_eps);
+  cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].ffn_norm.data(), L.n, c_.dim,
+               c_.norm_eps);
   std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(L.n) * c_.dim, h16_.begin(), to_half);
 }
 
 void CpuOps::gate_up(int layer, const StepLayout& L) {
-  matmul(gu_.data(), h16_.data(), layers_[static_cast<std::size_t>(layer)].w13, L.n, c_.dim, 2 * c_.hidden_dim, false);
+  matmul(gu_.data(), h16_.data(), layer, CpuMatrices::Matrix::w13, L.n, 2 * c_.hidden_dim, false);
 }
 
 void CpuOps::swiglu(const StepLayout& L) {
@@ -151,7 +208,7 @@ void CpuOps::swiglu(const StepLayout& L) {
 }
 
 void CpuOps::down(int layer, const StepLayout& L) {
-  matmul(x_.data(), f16_.data(), layers_[static_cast<std::size_t>(layer)].w2, L.n, c_.hidden_dim, c_.dim, true);
+  matmul(x_.data(), f16_.data(), layer, CpuMatrices::Matrix::w2, L.n, c_.dim, true);
 }
 
 std::vector<float> CpuOps::logits(const StepLayout& L) {
@@ -160,11 +217,12 @@ std::vector<float> CpuOps::logits(const StepLayout& L) {
   if (rows == 0) return out;
   grow(tmp_, static_cast<std::size_t>(rows) * c_.dim);
   for (int r = 0; r < rows; ++r)
-    std::memcpy(&tmp_[static_cast<std::size_t>(r) * c_.dim], &x_[static_cast<std::size_t>(L.logit_rows[static_cast<std::size_t>(r)]) * c_.dim],
+    std::memcpy(&tmp_[static_cast<std::size_t>(r) * c_.dim],
+                &x_[static_cast<std::size_t>(L.logit_rows[static_cast<std::size_t>(r)]) * c_.dim],
                 sizeof(float) * c_.dim);
   cpu::rmsnorm(h16_.data(), tmp_.data(), output_norm_.data(), rows, c_.dim, c_.norm_eps);
   std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(rows) * c_.dim, h16_.begin(), to_half);
-  cpu::matmul(out.data(), h16_.data(), classifier_.data(), rows, c_.dim, c_.vocab_size);
+  matrices_->classify(out.data(), h16_.data(), rows);
   return out;
 }
 
@@ -173,6 +231,10 @@ CpuStepExecutor::CpuStepExecutor(const ModelWeights& w) : config_(w.config) {
   bytes_per_step_ = packed.bytes_per_step();
   ops_ = std::make_unique<CpuOps>(packed);
 }
+
+CpuStepExecutor::CpuStepExecutor(const ModelConfig& c, std::unique_ptr<CpuOps> ops, double bytes_per_step,
+                                 std::size_t kv_element_bytes)
+    : config_(c), ops_(std::move(ops)), bytes_per_step_(bytes_per_step), kv_element_bytes_(kv_element_bytes) {}
 
 void CpuStepExecutor::begin_run(stage03::BlockPool& pool) {
   block_size_ = pool.block_size();

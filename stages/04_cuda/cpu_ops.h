@@ -16,10 +16,31 @@
 
 namespace llm::stage04 {
 
+/// The weight matrices CpuOps multiplies by, wherever and however they are stored: stage 04's
+/// own are fp16-exact floats (fp16_cpu_matrices); stage 05 plugs in quantized ones. Shapes as in
+/// packed_weights.h; activations are fp32, row-major.
+class CpuMatrices {
+ public:
+  enum class Matrix { wqkv, wo, w13, w2 };
+  virtual ~CpuMatrices() = default;
+  /// y[n, out] = x[n, in] W^T for matrix m of `layer`.
+  virtual void matmul(float* y, const float* x, int n, int layer, Matrix m) = 0;
+  /// y[n, vocab] = x[n, dim] Wcls^T.
+  virtual void classify(float* y, const float* x, int n) = 0;
+  /// out[dim] = the embedding of token t (0 <= t < vocab).
+  virtual void embed_row(float* out, int t) = 0;
+};
+
+/// Stage 04's matrices: the packed fp16 bits turned back into (fp16-exact) floats.
+std::unique_ptr<CpuMatrices> fp16_cpu_matrices(const PackedWeights& w);
+
 /// The operations of step_recipe.h on host memory.
 class CpuOps {
  public:
+  /// Stage 04's CPU backend: fp16 matrices and an fp16 K/V cache.
   explicit CpuOps(const PackedWeights& w);
+  /// Any matrices (the norms and the config from `w`); kv_fp16 = false keeps K/V in fp32.
+  CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, bool kv_fp16);
   /// Sizes the K/V cache for a pool of num_blocks blocks of block_size tokens.
   void reserve_cache(int num_blocks, int block_size);
 
@@ -39,15 +60,17 @@ class CpuOps {
   void sync() {}
 
  private:
-  struct Layer {
-    std::vector<float> attn_norm, ffn_norm, wqkv, wo, w13, w2;  // matrices: fp16-exact floats
+  struct Norms {
+    std::vector<float> attn_norm, ffn_norm;
   };
   /// y[n, out] = x W^T, or y += x W^T with accumulate.
-  void matmul(float* y, const float* x, const std::vector<float>& W, int n, int in, int out, bool accumulate);
+  void matmul(float* y, const float* x, int layer, CpuMatrices::Matrix m, int n, int out, bool accumulate);
 
   ModelConfig c_;
-  std::vector<float> embed_, classifier_, output_norm_;
-  std::vector<Layer> layers_;
+  std::unique_ptr<CpuMatrices> matrices_;
+  bool kv_fp16_ = true;
+  std::vector<float> output_norm_;
+  std::vector<Norms> layers_;
   int block_size_ = 0, num_blocks_ = 0;
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [num_blocks * block_size, kv_dim]
   // Activations (fp16 ones hold fp16-exact floats).
@@ -58,8 +81,12 @@ class CpuOps {
 class CpuStepExecutor : public stage03::StepExecutor {
  public:
   explicit CpuStepExecutor(const ModelWeights& w);
+  /// Runs `ops` instead (stage 05: other matrices, another K/V type): `bytes_per_step` of
+  /// weights read per step, K/V elements of `kv_element_bytes`.
+  CpuStepExecutor(const ModelConfig& c, std::unique_ptr<CpuOps> ops, double bytes_per_step,
+                  std::size_t kv_element_bytes);
   bool uses_pool_storage() const override { return false; }
-  std::size_t kv_element_bytes() const override { return 2; }
+  std::size_t kv_element_bytes() const override { return kv_element_bytes_; }
   double weight_bytes_per_step() const override { return bytes_per_step_; }
   void begin_run(stage03::BlockPool& pool) override;
   std::vector<float> forward(const stage03::StepBatch& step) override;
@@ -70,6 +97,7 @@ class CpuStepExecutor : public stage03::StepExecutor {
   ModelConfig config_;
   std::unique_ptr<CpuOps> ops_;
   double bytes_per_step_ = 0.0;
+  std::size_t kv_element_bytes_ = 2;
   int block_size_ = 0;
 };
 
