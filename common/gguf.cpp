@@ -296,6 +296,7 @@ void GGUFFile::parse(const std::uint8_t* data, std::size_t size) {
     }
     GGUFValue v = read_value(c, static_cast<GGUFType>(type), key, name_, 0, values_left);
     if (kv_.count(key)) throw Error(name_ + ": metadata key '" + key + "' appears twice");
+    key_order_.push_back(key);
     kv_.emplace(std::move(key), std::move(v));
   }
 

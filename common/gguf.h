@@ -94,6 +94,8 @@ class GGUFFile {
   std::uint32_t version() const { return version_; }
   std::uint64_t alignment() const { return alignment_; }
   const std::map<std::string, GGUFValue>& metadata() const { return kv_; }
+  /// The metadata keys in file order (a writer that carries them over keeps the order).
+  const std::vector<std::string>& metadata_keys() const { return key_order_; }
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
 
   bool has(const std::string& key) const { return kv_.count(key) != 0; }
@@ -135,6 +137,7 @@ class GGUFFile {
   std::uint64_t alignment_ = 32;
   std::uint64_t data_start_ = 0;
   std::map<std::string, GGUFValue> kv_;
+  std::vector<std::string> key_order_;
   std::vector<GGUFTensorInfo> tensors_;
   std::map<std::string, std::size_t> tensor_index_;
 };
