@@ -1,5 +1,6 @@
 #include "common/cli.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -7,6 +8,7 @@
 #include <cstdlib>
 #include <cxxopts.hpp>
 #include <filesystem>
+#include <initializer_list>
 #include <iostream>
 
 #include "common/checked.h"
@@ -76,7 +78,7 @@ void check_path(const std::string& flag, const std::string& path) {
 }  // namespace
 
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
-                                    int default_batch, bool paged_kv, bool device_backend) {
+                                    int default_batch, bool paged_kv, bool device_backend, bool quantization) {
   cxxopts::Options spec(program, description);
   using text = std::string;
   // clang-format off
@@ -109,6 +111,12 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
       ("backend", "auto (CUDA when a GPU is present, else the CPU backend), cuda or cpu", cxxopts::value<text>()->default_value("auto"))
       ("kv-memory-fraction", "share of the free device memory to use (weights, activations, KV pool)", cxxopts::value<text>()->default_value("0.9"))
       ("no-cuda-graphs", "launch every decode step's kernels one by one", cxxopts::value<bool>()->default_value("false"));
+  }
+  if (quantization) {
+    spec.add_options("quantization")
+      ("weights", "weight storage: auto (as stored in the file), f32, f16, q8_0, q4_0, q4_1 or fp8 (E4M3, a scale per row)", cxxopts::value<text>()->default_value("auto"))
+      ("kv-cache", "K/V cache storage: f32 or f16", cxxopts::value<text>()->default_value("f16"))
+      ("matmul", "quantized matmul: fused (dequantize in registers, fp32 activations) or int8 (activations quantized to int8 per block of 32)", cxxopts::value<text>()->default_value("fused"));
   }
   // clang-format on
   cxxopts::ParseResult r;
@@ -164,12 +172,24 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
           parse_real("--kv-memory-fraction", r["kv-memory-fraction"].as<text>(), 0.0, 1.0, /*lo_open=*/true);
       o.cuda_graphs = !r["no-cuda-graphs"].as<bool>();
     }
+    if (quantization) {
+      o.weights = r["weights"].as<text>();
+      o.kv_cache = r["kv-cache"].as<text>();
+      o.matmul = r["matmul"].as<text>();
+    }
   } catch (const cxxopts::exceptions::exception& e) {
     throw Error(std::string(e.what()) + " (see --help)");
   }
 
   if (o.backend != "auto" && o.backend != "cuda" && o.backend != "cpu")
     throw Error("--backend " + printable(o.backend) + ": must be auto, cuda or cpu");
+  const auto one_of = [](const std::string& v, std::initializer_list<const char*> allowed) {
+    return std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return v == a; });
+  };
+  if (!one_of(o.weights, {"auto", "f32", "f16", "q8_0", "q4_0", "q4_1", "fp8"}))
+    throw Error("--weights " + printable(o.weights) + ": must be auto, f32, f16, q8_0, q4_0, q4_1 or fp8");
+  if (!one_of(o.kv_cache, {"f32", "f16"})) throw Error("--kv-cache " + printable(o.kv_cache) + ": must be f32 or f16");
+  if (!one_of(o.matmul, {"fused", "int8"})) throw Error("--matmul " + printable(o.matmul) + ": must be fused or int8");
   if (o.prompt_given && !o.workload.empty()) throw Error("--prompt and --workload: give one or the other");
   if (!o.prompt_given && o.workload.empty()) throw Error("no input: give --prompt \"text\" or --workload file.jsonl");
   if (o.prompt_given && o.prompt.empty()) throw Error("--prompt \"\": the prompt is empty");

@@ -48,6 +48,10 @@ struct CliOptions {
   std::string backend = "auto";     ///< --backend: auto (CUDA when a GPU is present), cuda or cpu
   double kv_memory_fraction = 0.9;  ///< --kv-memory-fraction: share of free device memory to use
   bool cuda_graphs = true;          ///< off with --no-cuda-graphs
+  // Stages with quantized weights (StageInfo::quantization, stage 05 on) also take:
+  std::string weights = "auto";  ///< --weights: auto (as stored), f32, f16, q8_0, q4_0, q4_1, fp8
+  std::string kv_cache = "f16";  ///< --kv-cache: f32 or f16
+  std::string matmul = "fused";  ///< --matmul: fused (weight-only) or int8 (int8 activations)
 };
 
 /// Parses argv. Returns nothing when --help was printed (the caller exits 0). Throws llm::Error
@@ -55,8 +59,9 @@ struct CliOptions {
 /// number ("--batch two: not an integer"), NaN/Inf, a value outside its range (CliLimits), an
 /// empty --model, or a --model/--tokenizer/--workload that is a directory. paged_kv adds the flags of the
 /// paged KV cache and its scheduler (--block-size, --kv-blocks, --token-budget, --max-queue,
-/// --no-prefix-cache).
+/// --no-prefix-cache). quantization adds --weights, --kv-cache and --matmul.
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
-                                    int default_batch = 1, bool paged_kv = false, bool device_backend = false);
+                                    int default_batch = 1, bool paged_kv = false, bool device_backend = false,
+                                    bool quantization = false);
 
 }  // namespace llm

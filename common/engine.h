@@ -64,6 +64,10 @@ struct EngineStats {
   long prefill_tokens = 0;             ///< prompt tokens run through the model (recomputation included)
   long prefix_hit_tokens = 0;          ///< prompt tokens taken from the prefix cache instead
   long rejected = 0;                   ///< requests refused (see RequestResult::rejected)
+  /// The weights' storage when the engine chose it at run time ("q4_1 (as stored) + q8_0 embed", ...;
+  /// "" = the stage's fixed one, StageInfo::weight_storage) and its bytes.
+  std::string weight_storage;
+  std::size_t weight_bytes = 0;
 };
 
 /// A result for `request` with its id, prompt length and arrival filled in, nothing generated yet.

@@ -65,7 +65,7 @@ namespace {
 
 int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
   const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description,
-                                stage.default_batch, stage.paged_kv, stage.device_backend);
+                                stage.default_batch, stage.paged_kv, stage.device_backend, stage.quantization);
   if (!parsed) return 0;  // --help
   const CliOptions& o = *parsed;
 
@@ -131,6 +131,10 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
   m.weight_bytes = stage.weight_storage_bytes ? stage.weight_storage_bytes(model.weights) : model.weights.bytes();
   m.weight_storage = stage.weight_storage;
   m.engine = engine->stats();
+  if (!m.engine.weight_storage.empty()) {  // chosen at run time (stage 05's --weights)
+    m.weight_storage = m.engine.weight_storage;
+    m.weight_bytes = m.engine.weight_bytes;
+  }
   if (o.json) {
     auto j = metrics_to_json(m);
     j["outputs"] = nlohmann::json::array();

@@ -1,0 +1,40 @@
+// Stage 05: stage 04's engine with quantized weights resident in memory. See README.md in this folder.
+#include <iostream>
+#include <memory>
+
+#include "common/gguf.h"
+#include "common/stage_main.h"
+#include "quant_engine.h"
+
+int main(int argc, char** argv) {
+  llm::StageInfo stage{"05_quantization",
+                       "stage 04's engine with quantized weights (Q8_0, Q4_0, Q4_1, FP8) read at their stored size",
+                       16};
+  stage.paged_kv = true;
+  stage.device_backend = true;
+  stage.quantization = true;
+  // The engine's stats name the storage --weights chose and its bytes (EngineStats::weight_storage).
+  return llm::stage_main(argc, argv, stage, [](const llm::Model& model, const llm::CliOptions& o) {
+    llm::stage05::QuantEngineConfig config;
+    auto& b = config.stage04.batching;
+    b.scheduler.max_running = o.batch;
+    b.scheduler.token_budget = o.token_budget;
+    b.scheduler.max_queue = o.max_queue;
+    b.scheduler.prefix_caching = !o.no_prefix_cache;
+    b.block_size = o.block_size;
+    b.num_blocks = o.kv_blocks;
+    config.stage04.backend = o.backend;
+    config.stage04.cuda.memory_fraction = o.kv_memory_fraction;
+    config.stage04.cuda.cuda_graphs = o.cuda_graphs;
+    config.weights = o.weights;
+    config.kv_cache = o.kv_cache;
+    config.matmul = o.matmul;
+    // --weights auto reads the blocks as the file stores them: the GGUF again, mapped.
+    std::unique_ptr<llm::GGUFFile> file;
+    if (model.format == "gguf") file = std::make_unique<llm::GGUFFile>(model.path);
+    auto built = llm::stage05::make_quant_engine(model.weights, file.get(), model.tokenizer->stop_ids(), config);
+    std::cerr << "stage 05 backend: " << built.backend << " (" << built.note << "); weights "
+              << built.engine->stats().weight_storage << "\n";
+    return std::unique_ptr<llm::Engine>(std::move(built.engine));
+  });
+}
