@@ -18,8 +18,8 @@
 
 #include "common/error.h"
 #include "common/model_weights.h"
-#include "kv_engine.h"
 #include "gpu_engine.h"
+#include "kv_engine.h"
 #include "quality.h"
 
 namespace {
@@ -53,14 +53,16 @@ long long parse_count(const std::string& flag, const std::string& text, long lon
   if (text.empty() || end == text.c_str() || *end != '\0' || text[0] == ' ')
     throw Error(flag + " " + (text.empty() ? "\"\"" : llm::printable(text)) + ": not an integer");
   if (errno == ERANGE || v < lo || v > hi)
-    throw Error(flag + " " + llm::printable(text) + ": must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    throw Error(flag + " " + llm::printable(text) + ": must be between " + std::to_string(lo) + " and " +
+                std::to_string(hi));
   return v;
 }
 
 std::string read_text(const std::string& path) {
   if (path.empty()) throw Error("--text is required: a UTF-8 text file (e.g. datasets/eval/heldout_kjv.txt)");
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw Error("--text " + llm::printable(path) + ": is a directory, not a file");
+  if (std::filesystem::is_directory(path, ec))
+    throw Error("--text " + llm::printable(path) + ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("--text " + llm::printable(path) + ": cannot open");
   std::ostringstream s;
@@ -84,7 +86,8 @@ int run(int argc, char** argv) {
   cxxopts::Options spec("perplexity",
                         "perplexity of a text under a stage's engine (sliding windows, each scoring its last --stride "
                         "tokens), and KL divergence against a saved base run");
-  std::string model_path, tokenizer_path, text_path, ctx_arg, stride_arg, windows_arg, stage, backend, save_path, base_path;
+  std::string model_path, tokenizer_path, text_path, ctx_arg, stride_arg, windows_arg, stage, backend, save_path,
+      base_path;
   // clang-format off
   spec.add_options()
     ("model", "model file (GGUF or llama2.c .bin)", cxxopts::value(model_path))
@@ -123,7 +126,8 @@ int run(int argc, char** argv) {
 
   const llm::Model model = llm::load_model(model_path, tokenizer_path);
   const int model_ctx = model.config().context_length, vocab = model.config().vocab_size;
-  const int ctx = ctx_arg.empty() ? std::min(512, model_ctx) : static_cast<int>(parse_count("--ctx", ctx_arg, 2, 1 << 24));
+  const int ctx =
+      ctx_arg.empty() ? std::min(512, model_ctx) : static_cast<int>(parse_count("--ctx", ctx_arg, 2, 1 << 24));
   if (ctx > model_ctx) {
     throw Error("--ctx " + std::to_string(ctx) + ": larger than the context of " + llm::printable(model_path) + " (" +
                 std::to_string(model_ctx) + " tokens)");
@@ -155,25 +159,35 @@ int run(int argc, char** argv) {
   llm::stage05::EvalOptions options;
   options.save = save.get();
   options.base = base.get();
-  if (model.tokenizer->vocab().add_bos && model.tokenizer->bos_id() >= 0) options.window_start_token = model.tokenizer->bos_id();
+  if (model.tokenizer->vocab().add_bos && model.tokenizer->bos_id() >= 0)
+    options.window_start_token = model.tokenizer->bos_id();
   const llm::stage05::EvalResult result = llm::stage05::evaluate(*engine, tokens, vocab, plan, options);
   if (save) save->close();
 
   const double tok_s = result.seconds > 0 ? static_cast<double>(plan.windows * ctx) / result.seconds : 0.0;
   if (r.count("json")) {
-    nlohmann::json j = {{"model", model_path},        {"text", text_path},
-                        {"stage", stage},             {"weights", storage},
-                        {"ctx", ctx},                 {"stride", stride},
-                        {"windows", plan.windows},    {"tokens_covered", plan.covered()},
-                        {"perplexity", ppl_json(result.ppl)}, {"seconds", result.seconds},
+    nlohmann::json j = {{"model", model_path},
+                        {"text", text_path},
+                        {"stage", stage},
+                        {"weights", storage},
+                        {"ctx", ctx},
+                        {"stride", stride},
+                        {"windows", plan.windows},
+                        {"tokens_covered", plan.covered()},
+                        {"perplexity", ppl_json(result.ppl)},
+                        {"seconds", result.seconds},
                         {"tokens_per_s", tok_s}};
     if (!save_path.empty()) j["saved_logits"] = save_path;
     if (result.has_kl) {
       const auto& k = result.kl;
-      j["kl"] = {{"base", base_path},           {"tokens", k.tokens},
-                 {"mean_kl", k.mean_kl},        {"max_kl", k.max_kl},
-                 {"p99_kl", k.p99_kl},          {"top1_agreement", k.top1_agreement},
-                 {"max_logprob_error", k.max_logprob_error}, {"base_perplexity", ppl_json(k.base)}};
+      j["kl"] = {{"base", base_path},
+                 {"tokens", k.tokens},
+                 {"mean_kl", k.mean_kl},
+                 {"max_kl", k.max_kl},
+                 {"p99_kl", k.p99_kl},
+                 {"top1_agreement", k.top1_agreement},
+                 {"max_logprob_error", k.max_logprob_error},
+                 {"base_perplexity", ppl_json(k.base)}};
     }
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -190,7 +204,8 @@ int run(int argc, char** argv) {
                 k.tokens);
     std::printf("top-1 agreement %.4f%%, max |log p error| %.4g\n", 100.0 * k.top1_agreement, k.max_logprob_error);
   }
-  if (!save_path.empty()) std::printf("log-probabilities of %zu tokens written to %s\n", plan.scored(), save_path.c_str());
+  if (!save_path.empty())
+    std::printf("log-probabilities of %zu tokens written to %s\n", plan.scored(), save_path.c_str());
   return 0;
 }
 

@@ -14,8 +14,8 @@ namespace llm::stage05 {
 WindowPlan plan_windows(std::size_t n_tokens, int ctx, int stride, std::size_t max_windows, const std::string& source) {
   if (ctx < 2) throw Error("--ctx " + std::to_string(ctx) + ": a window needs at least 2 tokens");
   if (stride < 1 || stride >= ctx) {
-    throw Error("--stride " + std::to_string(stride) + ": must be between 1 and --ctx - 1 = " + std::to_string(ctx - 1) +
-                " (position 0 of a window has nothing before it to be predicted from)");
+    throw Error("--stride " + std::to_string(stride) + ": must be between 1 and --ctx - 1 = " +
+                std::to_string(ctx - 1) + " (position 0 of a window has nothing before it to be predicted from)");
   }
   const auto window = static_cast<std::size_t>(ctx);
   if (n_tokens < window) {
@@ -57,9 +57,12 @@ double token_nll(const float* logits, int vocab, int target) {
 }
 
 void NllAccumulator::add(double nll) {
+  // Welford's update: sum x^2 - n mean^2 would cancel catastrophically (NLLs near 10 nats,
+  // spreads near 0), turning equal NLLs into a spurious error bar.
   ++n_;
-  sum_ += nll;
-  sum_sq_ += nll * nll;
+  const double delta = nll - mean_;
+  mean_ += delta / static_cast<double>(n_);
+  m2_ += delta * (nll - mean_);
 }
 
 PerplexityStats NllAccumulator::stats() const {
@@ -67,12 +70,10 @@ PerplexityStats NllAccumulator::stats() const {
   s.tokens = n_;
   if (n_ == 0) return s;
   const double n = static_cast<double>(n_);
-  s.mean_nll = sum_ / n;
-  s.ppl = std::exp(s.mean_nll);
+  s.mean_nll = mean_;
+  s.ppl = std::exp(mean_);
   if (n_ >= 2) {
-    // sum (x - mean)^2 = sum x^2 - n mean^2; rounding can make it slightly negative when all equal.
-    const double ss = std::max(0.0, sum_sq_ - n * s.mean_nll * s.mean_nll);
-    s.sd_nll = std::sqrt(ss / (n - 1.0));
+    s.sd_nll = std::sqrt(m2_ / (n - 1.0));
     s.ppl_se = s.ppl * s.sd_nll / std::sqrt(n);
   }
   return s;
@@ -131,7 +132,8 @@ namespace {
 template <typename T>
 void put(std::ofstream& out, T v) {
   unsigned char b[sizeof(T)];
-  for (std::size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<unsigned char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xFF);
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    b[i] = static_cast<unsigned char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xFF);
   out.write(reinterpret_cast<const char*>(b), sizeof b);
 }
 template <typename T>
@@ -196,7 +198,8 @@ LogitsReader::LogitsReader(const std::string& path, const LogitsFileHeader& expe
                 "-byte header (truncated, or not a --save-logits file)");
   }
   if (std::memcmp(raw, LogitsFileHeader::kMagic, sizeof LogitsFileHeader::kMagic) != 0)
-    throw Error(who + ": magic \"" + printable(std::string(reinterpret_cast<char*>(raw), 7)) + "\", not LLMLOGP: not a --save-logits file");
+    throw Error(who + ": magic \"" + printable(std::string(reinterpret_cast<char*>(raw), 7)) +
+                "\", not LLMLOGP: not a --save-logits file");
   const unsigned char* p = raw + sizeof LogitsFileHeader::kMagic;
   const auto version = get<std::uint32_t>(p);
   if (version != LogitsFileHeader::kVersion) {
@@ -220,15 +223,16 @@ LogitsReader::LogitsReader(const std::string& path, const LogitsFileHeader& expe
                 " (give the base run's --ctx and --stride)");
   }
   if (h.tokens != expect.tokens || h.scored != expect.scored || h.token_hash != expect.token_hash) {
-    throw Error(who + ": " + std::to_string(h.tokens) + " tokens (hash " + std::to_string(h.token_hash) + "), this run has " +
-                std::to_string(expect.tokens) + " (hash " + std::to_string(expect.token_hash) +
+    throw Error(who + ": " + std::to_string(h.tokens) + " tokens (hash " + std::to_string(h.token_hash) +
+                "), this run has " + std::to_string(expect.tokens) + " (hash " + std::to_string(expect.token_hash) +
                 "): a base run of another text, tokenizer or --max-windows");
   }
-  const std::uint64_t want = checked_add<std::uint64_t>(row_bytes_total(h, who), kLogitsHeaderBytes, who + ": file size");
+  const std::uint64_t want =
+      checked_add<std::uint64_t>(row_bytes_total(h, who), kLogitsHeaderBytes, who + ": file size");
   if (size != want) {
     throw Error(who + ": " + std::to_string(size) + " bytes, the header promises " + std::to_string(want) + " (" +
-                std::to_string(h.scored) + " rows of vocab " + std::to_string(h.vocab) + " fp32): " +
-                (size < want ? "truncated" : "trailing bytes"));
+                std::to_string(h.scored) + " rows of vocab " + std::to_string(h.vocab) +
+                " fp32): " + (size < want ? "truncated" : "trailing bytes"));
   }
   row_.resize(h.vocab);
   rows_left_ = h.scored;
@@ -241,7 +245,8 @@ std::span<const float> LogitsReader::next_row() {
     throw Error("--kl-base " + path_ + ": read failed");
   for (const float v : row_) {
     // A log-probability is finite or -inf (a token given no mass); anything else is a damaged file.
-    if (std::isnan(v) || v > 0.0f) throw Error("--kl-base " + path_ + ": a log-probability is " + std::to_string(v) + " (damaged file)");
+    if (std::isnan(v) || v > 0.0f)
+      throw Error("--kl-base " + path_ + ": a log-probability is " + std::to_string(v) + " (damaged file)");
   }
   return row_;
 }

@@ -27,8 +27,8 @@ namespace llm::stage05 {
 
 /// Sliding windows over a token sequence (see the file comment).
 struct WindowPlan {
-  int ctx = 0;           ///< tokens per window
-  int stride = 0;        ///< tokens between window starts = tokens each window scores
+  int ctx = 0;              ///< tokens per window
+  int stride = 0;           ///< tokens between window starts = tokens each window scores
   std::size_t windows = 0;  ///< whole windows that fit (at most --max-windows)
   /// Tokens the windows cover: (windows - 1) * stride + ctx.
   std::size_t covered() const { return windows == 0 ? 0 : (windows - 1) * static_cast<std::size_t>(stride) + ctx; }
@@ -58,7 +58,7 @@ struct PerplexityStats {
   double ppl_se = 0.0;     ///< ppl * sd_nll / sqrt(N) (delta method); 0 when N < 2
 };
 
-/// Sums NLLs (and their squares, in double) as tokens are scored.
+/// Running mean and spread of the NLLs (Welford, in double) as tokens are scored.
 class NllAccumulator {
  public:
   void add(double nll);
@@ -66,18 +66,19 @@ class NllAccumulator {
 
  private:
   std::size_t n_ = 0;
-  double sum_ = 0.0, sum_sq_ = 0.0;
+  double mean_ = 0.0;
+  double m2_ = 0.0;  ///< sum of squared deviations from the running mean
 };
 
 /// How far this run's next-token distributions are from the base run's, per scored token.
 struct KlStats {
   std::size_t tokens = 0;
-  double mean_kl = 0.0;             ///< mean KL(base || this), nats
-  double max_kl = 0.0;              ///< the largest per-token KL
-  double p99_kl = 0.0;              ///< 99th percentile of the per-token KL (nearest rank)
-  double top1_agreement = 0.0;      ///< fraction of tokens whose argmax is the same in both runs
-  double max_logprob_error = 0.0;   ///< max |log p_base - log p_this| over tokens and the vocabulary
-  PerplexityStats base;             ///< the base run's perplexity on the same tokens
+  double mean_kl = 0.0;            ///< mean KL(base || this), nats
+  double max_kl = 0.0;             ///< the largest per-token KL
+  double p99_kl = 0.0;             ///< 99th percentile of the per-token KL (nearest rank)
+  double top1_agreement = 0.0;     ///< fraction of tokens whose argmax is the same in both runs
+  double max_logprob_error = 0.0;  ///< max |log p_base - log p_this| over tokens and the vocabulary
+  PerplexityStats base;            ///< the base run's perplexity on the same tokens
 };
 
 /// Collects per-token KL(base || this) = sum_v p_base(v) (log p_base(v) - log p_this(v)), in double.
