@@ -105,7 +105,9 @@ int check(bool quick) {
   if (!quick) shapes.push_back({16, 1536, 576});
   const auto paths = qmm::available_int8_paths();
   for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
-    for (auto [n, in, out] : shapes) {
+    for (const auto& shape : shapes) {
+      // Plain ints, not structured bindings: the lambdas below capture them (clang 14 cannot).
+      const int n = std::get<0>(shape), in = std::get<1>(shape), out = std::get<2>(shape);
       const Problem p = make_problem(t, n, in, out, rng);
       const auto want = reference(p);
       const auto cols = static_cast<std::size_t>(out);
@@ -178,7 +180,8 @@ int bench(int repeat, const std::vector<int>& rows) {
   std::printf("%-22s %-5s %4s %6s %6s %10s %9s %8s\n", "version", "type", "n", "in", "out", "us/call", "W GB/s",
               "vs fp32");
   for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
-    for (auto [in, out] : shapes) {
+    for (const auto& shape : shapes) {
+      const int in = shape.first, out = shape.second;
       for (int n : rows) {
         const Problem p = make_problem(t, n, in, out, rng);
         std::vector<float> y(static_cast<std::size_t>(n) * out);
