@@ -194,8 +194,9 @@ int run(int argc, char** argv) {
   }
   std::printf("model %s, stage %s (weights %s), text %s\n", model_path.c_str(), stage.c_str(), storage.c_str(),
               text_path.c_str());
-  std::printf("%zu windows of %d tokens, stride %d: %zu of %zu tokens scored, %.1f s (%.0f tokens/s)\n", plan.windows,
-              ctx, stride, plan.scored(), tokens.size(), result.seconds, tok_s);
+  std::printf(
+      "%zu windows of %d tokens, stride %d: %zu tokens scored, of the text's first %zu; %.1f s (%.0f tokens/s)\n",
+      plan.windows, ctx, stride, plan.scored(), plan.covered(), result.seconds, tok_s);
   print_ppl("perplexity", result.ppl);
   if (result.has_kl) {
     const auto& k = result.kl;
