@@ -14,18 +14,22 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
 #include "common/error.h"
 #include "common/gguf.h"
+#include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/fp8.h"
+#include "kernels/cpu/quantize.h"
 #include "stages/04_cuda/gpu_engine.h"
 #include "stages/05_quantization/fp8_matmul.h"
 #include "stages/05_quantization/quality.h"
 #include "stages/05_quantization/quant_engine.h"
 #include "tests/helpers/random_model.h"
 #include "tests/helpers/random_requests.h"
+#include "tests/stages/stage04_checks.h"
 
 using namespace llm;
 
@@ -90,25 +94,72 @@ Agreement agreement(const std::vector<float>& got, const std::vector<float>& wan
   return a;
 }
 
-/// A format's bounds against stage 04 (fp16 weights): top-1 agreement at least, mean KL at most.
+/// A format's bounds: --matmul fused against stage 04 (fp16 weights), --matmul int8 against
+/// fused on the same format (what quantizing the activations adds). Top-1 agreement at least,
+/// mean KL at most.
 struct Bound {
   std::string weights, matmul;
   double min_top1, max_mean_kl;
 };
 
-/// Checks every bound on `w` (tokens teacher-forced) and prints the measured values.
+/// `w` with every matrix replaced by the values `format` stores (quantize, then dequantize, with
+/// kernels/cpu, whose bytes equal gguf-py's): stage 04 on these is stage 05's twin in fp16.
+ModelWeights stored_values(const ModelWeights& w, const std::string& format) {
+  ModelWeights v = w;
+  auto round_trip = [&](std::vector<float>& m, int cols) {
+    const auto c = static_cast<std::size_t>(cols);
+    std::vector<std::uint8_t> buf(c * 4 + 64);
+    for (std::size_t r = 0; r < m.size() / c; ++r) {
+      float* row = &m[r * c];
+      if (format == "fp8") {
+        const float scale = cpu::quantize_fp8_row(row, buf.data(), c, cpu::Fp8Format::E4M3);
+        for (std::size_t j = 0; j < c; ++j) row[j] = cpu::fp8_to_fp32(buf[j], cpu::Fp8Format::E4M3) * scale;
+      } else {
+        const TensorType t = format == "q8_0"   ? TensorType::Q8_0
+                             : format == "q4_0" ? TensorType::Q4_0
+                                                : TensorType::Q4_1;
+        cpu::quantize(t, row, buf.data(), c);
+        cpu::dequantize(t, buf.data(), row, c);
+      }
+    }
+  };
+  const ModelConfig& c = w.config;
+  round_trip(v.token_embd, c.dim);
+  if (!v.output.empty()) round_trip(v.output, c.dim);
+  for (LayerWeights& L : v.layers) {
+    for (auto* m : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up}) round_trip(*m, c.dim);
+    round_trip(L.wo, c.q_dim());
+    round_trip(L.w_down, c.hidden_dim);
+  }
+  return v;
+}
+
+/// Checks every bound on `w` (tokens teacher-forced) and prints the measured values. A fused run
+/// of a format is also checked against its twin (stored_values on stage 04) within stage 04's
+/// own fp16 tolerance: that is the check that the quantized matmuls compute what they should.
 void check_bounds(const std::string& model, const ModelWeights& w, const GGUFFile* file, const std::vector<int>& tokens,
                   const std::vector<Bound>& bounds) {
+  const int vocab = w.config.vocab_size;
   const std::vector<float> want = stage04_logits(w, tokens);
+  std::map<std::string, std::vector<float>> fused;
   for (const Bound& b : bounds) {
-    const Agreement a =
-        agreement(stage05_engine(w, file, b.weights, b.matmul)->logits(tokens), want, w.config.vocab_size);
     INFO(model << " --weights " << b.weights << " --matmul " << b.matmul);
-    WARN(model << " " << b.weights << "/" << b.matmul << " vs stage 04 over " << a.kl.tokens << " positions: top-1 "
-               << a.kl.top1_agreement << ", mean KL " << a.kl.mean_kl << ", max KL " << a.kl.max_kl
-               << ", max rel logit err " << a.max_rel_err);
+    const std::vector<float> got = stage05_engine(w, file, b.weights, b.matmul)->logits(tokens);
+    if (b.matmul == "fused") fused[b.weights] = got;
+    REQUIRE((b.matmul == "fused" || fused.count(b.weights)));
+    const Agreement a = agreement(got, b.matmul == "fused" ? want : fused[b.weights], vocab);
+    WARN(model << " " << b.weights << "/" << b.matmul << " vs " << (b.matmul == "fused" ? "stage 04" : "fused")
+               << " over " << a.kl.tokens << " positions: top-1 " << a.kl.top1_agreement << ", mean KL " << a.kl.mean_kl
+               << ", max KL " << a.kl.max_kl << ", max rel logit err " << a.max_rel_err);
     CHECK(a.kl.top1_agreement >= b.min_top1);
     CHECK(a.kl.mean_kl <= b.max_mean_kl);
+    if (b.matmul == "fused" && b.weights != "auto") {
+      const Agreement t = agreement(got, stage04_logits(stored_values(w, b.weights), tokens), vocab);
+      WARN(model << " " << b.weights << " vs its twin: top-1 " << t.kl.top1_agreement << ", max rel logit err "
+                 << t.max_rel_err);
+      CHECK(t.kl.top1_agreement >= 0.99);
+      CHECK(t.max_rel_err <= test::kFp16LogitTol);
+    }
   }
 }
 
@@ -154,15 +205,16 @@ TEST_CASE("stage 05 with f16 weights is stage 04; quantized formats stay within 
       CHECK(e->stats().weight_storage.rfind("f16", 0) == 0);
       CHECK(e->logits(tokens) == want);  // the same matrices, kernels and order: bit for bit
     }
-    // Measured on this model over 200 tokens of held-out text (Release, x86-64 AVX-512):
-    //   q8_0 top-1 1.000 mean KL 1.4e-5 | q8_0/int8 0.995 4.4e-5 | q4_0 0.96 2.6e-3
-    //   q4_1 0.975 1.6e-3 | q4_1/int8 0.97 1.7e-3 | fp8 0.985 6.2e-4
+    // Bounds with their measured values (200 tokens of held-out text; x86-64 AVX-512 VNNI, Release):
+    //   fused vs stage 04:  q8_0 top-1 1.000, mean KL 2.6e-5 | q4_0 0.94, 6.9e-3 | q4_1 0.94, 5.4e-3
+    //   int8 vs fused:      q8_0 1.000, 4.7e-5 | q4_1 1.000, 4.8e-5
+    //   each fused format vs its twin: top-1 1.000, max rel logit err <= 7.1e-4
     check_bounds("default model", m.weights, &file, tokens,
-                 {{"q8_0", "fused", 0.99, 2e-4},
-                  {"q8_0", "int8", 0.99, 4e-4},
+                 {{"q8_0", "fused", 0.99, 1e-4},
+                  {"q8_0", "int8", 0.99, 2e-4},
                   {"q4_0", "fused", 0.90, 1.5e-2},
-                  {"q4_1", "fused", 0.92, 1e-2},
-                  {"q4_1", "int8", 0.92, 1e-2}});
+                  {"q4_1", "fused", 0.90, 1.2e-2},
+                  {"q4_1", "int8", 0.99, 2e-4}});
   }
   SECTION("a random model of awkward shape") {
     const ModelWeights w = quantizable_random_model();
@@ -171,12 +223,16 @@ TEST_CASE("stage 05 with f16 weights is stage 04; quantized formats stay within 
     CHECK(stage05_engine(w, nullptr, "f16")->logits(tokens) == want);
     // auto without a file is the loaded fp32: close to fp16, not equal.
     CHECK(agreement(stage05_engine(w, nullptr, "auto")->logits(tokens), want, w.config.vocab_size).max_rel_err < 3e-2);
+    // Random weights have none of a trained model's redundancy: every format loses more here
+    // (256 random tokens). Measured: fused vs stage 04: q8_0 top-1 0.977, mean KL 2.1e-3 |
+    // q4_0 0.637, 0.43 | q4_1 0.625, 0.38; int8 vs fused: q8_0 0.980, 1.4e-3 | q4_1 0.980, 1.4e-3;
+    // each fused format vs its twin: top-1 >= 0.996, max rel logit err <= 1.9e-3.
     check_bounds("random model", w, nullptr, tokens,
-                 {{"q8_0", "fused", 0.99, 2e-4},
-                  {"q8_0", "int8", 0.99, 4e-4},
-                  {"q4_0", "fused", 0.90, 1.5e-2},
-                  {"q4_1", "fused", 0.90, 1.5e-2},
-                  {"q4_1", "int8", 0.90, 1.5e-2}});
+                 {{"q8_0", "fused", 0.95, 5e-3},
+                  {"q8_0", "int8", 0.95, 4e-3},
+                  {"q4_0", "fused", 0.50, 0.8},
+                  {"q4_1", "fused", 0.50, 0.8},
+                  {"q4_1", "int8", 0.95, 4e-3}});
   }
 }
 
@@ -184,10 +240,12 @@ TEST_CASE("FP8 E4M3 weights with a scale per row stay within their bound", "[fp8
   const std::string path = test::repo_path("datasets/models/tiny-target.gguf");
   Model m = load_model(path);
   const std::vector<int> tokens = text_tokens(m, "datasets/eval/heldout_austen.txt", 200);
-  check_bounds("default model", m.weights, nullptr, tokens, {{"fp8", "fused", 0.95, 4e-3}});
+  // Measured: default model top-1 0.98, mean KL 7.9e-4; random model 0.906, 3.5e-2; against
+  // their twins top-1 1.000, max rel logit err <= 2.2e-3.
+  check_bounds("default model", m.weights, nullptr, tokens, {{"fp8", "fused", 0.95, 2e-3}});
   const ModelWeights w = quantizable_random_model();
   const std::vector<int> rt = random_tokens(w.config.vocab_size, w.config.context_length, 7);
-  check_bounds("random model", w, nullptr, rt, {{"fp8", "fused", 0.95, 4e-3}});
+  check_bounds("random model", w, nullptr, rt, {{"fp8", "fused", 0.80, 8e-2}});
 }
 
 TEST_CASE("SmolLM2's Q4_1 file runs as stored and within its bounds", "[smollm2]") {
@@ -198,18 +256,19 @@ TEST_CASE("SmolLM2's Q4_1 file runs as stored and within its bounds", "[smollm2]
   }
   Model m = load_model(path);
   GGUFFile file(path);
-  const std::vector<int> tokens = text_tokens(m, "datasets/eval/heldout_austen.txt", 64);
+  const std::vector<int> tokens = text_tokens(m, "datasets/eval/heldout_austen.txt", 128);
   {
     auto e = stage05_engine(m.weights, &file, "auto");
     CHECK(e->stats().weight_storage == "q4_1 (as stored) + q8_0 embed");
     CHECK(e->stats().weight_bytes < m.weights.bytes() / 5);  // 4.5-bit blocks, not fp32
   }
-  // Stage 04 holds the file's Q4_1 values rounded to fp16, so even auto is not bit-identical.
+  // Stage 04 holds the file's Q4_1 values rounded to fp16, so even auto is not bit-identical;
+  // q8_0 quantizes those Q4_1 values again (a second rounding on top of the file's). Measured
+  // over 128 tokens of held-out text: auto top-1 1.000, mean KL 4.7e-6; auto/int8 vs fused 0.969,
+  // 2.7e-3 (SmolLM2's activations have outlier channels: a per-block int8 scale is set by them);
+  // q8_0 0.977, 1.2e-3, and against its twin 0.992 with max rel logit err 2.5e-3.
   check_bounds("SmolLM2", m.weights, &file, tokens,
-               {{"auto", "fused", 0.99, 1e-3},
-                {"auto", "int8", 0.95, 1e-2},
-                {"q8_0", "fused", 0.99, 1e-3},
-                {"q4_0", "fused", 0.80, 0.1}});
+               {{"auto", "fused", 0.99, 1e-4}, {"auto", "int8", 0.90, 1e-2}, {"q8_0", "fused", 0.95, 5e-3}});
 }
 
 TEST_CASE("batching does not change a request's tokens on a quantized model", "[batching]") {
