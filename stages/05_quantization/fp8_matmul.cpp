@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/fp8.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/parallel.h"
 
 namespace llm::stage05 {
@@ -38,12 +39,9 @@ void fp8_matmul(float* y, const float* x, const std::uint8_t* codes, const float
     std::vector<float> w(c);
     for (std::int64_t r = begin; r < end; ++r) {
       fp8_decode_row(w.data(), &codes[static_cast<std::size_t>(r) * c], scales[r], cols);
-      for (int i = 0; i < n; ++i) {
-        const float* xi = &x[static_cast<std::size_t>(i) * c];
-        float acc = 0.0f;
-        for (std::size_t j = 0; j < c; ++j) acc += xi[j] * w[j];
-        y[static_cast<std::size_t>(i) * static_cast<std::size_t>(rows) + static_cast<std::size_t>(r)] = acc;
-      }
+      for (int i = 0; i < n; ++i)
+        y[static_cast<std::size_t>(i) * static_cast<std::size_t>(rows) + static_cast<std::size_t>(r)] =
+            cpu::dot(&x[static_cast<std::size_t>(i) * c], w.data(), cols);
     }
   });
 }

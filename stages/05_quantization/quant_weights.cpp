@@ -262,8 +262,14 @@ QuantWeights make_quant_weights(const ModelWeights& w, const GGUFFile* file, con
     ql.w2 = make({{b + "ffn_down.weight", &L.w_down, c.dim}}, c.hidden_dim);
     q.layers.push_back(std::move(ql));
   }
-  // The storage in words: the layers' format, and the embedding's when it differs.
-  const std::string layers = c.n_layers > 0 ? format_name(q.layers.front().w13.format) : format_name(q.embed.format);
+  // The storage in words: the layers' formats, and the embedding's when it differs.
+  std::string layers;
+  for (const QuantLayer& L : q.layers)
+    for (const StoredMatrix* m : {&L.wqkv, &L.wo, &L.w13, &L.w2}) {
+      const std::string f = format_name(m->format);
+      if (("/" + layers + "/").find("/" + f + "/") == std::string::npos) layers += (layers.empty() ? "" : "/") + f;
+    }
+  if (layers.empty()) layers = format_name(q.embed.format);
   q.storage = layers;
   if (from_gguf) q.storage += " (as stored)";
   if (format_name(q.embed.format) != layers) q.storage += std::string(" + ") + format_name(q.embed.format) + " embed";
