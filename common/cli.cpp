@@ -115,7 +115,7 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
   if (quantization) {
     spec.add_options("quantization")
       ("weights", "weight storage: auto (as stored in the file), f32, f16, q8_0, q4_0, q4_1 or fp8 (E4M3, a scale per row)", cxxopts::value<text>()->default_value("auto"))
-      ("kv-cache", "K/V cache storage: f32 or f16", cxxopts::value<text>()->default_value("f16"))
+      ("kv-cache", "K/V cache storage: f32, f16, int8 or fp8 (E4M3); int8/fp8 with a scale per token and KV head", cxxopts::value<text>()->default_value("f16"))
       ("matmul", "quantized matmul: fused (dequantize in registers, fp32 activations) or int8 (activations quantized to int8 per block of 32)", cxxopts::value<text>()->default_value("fused"));
   }
   // clang-format on
@@ -188,7 +188,8 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
   };
   if (!one_of(o.weights, {"auto", "f32", "f16", "q8_0", "q4_0", "q4_1", "fp8"}))
     throw Error("--weights " + printable(o.weights) + ": must be auto, f32, f16, q8_0, q4_0, q4_1 or fp8");
-  if (!one_of(o.kv_cache, {"f32", "f16"})) throw Error("--kv-cache " + printable(o.kv_cache) + ": must be f32 or f16");
+  if (!one_of(o.kv_cache, {"f32", "f16", "int8", "fp8"}))
+    throw Error("--kv-cache " + printable(o.kv_cache) + ": must be f32, f16, int8 or fp8");
   if (!one_of(o.matmul, {"fused", "int8"})) throw Error("--matmul " + printable(o.matmul) + ": must be fused or int8");
   if (o.prompt_given && !o.workload.empty()) throw Error("--prompt and --workload: give one or the other");
   if (!o.prompt_given && o.workload.empty()) throw Error("no input: give --prompt \"text\" or --workload file.jsonl");

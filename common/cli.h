@@ -50,7 +50,7 @@ struct CliOptions {
   bool cuda_graphs = true;          ///< off with --no-cuda-graphs
   // Stages with quantized weights (StageInfo::quantization, stage 05 on) also take:
   std::string weights = "auto";  ///< --weights: auto (as stored), f32, f16, q8_0, q4_0, q4_1, fp8
-  std::string kv_cache = "f16";  ///< --kv-cache: f32 or f16
+  std::string kv_cache = "f16";  ///< --kv-cache: f32, f16, int8 or fp8
   std::string matmul = "fused";  ///< --matmul: fused (weight-only) or int8 (int8 activations)
 };
 

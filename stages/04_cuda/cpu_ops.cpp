@@ -72,12 +72,17 @@ std::unique_ptr<CpuMatrices> fp16_cpu_matrices(const PackedWeights& w) {
   return std::make_unique<Fp16CpuMatrices>(w);
 }
 
-CpuOps::CpuOps(const PackedWeights& w) : c_(w.config), matrices_(fp16_cpu_matrices(w)), output_norm_(w.output_norm) {
+void round_kv_to_fp16(float* row, int n_kv_heads, int head_dim) {
+  std::transform(row, row + static_cast<std::ptrdiff_t>(n_kv_heads) * head_dim, row, to_half);
+}
+
+CpuOps::CpuOps(const PackedWeights& w)
+    : c_(w.config), matrices_(fp16_cpu_matrices(w)), kv_rounding_(round_kv_to_fp16), output_norm_(w.output_norm) {
   for (const PackedLayer& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
 }
 
-CpuOps::CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, bool kv_fp16)
-    : c_(w.config), matrices_(std::move(matrices)), kv_fp16_(kv_fp16), output_norm_(w.output_norm) {
+CpuOps::CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvRounding kv_rounding)
+    : c_(w.config), matrices_(std::move(matrices)), kv_rounding_(std::move(kv_rounding)), output_norm_(w.output_norm) {
   for (const LayerWeights& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
 }
 
@@ -144,13 +149,9 @@ void CpuOps::rope_store_kv(int layer, const StepLayout& L) {
     const std::size_t slot = static_cast<std::size_t>(L.slots[static_cast<std::size_t>(r)]) * kvd;
     float* k = &k_cache_[static_cast<std::size_t>(layer)][slot];
     float* v = &v_cache_[static_cast<std::size_t>(layer)][slot];
-    if (kv_fp16_) {
-      std::transform(src + qd, src + qd + kvd, k, to_half);
-      std::transform(src + qd + kvd, src + row, v, to_half);
-    } else {
-      std::copy(src + qd, src + qd + kvd, k);
-      std::copy(src + qd + kvd, src + row, v);
-    }
+    std::copy(src + qd, src + qd + kvd, k);
+    std::copy(src + qd + kvd, src + row, v);
+    if (kv_rounding_) kv_rounding_(k, c_.n_kv_heads, c_.head_dim), kv_rounding_(v, c_.n_kv_heads, c_.head_dim);
   }
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,6 +32,13 @@ class CpuMatrices {
   virtual void embed_row(float* out, int t) = 0;
 };
 
+/// What storing one token's K or V row in the cache does to it, in place: row is
+/// [n_kv_heads * head_dim] fp32. Stage 04 rounds to fp16 (round_kv_to_fp16); stage 05 adds int8
+/// and fp8 with a scale per KV head. An empty one keeps fp32.
+using KvRounding = std::function<void(float* row, int n_kv_heads, int head_dim)>;
+/// Stage 04's K/V storage: every value rounded to fp16.
+void round_kv_to_fp16(float* row, int n_kv_heads, int head_dim);
+
 /// Stage 04's matrices: the packed fp16 bits turned back into (fp16-exact) floats.
 std::unique_ptr<CpuMatrices> fp16_cpu_matrices(const PackedWeights& w);
 
@@ -39,8 +47,8 @@ class CpuOps {
  public:
   /// Stage 04's CPU backend: fp16 matrices and an fp16 K/V cache.
   explicit CpuOps(const PackedWeights& w);
-  /// Any matrices (the norms and the config from `w`); kv_fp16 = false keeps K/V in fp32.
-  CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, bool kv_fp16);
+  /// Any matrices (the norms and the config from `w`) and any K/V storage.
+  CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvRounding kv_rounding);
   /// Sizes the K/V cache for a pool of num_blocks blocks of block_size tokens.
   void reserve_cache(int num_blocks, int block_size);
 
@@ -68,7 +76,7 @@ class CpuOps {
 
   ModelConfig c_;
   std::unique_ptr<CpuMatrices> matrices_;
-  bool kv_fp16_ = true;
+  KvRounding kv_rounding_;
   std::vector<float> output_norm_;
   std::vector<Norms> layers_;
   int block_size_ = 0, num_blocks_ = 0;

@@ -4,6 +4,7 @@
 #include "fp8_matmul.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant_matmul/quant_matmul.h"
+#include "kv_quant.h"
 
 namespace llm::stage05 {
 
@@ -57,10 +58,11 @@ void QuantCpuMatrices::embed_row(float* out, int t) {
 }
 
 std::unique_ptr<stage04::CpuStepExecutor> make_quant_cpu_executor(const ModelWeights& w, QuantWeights q,
-                                                                  MatmulKind kind, bool kv_fp16) {
+                                                                  MatmulKind kind, const std::string& kv_cache) {
   const double bytes = q.bytes_per_step();
-  auto ops = std::make_unique<stage04::CpuOps>(w, std::make_unique<QuantCpuMatrices>(std::move(q), kind), kv_fp16);
-  return std::make_unique<stage04::CpuStepExecutor>(w.config, std::move(ops), bytes, kv_fp16 ? 2 : 4);
+  auto ops = std::make_unique<stage04::CpuOps>(w, std::make_unique<QuantCpuMatrices>(std::move(q), kind),
+                                               kv_rounding(kv_cache));
+  return std::make_unique<stage04::CpuStepExecutor>(w.config, std::move(ops), bytes, kv_element_bytes(kv_cache));
 }
 
 }  // namespace llm::stage05

@@ -38,9 +38,9 @@ class QuantCpuMatrices : public stage04::CpuMatrices {
 /// y[n, m.rows] = x[n, m.cols] m^T with the kernel of m's format.
 void stored_matmul(float* y, const float* x, const StoredMatrix& m, int n, MatmulKind kind);
 
-/// Stage 04's CpuStepExecutor running these matrices, with an fp16 (kv_fp16) or fp32 K/V cache.
-/// `w` gives the config and the norms and must outlive the executor's construction only.
+/// Stage 04's CpuStepExecutor running these matrices, with the K/V cache of --kv-cache `kv_cache`
+/// (kv_quant.h). `w` gives the config and the norms and must outlive the executor's construction only.
 std::unique_ptr<stage04::CpuStepExecutor> make_quant_cpu_executor(const ModelWeights& w, QuantWeights q,
-                                                                  MatmulKind kind, bool kv_fp16);
+                                                                  MatmulKind kind, const std::string& kv_cache);
 
 }  // namespace llm::stage05

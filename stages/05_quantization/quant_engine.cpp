@@ -1,6 +1,7 @@
 #include "quant_engine.h"
 
 #include "common/error.h"
+#include "kv_quant.h"
 
 namespace llm::stage05 {
 
@@ -24,8 +25,7 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
                                    QuantEngineConfig config) {
   if (!valid_weights_mode(config.weights))
     throw Error("--weights " + printable(config.weights) + ": must be auto, f32, f16, q8_0, q4_0, q4_1 or fp8");
-  if (config.kv_cache != "f16" && config.kv_cache != "f32")
-    throw Error("--kv-cache " + printable(config.kv_cache) + ": must be f32 or f16");
+  (void)kv_element_bytes(config.kv_cache);  // refuses a bad --kv-cache before any work
   const MatmulKind kind = parse_matmul(config.matmul);
   QuantWeights q = make_quant_weights(w, file, config.weights);
   BuiltQuantEngine out;
@@ -56,7 +56,7 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
              : stage04::cuda_unavailable_reason().empty()
                  ? "stage 05's CUDA kernels are not built yet for " + storage + "; running the CPU backend"
                  : stage04::cuda_unavailable_reason() + "; running the CPU backend";
-  auto exec = make_quant_cpu_executor(w, std::move(q), kind, fp16_kv);
+  auto exec = make_quant_cpu_executor(w, std::move(q), kind, config.kv_cache);
   auto engine = std::make_unique<stage03::ContinuousBatchEngine>(w, std::move(stop_ids), config.stage04.batching,
                                                                  std::move(exec));
   out.engine = std::make_unique<QuantEngine>(std::move(engine), storage, bytes);

@@ -1,6 +1,6 @@
 // quant_engine.h: stage 05's engine: stage 04's (stage 03's scheduler and paged KV, steps run by
 // the step recipe) with the weights resident in the format --weights asks for and a K/V cache in
-// fp16 or fp32. The CPU backend runs every format; the CUDA kernels for them are not built yet.
+// fp32, fp16, int8 or fp8 (kv_quant.h). The CPU backend runs every format; the CUDA kernels for them are not built yet.
 #pragma once
 
 #include <memory>
@@ -16,7 +16,7 @@ namespace llm::stage05 {
 struct QuantEngineConfig {
   stage04::GpuEngineConfig stage04;  ///< batching and --backend
   std::string weights = "auto";      ///< --weights
-  std::string kv_cache = "f16";      ///< --kv-cache: f16 or f32
+  std::string kv_cache = "f16";      ///< --kv-cache: f32, f16, int8 or fp8 (kv_quant.h)
   std::string matmul = "fused";      ///< --matmul: fused or int8
 };
 
