@@ -179,6 +179,7 @@ TEST_CASE("fp8 rows with a per-row scale", "[quantize]") {
       CHECK(std::fabs(back - x[i]) <= rel * std::fabs(x[i]) + 1e-6 + (std::fabs(x[i]) < 1e-2 ? 1e-3 : 0.0));
     }
     std::vector<float> zeros(8, 0.0f);
+    codes.resize(zeros.size());
     CHECK(llm::cpu::quantize_fp8_row(zeros.data(), codes.data(), zeros.size(), format) == 1.0f);
   }
 }
