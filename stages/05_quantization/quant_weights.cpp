@@ -213,6 +213,9 @@ StoredMatrix from_file(const GGUFFile& f, const std::vector<Part>& parts, int co
       return convert(parts, cols, WeightFormat::f32, "auto");
     }
   if (!is_block_format(fmt)) return convert(parts, cols, fmt, "auto");
+  if (cols % 32 != 0)  // blocks may then straddle rows: the file is readable, but the kernels take whole blocks per row
+    throw Error(f.path() + ": tensor '" + parts.front().name + "' has rows of " + std::to_string(cols) +
+                " elements in " + format_name(fmt) + ", not a whole number of 32-element blocks (try --weights f16)");
   StoredMatrix m;
   m.format = fmt;
   m.cols = cols;
