@@ -5,6 +5,7 @@
 //   perplexity --model datasets/models/tiny-target.gguf --text datasets/eval/heldout_kjv.txt
 //   perplexity ... --stage 01 --save-logits base.bin        # the fp32 reference run
 //   perplexity ... --stage 04 --kl-base base.bin            # fp16 storage against it
+//   perplexity ... --stage 05 --weights q4_0 --kl-base base.bin
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -17,19 +18,30 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/gguf.h"
 #include "common/model_weights.h"
 #include "gpu_engine.h"
 #include "kv_engine.h"
 #include "quality.h"
+#include "quant_engine.h"
 
 namespace {
 
 using llm::Error;
 
-/// The engine that scores the text: the one place a stage is chosen (stage 05's engine plugs in
-/// here). `storage` gets the weights' type as the engine holds them, for the report.
-std::unique_ptr<llm::Engine> make_scoring_engine(const std::string& stage, const std::string& backend,
-                                                 const llm::Model& model, std::string& storage) {
+/// What the engine's flags ask for: stage 04's backend, stage 05's storage.
+struct EngineChoice {
+  std::string stage = "01";
+  std::string backend = "cpu";
+  std::string weights = "auto", kv_cache = "f16", matmul = "fused";  // stage 05 only
+};
+
+/// The engine that scores the text: the one place a stage is chosen. `storage` gets the weights'
+/// type as the engine holds them, for the report.
+std::unique_ptr<llm::Engine> make_scoring_engine(const EngineChoice& choice, const llm::Model& model,
+                                                 std::string& storage) {
+  const std::string& stage = choice.stage;
+  const std::string& backend = choice.backend;
   if (stage == "01") {
     storage = "fp32";
     return std::make_unique<llm::stage01::KvCacheEngine>(model.weights, model.tokenizer->stop_ids());
@@ -42,7 +54,22 @@ std::unique_ptr<llm::Engine> make_scoring_engine(const std::string& stage, const
     storage = "fp16 (stage 04 " + built.backend + " backend)";
     return std::move(built.engine);
   }
-  throw Error("--stage " + llm::printable(stage) + ": must be 01 (fp32) or 04 (stage 04, fp16 weights)");
+  if (stage == "05") {
+    llm::stage05::QuantEngineConfig config;
+    config.stage04.backend = backend;
+    config.stage04.batching.scheduler.max_running = 1;
+    config.weights = choice.weights;
+    config.kv_cache = choice.kv_cache;
+    config.matmul = choice.matmul;
+    // --weights auto keeps a quantized GGUF's blocks: the file is read again for them.
+    std::unique_ptr<llm::GGUFFile> file;
+    if (model.format == "gguf") file = std::make_unique<llm::GGUFFile>(model.path);
+    llm::stage05::BuiltQuantEngine built =
+        llm::stage05::make_quant_engine(model.weights, file.get(), model.tokenizer->stop_ids(), config);
+    storage = built.engine->stats().weight_storage + ", KV " + choice.kv_cache + " (stage 05 " + built.backend + ")";
+    return std::move(built.engine);
+  }
+  throw Error("--stage " + llm::printable(stage) + ": must be 01, 04 or 05");
 }
 
 /// A whole-text integer flag in [lo, hi].
@@ -86,8 +113,8 @@ int run(int argc, char** argv) {
   cxxopts::Options spec("perplexity",
                         "perplexity of a text under a stage's engine (sliding windows, each scoring its last --stride "
                         "tokens), and KL divergence against a saved base run");
-  std::string model_path, tokenizer_path, text_path, ctx_arg, stride_arg, windows_arg, stage, backend, save_path,
-      base_path;
+  std::string model_path, tokenizer_path, text_path, ctx_arg, stride_arg, windows_arg, save_path, base_path;
+  EngineChoice choice;
   // clang-format off
   spec.add_options()
     ("model", "model file (GGUF or llama2.c .bin)", cxxopts::value(model_path))
@@ -96,8 +123,11 @@ int run(int argc, char** argv) {
     ("ctx", "tokens per window (default: min(512, the model's context))", cxxopts::value(ctx_arg))
     ("stride", "tokens between windows = tokens each scores (default: ctx/2)", cxxopts::value(stride_arg))
     ("max-windows", "score at most this many windows (0 = all that fit)", cxxopts::value(windows_arg)->default_value("0"))
-    ("stage", "engine: 01 (stage 01, fp32) or 04 (stage 04, fp16 weights)", cxxopts::value(stage)->default_value("01"))
-    ("backend", "stage 04's backend: cpu, cuda or auto", cxxopts::value(backend)->default_value("cpu"))
+    ("stage", "engine: 01 (stage 01, fp32), 04 (stage 04, fp16 weights) or 05 (stage 05, --weights)", cxxopts::value(choice.stage)->default_value("01"))
+    ("backend", "stage 04/05's backend: cpu, cuda or auto", cxxopts::value(choice.backend)->default_value("cpu"))
+    ("weights", "stage 05: auto|f32|f16|q8_0|q4_0|q4_1|fp8", cxxopts::value(choice.weights)->default_value("auto"))
+    ("kv-cache", "stage 05: f32|f16|int8|fp8", cxxopts::value(choice.kv_cache)->default_value("f16"))
+    ("matmul", "stage 05: fused|int8", cxxopts::value(choice.matmul)->default_value("fused"))
     ("save-logits", "write each scored token's log-probabilities (the base run for --kl-base)", cxxopts::value(save_path))
     ("kl-base", "compare against a --save-logits file: KL(base || this), top-1 agreement", cxxopts::value(base_path))
     ("json", "print the results as JSON")
@@ -115,10 +145,15 @@ int run(int argc, char** argv) {
   }
   if (!r.unmatched().empty()) throw Error("perplexity: unexpected argument " + llm::printable(r.unmatched()[0]));
   if (model_path.empty()) throw Error("--model is required");
-  if (stage != "01" && stage != "04")
-    throw Error("--stage " + llm::printable(stage) + ": must be 01 (fp32) or 04 (stage 04, fp16 weights)");
-  if (backend != "cpu" && backend != "cuda" && backend != "auto")
-    throw Error("--backend " + llm::printable(backend) + ": must be cpu, cuda or auto");
+  if (choice.stage != "01" && choice.stage != "04" && choice.stage != "05")
+    throw Error("--stage " + llm::printable(choice.stage) + ": must be 01 (fp32), 04 (fp16 weights) or 05 (--weights)");
+  if (choice.backend != "cpu" && choice.backend != "cuda" && choice.backend != "auto")
+    throw Error("--backend " + llm::printable(choice.backend) + ": must be cpu, cuda or auto");
+  for (const char* flag : {"weights", "kv-cache", "matmul"}) {
+    if (r.count(flag) && choice.stage != "05")
+      throw Error(std::string("--") + flag + " is stage 05's: give --stage 05 (this run is --stage " + choice.stage +
+                  ")");
+  }
   if (!save_path.empty() && !base_path.empty() && save_path == base_path)
     throw Error("--save-logits and --kl-base are the same file " + llm::printable(save_path));
   const auto max_windows = static_cast<std::size_t>(parse_count("--max-windows", windows_arg, 0, 1 << 30));
@@ -152,7 +187,7 @@ int run(int argc, char** argv) {
   std::unique_ptr<llm::stage05::LogitsReader> base;
   if (!base_path.empty()) base = std::make_unique<llm::stage05::LogitsReader>(base_path, header);
   std::string storage;
-  const std::unique_ptr<llm::Engine> engine = make_scoring_engine(stage, backend, model, storage);
+  const std::unique_ptr<llm::Engine> engine = make_scoring_engine(choice, model, storage);
   // A run that fails part-way leaves a short file, which --kl-base then refuses as truncated.
   std::unique_ptr<llm::stage05::LogitsWriter> save;
   if (!save_path.empty()) save = std::make_unique<llm::stage05::LogitsWriter>(save_path, header);
@@ -168,7 +203,7 @@ int run(int argc, char** argv) {
   if (r.count("json")) {
     nlohmann::json j = {{"model", model_path},
                         {"text", text_path},
-                        {"stage", stage},
+                        {"stage", choice.stage},
                         {"weights", storage},
                         {"ctx", ctx},
                         {"stride", stride},
@@ -192,7 +227,7 @@ int run(int argc, char** argv) {
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::printf("model %s, stage %s (weights %s), text %s\n", model_path.c_str(), stage.c_str(), storage.c_str(),
+  std::printf("model %s, stage %s (weights %s), text %s\n", model_path.c_str(), choice.stage.c_str(), storage.c_str(),
               text_path.c_str());
   std::printf(
       "%zu windows of %d tokens, stride %d: %zu tokens scored, of the text's first %zu; %.1f s (%.0f tokens/s)\n",
