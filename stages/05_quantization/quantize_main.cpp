@@ -15,7 +15,9 @@
 // The metadata (tokenizer included) is carried over in file order; general.file_type is set to
 // llama.cpp's LLAMA_FTYPE for --type, and general.quantization_version to 2 (ggml's block layout
 // version) when a tensor is block-quantized. FP8 has no GGUF type: stage 05 converts to FP8 at load.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -201,9 +203,15 @@ void convert_tensor(const llm::GGUFFile& in, const llm::GGUFTensorInfo& t, Tenso
     back.resize(n);
     llm::cpu::dequantize(out, q.data(), back.data(), n);
     if (const std::size_t bad = llm::cpu::first_non_finite(back.data(), n); bad != n) {
-      throw Error(what + ": " + element_name(first + bad, row) + " = " + std::to_string(x[bad]) + " does not fit in " +
-                  llm::tensor_type_name(out) + " (it becomes " + std::to_string(back[bad]) +
-                  "; fp16 values and scales end at 65504): keep the tensor with --keep or use --type f32 or bf16");
+      // A block type's whole block goes bad with its scale: name the block's largest weight.
+      const std::size_t be = llm::block_elements(out);
+      std::size_t worst = bad;
+      for (std::size_t i = bad / be * be; i < std::min(n, bad / be * be + be); ++i)
+        if (std::fabs(x[i]) > std::fabs(x[worst])) worst = i;
+      throw Error(what + ": " + element_name(first + worst, row) + " = " + std::to_string(x[worst]) +
+                  " does not fit in " + llm::tensor_type_name(out) +
+                  (be > 1 ? " (its block's fp16 scale overflows; fp16 ends at 65504)" : " (fp16 ends at 65504)") +
+                  ": keep the tensor with --keep or use --type f32 or bf16");
     }
     writer.write(q.data(), q.size());
   }
