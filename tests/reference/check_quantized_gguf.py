@@ -23,8 +23,12 @@ try:
     from gguf import GGMLQuantizationType as T
     from gguf import GGUFReader
     from gguf.quants import dequantize, quantize
+    from gguf.gguf_reader import ReaderField
 except ImportError as e:  # not installed: the check cannot run here
     print(f"skipped: {e} (pip install gguf numpy)")
+    sys.exit(77)
+if not hasattr(ReaderField, "contents"):
+    print("skipped: this gguf is older than ReaderField.contents() (pip install gguf==0.19.0: tests/reference/requirements.txt)")
     sys.exit(77)
 
 # --type -> (tensor type of the 2-D tensors, llama.cpp's LLAMA_FTYPE)
