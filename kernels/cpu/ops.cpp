@@ -166,8 +166,12 @@ void rmsnorm(float* y, const float* x, const float* weight, int n, int dim, floa
   Eigen::Map<const Eigen::ArrayXf> w(weight, dim);
   for (int r = 0; r < n; ++r) {
     Eigen::Map<const Eigen::ArrayXf> xr(x + static_cast<std::ptrdiff_t>(r) * dim, dim);
-    // Accumulate the mean square in double: long rows of fp32 lose digits otherwise.
-    const double ms = xr.cast<double>().square().mean();
+    // Accumulate the mean square in double: long rows of fp32 lose digits otherwise. A plain loop,
+    // not Eigen's reduction, whose order depends on the row's address (its vectorised part starts
+    // at the first aligned element): the same tokens must give the same logits in every call.
+    double ss = 0.0;
+    for (int i = 0; i < dim; ++i) ss += static_cast<double>(xr[i]) * static_cast<double>(xr[i]);
+    const double ms = ss / dim;
     const float scale = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
     Eigen::Map<Eigen::ArrayXf>(y + static_cast<std::ptrdiff_t>(r) * dim, dim) = xr * scale * w;
   }
@@ -210,9 +214,13 @@ float dot(const float* a, const float* b, int n) {
 }
 
 void softmax(float* x, int n) {
+  // The sum in a fixed order (see rmsnorm). Eigen's exp is still alignment-dependent in its last
+  // ulp (a scalar prologue before the aligned vector part), a 1e-7 wobble we accept for its speed.
   Eigen::Map<Eigen::ArrayXf> a(x, n);
   a = (a - a.maxCoeff()).exp();
-  a /= a.sum();
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) sum += x[i];
+  a /= sum;
 }
 
 void swiglu(float* out, const float* gate, const float* up, std::size_t n) {
