@@ -23,6 +23,42 @@ inline v8f load8(const float* p) {
   return v;
 }
 
+// Small integer vectors for the stored weights. They are widened to int32 lanes, then to floats:
+// vpmovsxbd / vpmovzxbd + vcvtdq2ps on x86 (GCC 12 turns a direct int8 -> float conversion into
+// eight scalar ones).
+using v8u8 = std::uint8_t __attribute__((vector_size(8)));
+using v8i32 = std::int32_t __attribute__((vector_size(32)));
+
+template <class V>
+inline v8f to_floats(V v) {
+  return __builtin_convertvector(__builtin_convertvector(v, v8i32), v8f);
+}
+
+template <class V>
+inline V load_bytes(const std::uint8_t* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The 32 weights of one block as four vectors of floats, w = q d + m (block_view.h has the layouts).
+inline void decode_block(TensorType t, const std::uint8_t* p, v8f w[4]) {
+  const float d = detail::load_fp16(p);
+  if (t == TensorType::Q8_0) {
+    // Signed bytes through the unsigned widening (GCC 12 sign-extends lane by lane): q = (q ^ 0x80) - 128.
+    for (int v = 0; v < 4; ++v) w[v] = (to_floats(load_bytes<v8u8>(p + 2 + 8 * v) ^ 0x80) - 128.0f) * d;
+    return;
+  }
+  const std::uint8_t* qs = p + (t == TensorType::Q4_1 ? 4 : 2);
+  const float m = t == TensorType::Q4_1 ? detail::load_fp16(p + 2) : -8.0f * d;
+  // Bytes 0..15 hold elements j (low nibble) and j + 16 (high nibble).
+  for (int half = 0; half < 2; ++half) {
+    const v8u8 b = load_bytes<v8u8>(qs + 8 * half);
+    w[half] = to_floats(b & 0x0F) * d + m;
+    w[half + 2] = to_floats(b >> 4) * d + m;
+  }
+}
+
 }  // namespace
 
 void matmul_02_fused(float* y, const float* x, const QuantMatrix& W, int n) {
@@ -39,10 +75,8 @@ void matmul_02_fused(float* y, const float* x, const QuantMatrix& W, int n) {
         v8f acc[kTileRows] = {};
         for (int b = 0; b < blocks; ++b) {
           // The block's 32 weights as floats, w = q d + m: in registers (and L1), never in memory.
-          const detail::Block blk = detail::read_block(W.type, row + static_cast<std::size_t>(b) * bb);
           v8f w[4];
-          for (int v = 0; v < 4; ++v)
-            for (int l = 0; l < 8; ++l) w[v][l] = static_cast<float>(blk.q[8 * v + l]) * blk.d + blk.m;
+          decode_block(W.type, row + static_cast<std::size_t>(b) * bb, w);
           for (int i = 0; i < rows; ++i) {
             const float* xb = x + static_cast<std::size_t>(i0 + i) * W.in + b * 32;
             acc[i] += w[0] * load8(xb) + w[1] * load8(xb + 8) + w[2] * load8(xb + 16) + w[3] * load8(xb + 24);
