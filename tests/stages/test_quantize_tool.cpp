@@ -6,6 +6,8 @@
 //                            tests/reference/check_quantized_gguf.py compares with gguf-py
 //   [quantize-tool-generate] the quantized models load and generate; f16/f32 give the original's logits
 //   [quantize-tool-rules]    --keep, 1-D tensors, rows not a multiple of 32, bad weights: one error, no file
+//   [gguf-writer]            common/gguf_writer: every metadata type, alignment, pieces, no file left on error
+//                            (run with the rules)
 #include <unistd.h>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include <sstream>
 
 #include "common/gguf.h"
+#include "common/gguf_writer.h"
 #include "common/model_weights.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/quantize.h"
@@ -347,4 +350,105 @@ TEST_CASE("the quantizer's rules: --keep, 1-D tensors, odd rows, and bad weights
     check_refused({in, dir + "/no/such/dir/out.gguf", "--type", "q8_0"}, dir + "/no/such/dir/out.gguf",
                   {"no/such/dir/out.gguf", "cannot create"});
   }
+}
+
+namespace {
+GGUFValue scalar(GGUFType type, std::uint64_t u, std::int64_t i, double f = 0.0) {
+  GGUFValue v;
+  v.type = type;
+  v.u = u;
+  v.i = i;
+  v.f = f;
+  return v;
+}
+GGUFValue array(GGUFType elem, std::vector<GGUFValue> items) {
+  GGUFValue v;
+  v.type = GGUFType::ARRAY;
+  v.elem_type = elem;
+  v.items = std::move(items);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("GGUFWriter: every metadata type, any alignment, data in pieces, read back by our reader",
+          "[quantize-tool-rules][gguf-writer]") {
+  GGUFMetadata md;
+  md.emplace_back("general.alignment", scalar(GGUFType::UINT32, 128, 128));
+  md.emplace_back("u8", scalar(GGUFType::UINT8, 200, 200));
+  md.emplace_back("i8", scalar(GGUFType::INT8, static_cast<std::uint64_t>(-5), -5));
+  md.emplace_back("u16", scalar(GGUFType::UINT16, 65535, 65535));
+  md.emplace_back("i16", scalar(GGUFType::INT16, static_cast<std::uint64_t>(-32768), -32768));
+  md.emplace_back("i32", scalar(GGUFType::INT32, static_cast<std::uint64_t>(-7), -7));
+  md.emplace_back("u64", scalar(GGUFType::UINT64, (std::uint64_t{1} << 63) + 5,
+                                static_cast<std::int64_t>((std::uint64_t{1} << 63) + 5)));
+  md.emplace_back(
+      "i64", scalar(GGUFType::INT64, static_cast<std::uint64_t>(-(std::int64_t{1} << 40)), -(std::int64_t{1} << 40)));
+  md.emplace_back("f32", scalar(GGUFType::FLOAT32, 0, 0, static_cast<double>(0.1f)));
+  md.emplace_back("f64", scalar(GGUFType::FLOAT64, 0, 0, 1e300));
+  GGUFValue b = scalar(GGUFType::BOOL, 0, 0);
+  b.b = true;
+  md.emplace_back("bool", b);
+  GGUFValue s = scalar(GGUFType::STRING, 0, 0);
+  s.s = std::string("nul\0and \xC3\xA9", 10);
+  md.emplace_back("string", s);
+  md.emplace_back("strings", array(GGUFType::STRING, {s, s}));
+  md.emplace_back("nested", array(GGUFType::ARRAY, {array(GGUFType::INT32, {scalar(GGUFType::INT32, 1, 1)}),
+                                                    array(GGUFType::INT32, {})}));
+  md.emplace_back("empty", array(GGUFType::FLOAT32, {}));
+
+  const std::vector<float> a = test::randn(5, 4), c = test::randn(64 * 3, 5), d = test::randn(32 * 4, 6);
+  std::vector<std::uint8_t> cq(cpu::row_bytes(TensorType::Q8_0, c.size())),
+      dq(cpu::row_bytes(TensorType::Q4_1, d.size()));
+  cpu::quantize(TensorType::Q8_0, c.data(), cq.data(), c.size());
+  cpu::quantize(TensorType::Q4_1, d.data(), dq.data(), d.size());
+  const std::vector<GGUFTensorSpec> specs = {
+      {"a", {5}, TensorType::F32}, {"c", {64, 3}, TensorType::Q8_0}, {"d", {32, 2, 1, 2}, TensorType::Q4_1}};
+  const std::string path = check_dir() + "/writer.gguf";
+  {
+    GGUFWriter w(path, md, specs);
+    CHECK(fs::exists(w.temp_path()));
+    CHECK_FALSE(fs::exists(path));
+    w.write(a.data(), a.size() * 4);
+    w.write(cq.data(), 34);  // one block, then the rest
+    w.write(cq.data() + 34, cq.size() - 34);
+    CHECK_THROWS_AS(w.write(dq.data(), dq.size() + 1), Error);  // more than tensor d holds
+    w.write(dq.data(), dq.size());
+    w.finish();
+    CHECK(fs::file_size(path) == w.file_size());
+  }
+  CHECK_FALSE(fs::exists(path + ".tmp"));
+  const GGUFFile f(path);
+  CHECK(f.alignment() == 128);
+  REQUIRE(f.metadata_keys().size() == md.size());
+  for (std::size_t k = 0; k < md.size(); ++k) {
+    INFO(md[k].first);
+    CHECK(f.metadata_keys()[k] == md[k].first);
+    CHECK(same_value(f.get(md[k].first), md[k].second));
+  }
+  REQUIRE(f.tensors().size() == 3);
+  const std::vector<const void*> data = {a.data(), cq.data(), dq.data()};
+  for (std::size_t k = 0; k < 3; ++k) {
+    const auto& t = f.tensors()[k];
+    CHECK(t.name == specs[k].name);
+    CHECK(t.dims == specs[k].dims);
+    CHECK(t.type == specs[k].type);
+    CHECK(t.offset % 128 == 0);
+    CHECK(std::memcmp(f.tensor_data(t), data[k], t.n_bytes) == 0);
+  }
+
+  // Unfinished, or a bad description: no file under either name.
+  const std::string none = check_dir() + "/writer-unfinished.gguf";
+  {
+    GGUFWriter w(none, md, specs);
+    w.write(a.data(), a.size() * 4);
+    CHECK_THROWS_AS(w.finish(), Error);  // c and d lack their data
+  }
+  CHECK_FALSE(fs::exists(none));
+  CHECK_FALSE(fs::exists(none + ".tmp"));
+  GGUFMetadata twice = {md[1], md[1]};
+  CHECK_THROWS_WITH(GGUFWriter(none, twice, specs), Catch::Contains("'u8' given twice"));
+  CHECK_THROWS_WITH(GGUFWriter(none, md, {{std::string(64, 'x'), {32}, TensorType::F32}}),
+                    Catch::Contains("64 bytes long"));
+  CHECK_THROWS_WITH(GGUFWriter(none, md, {{"odd", {48}, TensorType::Q8_0}}), Catch::Contains("row length 48"));
+  CHECK_FALSE(fs::exists(none + ".tmp"));
 }
