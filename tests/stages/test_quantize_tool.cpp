@@ -404,6 +404,7 @@ TEST_CASE("GGUFWriter: every metadata type, any alignment, data in pieces, read 
   const std::vector<GGUFTensorSpec> specs = {
       {"a", {5}, TensorType::F32}, {"c", {64, 3}, TensorType::Q8_0}, {"d", {32, 2, 1, 2}, TensorType::Q4_1}};
   const std::string path = check_dir() + "/writer.gguf";
+  fs::remove(path);  // from an earlier run
   {
     GGUFWriter w(path, md, specs);
     CHECK(fs::exists(w.temp_path()));
