@@ -214,19 +214,30 @@ float dot(const float* a, const float* b, int n) {
 }
 
 void softmax(float* x, int n) {
-  // The sum in a fixed order (see rmsnorm). Eigen's exp is still alignment-dependent in its last
-  // ulp (a scalar prologue before the aligned vector part), a 1e-7 wobble we accept for its speed.
-  Eigen::Map<Eigen::ArrayXf> a(x, n);
-  a = (a - a.maxCoeff()).exp();
+  // Through an aligned buffer, not in place: Eigen runs a scalar std::exp on the elements before
+  // the first aligned address and its vectorised exp on the rest, which differ in the last bit,
+  // so the same scores at another address would give other probabilities. The sum runs in a fixed
+  // order too (see rmsnorm): the same tokens give the same logits in every call and every engine.
+  thread_local Eigen::ArrayXf buf;
+  if (buf.size() < n) buf.resize(std::max<Eigen::Index>(n, 2 * buf.size()));
+  const Eigen::Map<const Eigen::ArrayXf> in(x, n);
+  auto a = buf.head(n);
+  a = (in - in.maxCoeff()).exp();
   float sum = 0.0f;
-  for (int i = 0; i < n; ++i) sum += x[i];
-  a /= sum;
+  for (int i = 0; i < n; ++i) sum += a[i];
+  Eigen::Map<Eigen::ArrayXf>(x, n) = a / sum;
 }
 
 void swiglu(float* out, const float* gate, const float* up, std::size_t n) {
+  // exp through an aligned buffer, as in softmax: the same gate values give the same outputs
+  // wherever they sit in memory.
   const auto len = static_cast<Eigen::Index>(n);
+  thread_local Eigen::ArrayXf buf;
+  if (buf.size() < len) buf.resize(std::max<Eigen::Index>(len, 2 * buf.size()));
   Eigen::Map<const Eigen::ArrayXf> g(gate, len), u(up, len);
-  Eigen::Map<Eigen::ArrayXf>(out, len) = g / (1.0f + (-g).exp()) * u;
+  auto e = buf.head(len);
+  e = (-g).exp();
+  Eigen::Map<Eigen::ArrayXf>(out, len) = g / (1.0f + e) * u;
 }
 
 void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads, int n_kv_heads,
