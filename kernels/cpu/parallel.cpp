@@ -35,8 +35,11 @@ inline void cpu_relax() {
 constexpr std::int64_t kChunksPerThread = 4;
 // A worker that finished its chunks keeps looking for the next region this long before it
 // sleeps: a decode step starts a region every few microseconds, and a sleeping worker needs tens
-// of microseconds to wake.
-constexpr auto kWorkerSpin = std::chrono::microseconds(200);
+// of microseconds to wake. But while it spins it takes a core that the caller may need when
+// another process holds the other one: measured on 2 cores beside a busy process (stages 01, 03,
+// 04; scripts/bench_threads), 200 us made 2 threads 0.74-0.88x of 1, 80 us 1.05-1.10x, while
+// quiet 2 threads stay 1.2-1.9x of 1 (30 us: 1.1-1.4x).
+constexpr auto kWorkerSpin = std::chrono::microseconds(80);
 
 int threads_from_environment() {
   for (const char* name : {"LLM_THREADS", "OMP_NUM_THREADS"}) {
