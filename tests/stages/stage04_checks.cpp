@@ -11,9 +11,7 @@
 
 namespace llm::test {
 
-namespace {
-
-stage03::ContinuousBatchConfig batching(int batch, int budget, int block_size, int num_blocks = 0) {
+stage03::ContinuousBatchConfig batching(int batch, int budget, int block_size, int num_blocks) {
   stage03::ContinuousBatchConfig c;
   c.scheduler.max_running = batch;
   c.scheduler.token_budget = budget;
@@ -21,6 +19,9 @@ stage03::ContinuousBatchConfig batching(int batch, int budget, int block_size, i
   c.num_blocks = num_blocks;
   return c;
 }
+
+namespace {
+
 
 std::unique_ptr<stage03::ContinuousBatchEngine> stage04(const ModelWeights& w, const std::vector<int>& stops,
                                                         const std::string& backend,

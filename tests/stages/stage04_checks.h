@@ -7,8 +7,13 @@
 #include <vector>
 
 #include "common/model_weights.h"
+#include "stages/03_continuous_batching/continuous_batch_engine.h"
 
 namespace llm::test {
+
+/// Stage 03's engine settings for a test: up to `batch` running sequences, `budget` tokens per
+/// step, blocks of `block_size` tokens (`num_blocks` 0: as many as the context needs).
+stage03::ContinuousBatchConfig batching(int batch, int budget, int block_size, int num_blocks = 0);
 
 /// Teacher-forced comparison of two engines' logits over the same tokens.
 struct LogitAgreement {

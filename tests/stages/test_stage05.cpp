@@ -35,17 +35,9 @@
 #include "tests/stages/stage04_checks.h"
 
 using namespace llm;
+using test::batching;
 
 namespace {
-
-stage03::ContinuousBatchConfig batching(int batch, int budget, int block_size, int num_blocks = 0) {
-  stage03::ContinuousBatchConfig c;
-  c.scheduler.max_running = batch;
-  c.scheduler.token_budget = budget;
-  c.block_size = block_size;
-  c.num_blocks = num_blocks;
-  return c;
-}
 
 std::unique_ptr<stage05::QuantEngine> stage05_engine(const ModelWeights& w, const GGUFFile* file,
                                                      const std::string& weights, const std::string& matmul = "fused",
