@@ -9,6 +9,7 @@
 #include "common/chat_template.h"
 #include "common/error.h"
 #include "common/metrics.h"
+#include "common/run_main.h"
 #include "common/timer.h"
 #include "common/workload.h"
 
@@ -158,21 +159,7 @@ int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make
 }  // namespace
 
 int stage_main(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
-  try {
-    return run(argc, argv, stage, make_engine);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitBadInput;
-  } catch (const NotImplemented& e) {
-    std::fprintf(stderr, "error: %s (this is a student tree: fill in the exercise)\n", e.what());
-    return 3;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory (is the model too large for this machine?)\n");
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    return 1;
-  }
+  return run_main([&] { return run(argc, argv, stage, make_engine); });
 }
 
 }  // namespace llm

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/gguf.h"
 #include "common/model_weights.h"
+#include "common/run_main.h"
 #include "gpu_engine.h"
 #include "kv_engine.h"
 #include "quality.h"
@@ -248,16 +249,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const llm::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return llm::kExitBadInput;
-  } catch (const llm::NotImplemented& e) {  // in a student tree, as the stages say it
-    std::fprintf(stderr, "error: %s (this is a student tree: fill in the exercise)\n", e.what());
-    return 3;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    return 1;
-  }
+  return llm::run_main([&] { return run(argc, argv); });
 }

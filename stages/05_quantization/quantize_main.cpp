@@ -29,6 +29,7 @@
 #include "common/error.h"
 #include "common/gguf.h"
 #include "common/gguf_writer.h"
+#include "common/run_main.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/quantize.h"
 
@@ -310,16 +311,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const llm::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return llm::kExitBadInput;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory\n");
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    return 1;
-  }
+  return llm::run_main([&] { return run(argc, argv); });
 }
