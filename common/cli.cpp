@@ -78,7 +78,8 @@ void check_path(const std::string& flag, const std::string& path) {
 }  // namespace
 
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
-                                    int default_batch, bool paged_kv, bool device_backend, bool quantization) {
+                                    int default_batch, bool paged_kv, bool device_backend, bool quantization,
+                                    bool speculative) {
   cxxopts::Options spec(program, description);
   using text = std::string;
   // clang-format off
@@ -117,6 +118,13 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
       ("weights", "weight storage: auto (as stored in the file), f32, f16, q8_0, q4_0, q4_1 or fp8 (E4M3, a scale per row)", cxxopts::value<text>()->default_value("auto"))
       ("kv-cache", "K/V cache storage: f32, f16, int8 or fp8 (E4M3); int8/fp8 with a scale per token and KV head", cxxopts::value<text>()->default_value("f16"))
       ("matmul", "quantized matmul: fused (dequantize in registers, fp32 activations) or int8 (activations quantized to int8 per block of 32)", cxxopts::value<text>()->default_value("fused"));
+  }
+  if (speculative) {
+    spec.add_options("speculative decoding")
+      ("speculate", "proposer: none, draft (--draft-model), ngram (prompt lookup) or layerskip (the target's first --draft-layers layers)", cxxopts::value<text>()->default_value("none"))
+      ("draft-model", "draft GGUF with the target's vocabulary and at least its context", cxxopts::value<text>()->default_value(""))
+      ("spec-k", "proposals per sequence and step, 0 to " + std::to_string(CliLimits::spec_k), cxxopts::value<text>()->default_value("4"))
+      ("draft-layers", "layers of the layerskip draft, 1 to the target's - 1; 0 = half", cxxopts::value<text>()->default_value("0"));
   }
   // clang-format on
   cxxopts::ParseResult r;
@@ -177,6 +185,13 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
       o.kv_cache = r["kv-cache"].as<text>();
       o.matmul = r["matmul"].as<text>();
     }
+    if (speculative) {
+      o.speculate = r["speculate"].as<text>();
+      o.draft_model = r["draft-model"].as<text>();
+      if (r.count("draft-model")) check_path("--draft-model", o.draft_model);
+      o.spec_k = integer("spec-k", 0, L::spec_k);
+      o.draft_layers = integer("draft-layers", 0, L::draft_layers);
+    }
   } catch (const cxxopts::exceptions::exception& e) {
     throw Error(std::string(e.what()) + " (see --help)");
   }
@@ -191,6 +206,11 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
   if (!one_of(o.kv_cache, {"f32", "f16", "int8", "fp8"}))
     throw Error("--kv-cache " + printable(o.kv_cache) + ": must be f32, f16, int8 or fp8");
   if (!one_of(o.matmul, {"fused", "int8"})) throw Error("--matmul " + printable(o.matmul) + ": must be fused or int8");
+  if (!one_of(o.speculate, {"none", "draft", "ngram", "layerskip"}))
+    throw Error("--speculate " + printable(o.speculate) + ": must be none, draft, ngram or layerskip");
+  if (o.speculate == "draft" && o.draft_model.empty()) throw Error("--speculate draft needs --draft-model FILE");
+  if (o.speculate != "draft" && !o.draft_model.empty())
+    throw Error("--draft-model " + printable(o.draft_model) + ": only used with --speculate draft");
   if (o.prompt_given && !o.workload.empty()) throw Error("--prompt and --workload: give one or the other");
   if (!o.prompt_given && o.workload.empty()) throw Error("no input: give --prompt \"text\" or --workload file.jsonl");
   if (o.prompt_given && o.prompt.empty()) throw Error("--prompt \"\": the prompt is empty");

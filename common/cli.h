@@ -19,6 +19,8 @@ struct CliLimits {
   static constexpr int kv_blocks = 1 << 24;       ///< --kv-blocks (bytes are checked against memory too)
   static constexpr int token_budget = 1 << 20;    ///< --token-budget, tokens per step
   static constexpr int max_queue = 1 << 20;       ///< --max-queue, requests
+  static constexpr int spec_k = 32;               ///< --spec-k: proposals per step (past ~8 almost none survive)
+  static constexpr int draft_layers = 4096;       ///< --draft-layers (then checked against the model's layers)
 };
 
 /// Parsed command line of a stage executable.
@@ -52,6 +54,11 @@ struct CliOptions {
   std::string weights = "auto";  ///< --weights: auto (as stored), f32, f16, q8_0, q4_0, q4_1, fp8
   std::string kv_cache = "f16";  ///< --kv-cache: f32, f16, int8 or fp8
   std::string matmul = "fused";  ///< --matmul: fused (weight-only) or int8 (int8 activations)
+  // Stages with speculative decoding (StageInfo::speculative, stage 06) also take:
+  std::string speculate = "none";  ///< --speculate: none, draft, ngram or layerskip
+  std::string draft_model;         ///< --draft-model: GGUF with the target's vocabulary (for draft)
+  int spec_k = 4;                  ///< --spec-k: proposals per sequence and step (0 = none)
+  int draft_layers = 0;            ///< --draft-layers: layers of the layerskip draft; 0 = half the target's
 };
 
 /// Parses argv. Returns nothing when --help was printed (the caller exits 0). Throws llm::Error
@@ -59,9 +66,10 @@ struct CliOptions {
 /// number ("--batch two: not an integer"), NaN/Inf, a value outside its range (CliLimits), an
 /// empty --model, or a --model/--tokenizer/--workload that is a directory. paged_kv adds the flags of the
 /// paged KV cache and its scheduler (--block-size, --kv-blocks, --token-budget, --max-queue,
-/// --no-prefix-cache). quantization adds --weights, --kv-cache and --matmul.
+/// --no-prefix-cache). quantization adds --weights, --kv-cache and --matmul. speculative adds
+/// --speculate, --draft-model, --spec-k and --draft-layers.
 std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& program, const std::string& description,
                                     int default_batch = 1, bool paged_kv = false, bool device_backend = false,
-                                    bool quantization = false);
+                                    bool quantization = false, bool speculative = false);
 
 }  // namespace llm

@@ -5,6 +5,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/timer.h"
@@ -68,6 +69,9 @@ struct EngineStats {
   /// "" = the stage's fixed one, StageInfo::weight_storage) and its bytes.
   std::string weight_storage;
   std::size_t weight_bytes = 0;
+  /// A stage's own figures, (name, value), printed and put in the JSON as they are (stage 06:
+  /// acceptance rate, tokens per verify step, target forwards per token, draft share of time).
+  std::vector<std::pair<std::string, double>> stage_figures;
 };
 
 /// A result for `request` with its id, prompt length and arrival filled in, nothing generated yet.

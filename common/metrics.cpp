@@ -110,6 +110,7 @@ std::string format_metrics(const RunMetrics& m) {
   }
   if (e.kv_pool_bytes > 0) line("preemptions", std::to_string(e.preemptions));
   if (e.rejected > 0) line("rejected requests", std::to_string(e.rejected));
+  for (const auto& [name, value] : e.stage_figures) line(name.c_str(), num("%.3f", value));
   line("peak resident memory", num("%.1f MiB", static_cast<double>(m.peak_rss_bytes) / mib));
   return out;
 }
@@ -140,6 +141,7 @@ nlohmann::json metrics_to_json(const RunMetrics& m) {
                  {"prefill_tokens", e.prefill_tokens},
                  {"prefix_hit_tokens", e.prefix_hit_tokens},
                  {"rejected", e.rejected}};
+  for (const auto& [name, value] : e.stage_figures) j["engine"][name] = value;
   j["requests"] = nlohmann::json::array();
   for (const auto& r : m.requests) {
     j["requests"].push_back({{"id", r.id},

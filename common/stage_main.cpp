@@ -66,7 +66,8 @@ namespace {
 
 int run(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine) {
   const auto parsed = parse_cli(argc, argv, "stage" + stage.name, stage.name + ": " + stage.description,
-                                stage.default_batch, stage.paged_kv, stage.device_backend, stage.quantization);
+                                stage.default_batch, stage.paged_kv, stage.device_backend, stage.quantization,
+                                stage.speculative);
   if (!parsed) return 0;  // --help
   const CliOptions& o = *parsed;
 

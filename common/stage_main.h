@@ -29,6 +29,8 @@ struct StageInfo {
   bool device_backend = false;
   /// The stage stores its weights quantized (stage 05 on): it takes --weights, --kv-cache, --matmul.
   bool quantization = false;
+  /// The stage speculates (stage 06): it takes --speculate, --draft-model, --spec-k, --draft-layers.
+  bool speculative = false;
   /// The type of the weights the engine runs on, for the metrics ("fp32": the loaded
   /// ModelWeights), and their bytes (unset: the loaded weights'). Stage 04 runs on an fp16 copy.
   std::string weight_storage = "fp32";

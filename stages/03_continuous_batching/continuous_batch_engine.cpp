@@ -36,7 +36,7 @@ std::vector<float> ContinuousBatchEngine::logits(const std::vector<int>& tokens)
   const int n = static_cast<int>(tokens.size());
   if (n == 0) throw Error("logits: no tokens");
   BlockPool pool(w_.config, ceil_div(n, config_.block_size), config_.block_size, executor_->uses_pool_storage(),
-                 executor_->kv_element_bytes());
+                 executor_->kv_element_bytes(), executor_->kv_scale_bytes());
   std::vector<int> table(static_cast<std::size_t>(pool.num_blocks()));
   for (int& b : table) b = pool.allocate();
   executor_->begin_run(pool);
@@ -51,7 +51,8 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
   const ModelConfig& c = w_.config;
   const auto vocab = static_cast<std::size_t>(c.vocab_size);
   stats_ = {};
-  BlockPool pool(c, num_blocks_, config_.block_size, executor_->uses_pool_storage(), executor_->kv_element_bytes());
+  BlockPool pool(c, num_blocks_, config_.block_size, executor_->uses_pool_storage(), executor_->kv_element_bytes(),
+                 executor_->kv_scale_bytes());
   Scheduler scheduler(config_.scheduler, pool, c.context_length);
   executor_->begin_run(pool);
   stats_.kv_pool_bytes = pool.bytes_total();
@@ -86,6 +87,13 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
     }
   };
 
+  if (policy_) policy_->begin_run(requests);
+  // A sequence's request is done: its blocks go back, and the policy forgets it.
+  auto retire = [&](int seq) {
+    scheduler.finish(seq);
+    if (policy_) policy_->end_sequence(seq);
+    ++ended;
+  };
   std::vector<int> tokens, positions, logit_rows;
   std::vector<StepRows> rows;
   while (ended < requests.size()) {
@@ -96,6 +104,7 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
       wait_until(clock, requests[next].arrival_s);
       continue;
     }
+    if (policy_) policy_->before_step(scheduler);
     const StepPlan plan = scheduler.schedule();
     if (plan.chunks.empty()) throw Error("scheduler: work is waiting but nothing could be scheduled");
 
@@ -112,7 +121,10 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
         tokens.push_back(s.tokens[static_cast<std::size_t>(ch.start + i)]);
         positions.push_back(ch.start + i);
       }
-      if (ch.samples) logit_rows.push_back(static_cast<int>(tokens.size()) - 1);
+      // A sampling chunk's last row, and one row before it per proposal riding along (stage 06).
+      if (ch.samples) {
+        for (int i = s.proposed; i >= 0; --i) logit_rows.push_back(static_cast<int>(tokens.size()) - 1 - i);
+      }
       rows.push_back(StepRows{s.blocks, ch.start, ch.count});
       all_decode = all_decode && ch.count == 1;
       kv_read += static_cast<double>(ch.start + ch.count) * static_cast<double>(bytes_per_token);
@@ -137,26 +149,45 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
     std::size_t row = 0;
     for (const Chunk& ch : plan.chunks) {
       if (!ch.samples) continue;
-      const float* lr = &logits[row++ * vocab];
-      const std::size_t r = scheduler.sequence(ch.seq).index;
+      const Sequence& s = scheduler.sequence(ch.seq);
+      const float* lr = &logits[row * vocab];
+      const int n_rows = s.proposed + 1;
+      row += static_cast<std::size_t>(n_rows);
+      const std::size_t r = s.index;
       RequestResult& out = results[r];
       out.error = non_finite_logits(lr, c.vocab_size, out.tokens.size());
       if (!out.error.empty()) {  // this request ends here; the others go on
-        scheduler.finish(ch.seq);
-        ++ended;
+        if (s.proposed > 0) scheduler.resolve_proposals(ch.seq, 0);
+        retire(ch.seq);
         continue;
       }
-      const int token = samplers[r]->sample(lr, c.vocab_size);
-      out.tokens.push_back(token);
-      out.token_time_s.push_back(clock.seconds());
-      if (keep_logits_) out.logits.insert(out.logits.end(), lr, lr + vocab);
-      if (on_token) on_token(r, token);
-      scheduler.append(ch.seq, token);
-      const bool stop = is_stop(stop_ids_, token);
-      if (stop || static_cast<int>(out.tokens.size()) >= requests[r].max_new_tokens) {
-        out.stopped = stop;
-        scheduler.finish(ch.seq);
-        ++ended;
+      std::vector<int> chosen;
+      if (policy_) {
+        int finite = 1;  // rows after a non-finite one cannot verify anything
+        while (finite < n_rows && non_finite_logits(lr + finite * vocab, c.vocab_size, 0).empty()) ++finite;
+        chosen = policy_->choose(ch.seq, s, lr, finite, *samplers[r]);
+      } else {
+        chosen.push_back(samplers[r]->sample(lr, c.vocab_size));
+      }
+      if (chosen.empty() || static_cast<int>(chosen.size()) > n_rows)
+        throw Error("decode policy: " + std::to_string(chosen.size()) + " tokens from " + std::to_string(n_rows) +
+                    " rows");
+      if (s.proposed > 0) scheduler.resolve_proposals(ch.seq, static_cast<int>(chosen.size()) - 1);
+      const double now = clock.seconds();
+      for (std::size_t i = 0; i < chosen.size(); ++i) {
+        const int token = chosen[i];
+        out.tokens.push_back(token);
+        out.token_time_s.push_back(now);
+        if (keep_logits_) out.logits.insert(out.logits.end(), lr + i * vocab, lr + (i + 1) * vocab);
+        if (on_token) on_token(r, token);
+        // Accepted proposals are already the sequence's tokens; the last one is new.
+        if (i + 1 == chosen.size()) scheduler.append(ch.seq, token);
+        const bool stop = is_stop(stop_ids_, token);
+        if (stop || static_cast<int>(out.tokens.size()) >= requests[r].max_new_tokens) {
+          out.stopped = stop;
+          retire(ch.seq);
+          break;
+        }
       }
     }
     if (step_hook_) step_hook_(scheduler);

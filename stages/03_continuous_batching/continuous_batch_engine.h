@@ -13,6 +13,7 @@
 #include "common/engine.h"
 #include "common/forward.h"
 #include "common/model_weights.h"
+#include "common/sampler.h"
 #include "scheduler.h"
 #include "step_executor.h"
 
@@ -26,6 +27,24 @@ struct ContinuousBatchConfig {
   /// but at most kDefaultPoolBytes.
   int num_blocks = 0;
   static constexpr std::size_t kDefaultPoolBytes = std::size_t{256} << 20;
+};
+
+/// What a later stage may change in the decode step (stage 06: speculative decoding). Without
+/// one, every sampling chunk gives one token, drawn by the request's Sampler.
+class DecodePolicy {
+ public:
+  virtual ~DecodePolicy() = default;
+  /// A run starts; sequence ids are the scheduler's (Scheduler::sequence(id).index = request).
+  virtual void begin_run(const std::vector<Request>& requests) = 0;
+  /// Before each schedule(): may add proposals to running sequences (Scheduler::propose).
+  virtual void before_step(Scheduler& scheduler) = 0;
+  /// After the forward, for sequence `seq` (`s`) whose chunk sampled: logits [rows, vocab], row i scoring
+  /// the position after its i-th proposal (row 0: after its last verified token), rows <=
+  /// s.proposed + 1 (fewer only when a later row was not finite). Returns the tokens to emit:
+  /// the accepted proposals, in order, then one token drawn from the target.
+  virtual std::vector<int> choose(int seq, const Sequence& s, const float* logits, int rows, Sampler& sampler) = 0;
+  /// Sequence `seq` has finished (its request is done).
+  virtual void end_sequence(int seq) = 0;
 };
 
 /// Stage 03's Engine.
@@ -43,6 +62,8 @@ class ContinuousBatchEngine : public Engine {
 
   /// Called after every step with the scheduler, e.g. to check its invariants (tests).
   void set_step_hook(std::function<void(const Scheduler&)> hook) { step_hook_ = std::move(hook); }
+  /// Replaces one-token sampling (stage 06); it must outlive the engine's runs. Null: stage 03's.
+  void set_decode_policy(DecodePolicy* policy) { policy_ = policy; }
   /// Blocks in the pool run() uses.
   int num_blocks() const { return num_blocks_; }
   /// Blocks still in use (reference count > 0) when the last run() ended: 0 unless blocks leak.
@@ -56,6 +77,7 @@ class ContinuousBatchEngine : public Engine {
   std::unique_ptr<StepExecutor> executor_;
   EngineStats stats_;
   std::function<void(const Scheduler&)> step_hook_;
+  DecodePolicy* policy_ = nullptr;
   int blocks_in_use_after_run_ = 0;
 };
 

@@ -60,6 +60,11 @@ StepPlan Scheduler::schedule() {
   // 1. Running sequences, oldest first: a decode token each, or the next chunk of a prompt.
   for (std::size_t i = 0; i < running_.size() && budget > 0; ++i) {
     const int id = running_[i];
+    Sequence& sq = seqs_[static_cast<std::size_t>(id)];
+    // Proposals that the budget cannot take are dropped, so that the chunk still reaches the
+    // end of the tokens (and samples): a verify row per proposal plus one.
+    const int over = static_cast<int>(sq.tokens.size()) - sq.computed - budget;
+    if (sq.proposed > 0 && over > 0) drop_proposals(sq, std::min(over, sq.proposed));
     const Chunk c = plan_chunk(id, budget);
     const int need = blocks_for(c.start + c.count) - static_cast<int>(sequence(id).blocks.size());
     bool preempted_self = false;
@@ -123,6 +128,7 @@ bool Scheduler::try_admit(int& budget, StepPlan& plan) {
 
 void Scheduler::preempt(int seq) {
   Sequence& s = seqs_[static_cast<std::size_t>(seq)];
+  drop_proposals(s, s.proposed);  // recomputed from verified tokens only
   // BEGIN EXERCISE(preempt): give every block back (last first), forget the computed tokens, requeue at the front
   for (auto b = s.blocks.rbegin(); b != s.blocks.rend(); ++b) pool_.release(*b);
   s.blocks.clear();
@@ -141,12 +147,16 @@ void Scheduler::commit(const StepPlan& plan) {
   for (const Chunk& c : plan.chunks) {
     Sequence& s = seqs_[static_cast<std::size_t>(c.seq)];
     if (c.start != s.computed) throw Error("scheduler: chunk of sequence " + std::to_string(c.seq) + " is stale");
-    const bool decode = c.count == 1 && c.start == static_cast<int>(s.tokens.size()) - 1 && c.start >= s.prompt_len;
+    // A decode chunk: the last verified token (plus any proposals riding along, stage 06).
+    const int verified = static_cast<int>(s.tokens.size()) - s.proposed;
+    const bool decode =
+        c.count == 1 + s.proposed && c.start == verified - 1 && c.start >= s.prompt_len;
     if (!decode) counters_.prefill_tokens += c.count;
     s.computed += c.count;
     if (!config_.prefix_caching) continue;
-    // Publish every block that this chunk filled, chaining each hash to the one before it.
-    for (auto b = s.hashes.size(); static_cast<int>(b + 1) * bs <= s.computed; ++b) {
+    // Publish every block that this chunk filled with verified tokens, chaining each hash to the
+    // one before it (a block holding a proposal waits until the proposal is accepted).
+    for (auto b = s.hashes.size(); static_cast<int>(b + 1) * bs <= std::min(s.computed, verified); ++b) {
       const std::uint64_t parent = b == 0 ? kRootHash : s.hashes[b - 1];
       const std::span<const int> toks(s.tokens.data() + b * static_cast<std::size_t>(bs), static_cast<std::size_t>(bs));
       const std::uint64_t h = block_hash(parent, toks);
@@ -158,6 +168,39 @@ void Scheduler::commit(const StepPlan& plan) {
 
 void Scheduler::append(int seq, int token) {
   seqs_.at(static_cast<std::size_t>(seq)).tokens.push_back(token);
+}
+
+void Scheduler::drop_proposals(Sequence& s, int n) {
+  s.tokens.resize(s.tokens.size() - static_cast<std::size_t>(n));
+  s.proposed -= n;
+}
+
+void Scheduler::propose(int seq, std::span<const int> tokens) {
+  Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
+  if (s.state != Sequence::State::running || s.proposed != 0 || s.computed + 1 != static_cast<int>(s.tokens.size()))
+    throw Error("scheduler: sequence " + std::to_string(seq) + " cannot take proposals now");
+  const long room = static_cast<long>(s.prompt_len) + s.max_new_tokens - static_cast<long>(s.tokens.size());
+  if (static_cast<long>(tokens.size()) >= room)
+    throw Error("scheduler: " + std::to_string(tokens.size()) + " proposals for sequence " + std::to_string(seq) +
+                " would pass its max_new_tokens");
+  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+  s.proposed = static_cast<int>(tokens.size());
+}
+
+void Scheduler::resolve_proposals(int seq, int accepted) {
+  Sequence& s = seqs_.at(static_cast<std::size_t>(seq));
+  if (accepted < 0 || accepted > s.proposed)
+    throw Error("scheduler: " + std::to_string(accepted) + " accepted of " + std::to_string(s.proposed) +
+                " proposals of sequence " + std::to_string(seq));
+  // BEGIN EXERCISE(kv-rollback): drop the rejected proposals, cut computed back to the tokens kept, free the blocks past them (last first)
+  drop_proposals(s, s.proposed - accepted);
+  s.proposed = 0;
+  s.computed = std::min(s.computed, static_cast<int>(s.tokens.size()));
+  while (static_cast<int>(s.blocks.size()) > blocks_for(s.computed)) {
+    pool_.release(s.blocks.back());
+    s.blocks.pop_back();
+  }
+  // END EXERCISE
 }
 
 void Scheduler::finish(int seq) {
@@ -200,6 +243,7 @@ void Scheduler::check() const {
     if (in_running != (s.state == Sequence::State::running) || in_waiting != (s.state == Sequence::State::waiting))
       fail(name + " is listed in the wrong queue");
     if (static_cast<int>(s.tokens.size()) - s.prompt_len > s.max_new_tokens) fail(name + " generated too many tokens");
+    if (s.proposed != 0) fail(name + " has unverified proposals between steps");
     if (s.state != Sequence::State::running) {
       if (!s.blocks.empty() || s.computed != 0) fail(name + " holds blocks while not running");
       continue;

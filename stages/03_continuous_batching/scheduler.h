@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ struct Sequence {
   std::vector<int> blocks;            ///< block table: block i holds positions [i*bs, (i+1)*bs)
   std::vector<std::uint64_t> hashes;  ///< chain hash of each full block published or matched so far
   int preemptions = 0;
+  /// The last `proposed` tokens are proposals not yet verified (speculative decoding, stage 06):
+  /// they ride along the next decode chunk, are never published to the prefix cache, and are
+  /// dropped when the sequence is preempted or the step's budget cannot take them all.
+  int proposed = 0;
   enum class State { waiting, running, finished } state = State::waiting;
 };
 
@@ -87,6 +92,16 @@ class Scheduler {
   /// Sequence `seq` has ended: its blocks go back to the pool now.
   void finish(int seq);
 
+  // Speculative decoding (stage 06). A running sequence whose next step is a decode (every token
+  // but its last computed) may carry proposals: its next chunk then holds them too, and after
+  // the forward resolve_proposals() keeps the verified ones and rolls the rest back.
+  /// Appends `tokens` to running sequence `seq` as unverified proposals.
+  void propose(int seq, std::span<const int> tokens);
+  /// Keeps the first `accepted` proposals of `seq` and drops the others with their K/V: the
+  /// tokens go, `computed` is cut back to the tokens kept, and blocks past them return to the
+  /// pool (the block table is trimmed). The caller then appends the target's next token.
+  void resolve_proposals(int seq, int accepted);
+
   /// Admits the sequence at the head of the queue if a row, `budget` tokens and the blocks for
   /// its first chunk are available: takes its cached prefix, allocates, moves it to running and
   /// adds its chunk to `plan`. Returns false (and changes nothing) if it does not fit.
@@ -114,6 +129,8 @@ class Scheduler {
   /// Allocates blocks until `s` has room for its first `tokens` tokens.
   void grow(Sequence& s, int tokens);
   Chunk plan_chunk(int seq, int budget) const;
+  /// Drops the last `n` proposals of `s` (tokens that were never verified).
+  static void drop_proposals(Sequence& s, int n);
 
   SchedulerConfig config_;
   BlockPool& pool_;
