@@ -22,13 +22,17 @@ void put_fp16(std::uint8_t* p, float f) {
 // The float arithmetic below is ggml's (quantize_row_*_ref): the same operations in the same order,
 // in fp32 (this file is compiled without FMA contraction), so the bytes match.
 void q8_0_block(const float* x, std::uint8_t* out) {
+  // BEGIN EXERCISE(q8-quantize-block): one Q8_0 block: fp16 scale d = max|x| / 127, then each x / d rounded to int8
   float amax = 0.0f;
   for (std::size_t j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
   const float d = amax / 127.0f;
+  // Multiply by 1/d rather than divide by d, and round half away from zero (std::round): that is
+  // what ggml does, and any other choice gives other bytes than llama.cpp's for some blocks.
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   put_fp16(out, d);
   for (std::size_t j = 0; j < kBlock; ++j)
     out[2 + j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(std::round(x[j] * id)));
+  // END EXERCISE
 }
 
 void q4_0_block(const float* x, std::uint8_t* out) {

@@ -266,6 +266,25 @@ int main(int argc, char** argv) {
     w.layers[0].wq[5] = std::numeric_limits<float>::quiet_NaN();
     write_gguf_model(w, dir + "nan_weights.gguf");
   }
+  // ---- quantized weights: a block whose fp16 scale is NaN (Q8_0 token_embd, block 3) or +Inf
+  // (Q4_1 blk.0.attn_k, block 0) in the committed quantized test model. Each block starts with its
+  // scale d (Q8_0: 34 bytes a block; Q4_1: 20 bytes, d then the minimum).
+  {
+    const Bytes quant = read_file(repo_path("datasets/test/tiny_random_quant.gguf"));
+    auto set_scale = [&](const std::string& name, std::size_t byte_in_tensor, std::uint16_t half,
+                         const std::string& out) {
+      Gguf g = parse(quant);
+      for (const auto& t : g.tensors)
+        if (t.name == name) {
+          std::memcpy(g.data.data() + t.offset + byte_in_tensor, &half, 2);
+          write_file(dir + out, serialize(g));
+          return;
+        }
+      throw std::runtime_error("tiny_random_quant.gguf has no tensor " + name);
+    };
+    set_scale("token_embd.weight", 3 * 34, 0x7E00, "nan_scale.gguf");
+    set_scale("blk.0.attn_k.weight", 0, 0x7C00, "inf_scale.gguf");
+  }
   // ---- llama2.c: a header whose vocab_size is INT_MIN (negating it overflows).
   {
     const auto w = make_random_weights(spec);

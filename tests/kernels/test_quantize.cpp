@@ -1,18 +1,25 @@
 // kernels/cpu/fp8.* and quantize.* against independent implementations (ml_dtypes for FP8,
 // gguf-py for the GGUF block formats): datasets/test/quant_reference.json, written by
 // tests/reference/make_quant_reference.py. Plus the properties a table cannot show: saturation,
-// NaN, round trips, and the error bound of each block format.
+// NaN, round trips, and the error bound of each block format at awkward lengths and scales.
+// [dequantize-gguf-py]: the stored GGUF tensors of datasets/test/tiny_random_quant.gguf and of
+// SmolLM2's Q4_1 file dequantized by our reader equal gguf-py's, bit for bit
+// (datasets/test/dequant_reference.json, tests/reference/make_dequant_reference.py).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/gguf.h"
+#include "common/model_weights.h"
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/fp8.h"
 #include "kernels/cpu/quantize.h"
@@ -139,30 +146,149 @@ TEST_CASE("each block format dequantizes within its error bound", "[quantize]") 
   using llm::TensorType;
   std::mt19937 rng(9);
   std::normal_distribution<float> normal;
-  std::vector<float> x(32 * 64);
-  for (auto& v : x) v = normal(rng) * 0.05f;
-  for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
-    std::vector<std::uint8_t> q(llm::cpu::row_bytes(t, x.size()));
-    llm::cpu::quantize(t, x.data(), q.data(), x.size());
-    std::vector<float> back(x.size());
-    llm::cpu::dequantize(t, q.data(), back.data(), x.size());
-    // Per block: half a step of the scale (plus fp16 rounding of the scale).
-    for (std::size_t b = 0; b < x.size() / 32; ++b) {
-      float lo = x[b * 32], hi = lo, amax = 0;
-      for (std::size_t j = 0; j < 32; ++j) {
-        lo = std::min(lo, x[b * 32 + j]);
-        hi = std::max(hi, x[b * 32 + j]);
-        amax = std::max(amax, std::fabs(x[b * 32 + j]));
-      }
-      const float step = t == TensorType::Q8_0 ? amax / 127 : t == TensorType::Q4_0 ? amax / 8 : (hi - lo) / 15;
-      for (std::size_t j = 0; j < 32; ++j) {
-        const float err = std::fabs(back[b * 32 + j] - x[b * 32 + j]);
-        INFO(llm::tensor_type_name(t) << " block " << b << " element " << j);
-        // Q4_0 clamps the most positive values at q = 15: up to a whole step off there.
-        CHECK(err <= (t == TensorType::Q4_0 ? 1.01f : 0.51f) * step + 1e-3f * amax);
+  std::student_t_distribution<float> heavy(2.0f);  // outliers, as trained weights have
+  // Awkward lengths (one block, an odd number of blocks, many) and scales from tiny to large.
+  for (const std::size_t n : {std::size_t{32}, std::size_t{96}, std::size_t{32 * 67}}) {
+    for (const float sigma : {1e-4f, 0.05f, 300.0f}) {
+      std::vector<float> x(n);
+      for (std::size_t i = 0; i < n; ++i) x[i] = (i % 3 == 0 ? heavy(rng) : normal(rng)) * sigma;
+      for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
+        std::vector<std::uint8_t> q(llm::cpu::row_bytes(t, x.size()), 0xCD);
+        llm::cpu::quantize(t, x.data(), q.data(), x.size());
+        std::vector<float> back(x.size(), NAN);  // poisoned
+        llm::cpu::dequantize(t, q.data(), back.data(), x.size());
+        int wrong = 0;
+        // Per block: half a step of the scale (plus fp16 rounding of the scale).
+        for (std::size_t b = 0; b < x.size() / 32; ++b) {
+          float lo = x[b * 32], hi = lo, amax = 0;
+          for (std::size_t j = 0; j < 32; ++j) {
+            lo = std::min(lo, x[b * 32 + j]);
+            hi = std::max(hi, x[b * 32 + j]);
+            amax = std::max(amax, std::fabs(x[b * 32 + j]));
+          }
+          const double step = t == TensorType::Q8_0   ? amax / 127.0
+                              : t == TensorType::Q4_0 ? amax / 8.0
+                                                      : (hi - lo) / 15.0;
+          // The scale (and Q4_1's minimum) are stored in fp16: what that rounding moves, up to
+          // the largest |q| times the scale's error. It dominates for tiny weights, whose scale is
+          // an fp16 subnormal (below 6.1e-5) with few significant bits.
+          const std::uint8_t* blk = q.data() + b * llm::block_bytes(t);
+          std::uint16_t d16, m16 = 0;
+          std::memcpy(&d16, blk, 2);
+          if (t == TensorType::Q4_1) std::memcpy(&m16, blk + 2, 2);
+          const double qmax = t == TensorType::Q8_0 ? 127 : t == TensorType::Q4_0 ? 8 : 15;
+          const double scale_err = qmax * std::fabs(llm::cpu::fp16_to_fp32(d16) - step) +
+                                   (t == TensorType::Q4_1 ? std::fabs(llm::cpu::fp16_to_fp32(m16) - lo) : 0.0);
+          for (std::size_t j = 0; j < 32; ++j) {
+            const double err = std::fabs(static_cast<double>(back[b * 32 + j]) - x[b * 32 + j]);
+            // Q4_0 clamps the most positive values at q = 15: up to a whole step off there.
+            const bool ok = std::isfinite(back[b * 32 + j]) &&
+                            err <= (t == TensorType::Q4_0 ? 1.01 : 0.51) * step + scale_err + 1e-6 * amax;
+            if (!ok && ++wrong <= 10)
+              UNSCOPED_INFO(llm::tensor_type_name(t)
+                            << " n " << n << " sigma " << sigma << " block " << b << " element " << j << ": got "
+                            << back[b * 32 + j] << " want " << x[b * 32 + j] << " (step " << step << ")");
+          }
+        }
+        CHECK(wrong == 0);
       }
     }
   }
+}
+
+namespace {
+
+/// The float32 values of a row from its little-endian hex.
+std::vector<float> floats_from_hex(const std::string& hex) {
+  const std::vector<std::uint8_t> b = from_hex(hex);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+/// Compares our dequantization of each listed row of `path` with gguf-py's, bit for bit; the
+/// count of rows checked.
+int check_rows_against_gguf_py(const std::string& path, const nlohmann::json& rows) {
+  llm::GGUFFile file(path);
+  int checked = 0;
+  for (const auto& r : rows) {
+    const std::string name = r["tensor"].get<std::string>();
+    const llm::GGUFTensorInfo* t = file.find_tensor(name);
+    REQUIRE(t != nullptr);
+    REQUIRE(llm::tensor_type_name(t->type) == r["type"].get<std::string>());
+    const auto cols = r["cols"].get<std::size_t>();
+    const auto row = r["row"].get<std::size_t>();
+    REQUIRE(t->dims.at(0) == cols);
+    const std::size_t rb = llm::cpu::row_bytes(t->type, cols);
+    std::vector<float> got(cols, NAN);  // poisoned
+    llm::cpu::dequantize(t->type, file.tensor_data(*t) + row * rb, got.data(), cols);
+    const std::vector<float> want = floats_from_hex(r["bits"].get<std::string>());
+    REQUIRE(want.size() == cols);
+    int wrong = 0;
+    for (std::size_t j = 0; j < cols; ++j)
+      if (std::memcmp(&got[j], &want[j], 4) != 0 && ++wrong <= 10)
+        UNSCOPED_INFO(name << " (" << r["type"].get<std::string>() << ") row " << row << " element " << j << ": got "
+                           << got[j] << " want " << want[j]);
+    CHECK(wrong == 0);
+    ++checked;
+  }
+  return checked;
+}
+
+const nlohmann::json& dequant_reference() {
+  static const nlohmann::json j = [] {
+    std::ifstream f(llm::test::repo_path("datasets/test/dequant_reference.json"));
+    REQUIRE(f.good());
+    return nlohmann::json::parse(f);
+  }();
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("the committed quantized test model dequantizes exactly as gguf-py does", "[dequantize-gguf-py]") {
+  const std::string path = llm::test::repo_path("datasets/test/tiny_random_quant.gguf");
+  const auto& rows = dequant_reference()["tiny_random_quant"];
+  // Q8_0, Q4_0, Q4_1, BF16, F16 and F32 tensors, first and last rows.
+  CHECK(check_rows_against_gguf_py(path, rows) >= 30);
+  // The loader's fp32 weights (what every stage runs) hold the same values.
+  const llm::Model m = llm::load_model(path);
+  const auto& w = m.weights;
+  auto matrix = [&](const std::string& name) -> const std::vector<float>* {
+    if (name == "token_embd.weight") return &w.token_embd;
+    if (name == "output.weight") return &w.output;
+    const std::map<std::string, std::vector<float> llm::LayerWeights::*> fields = {
+        {"attn_q", &llm::LayerWeights::wq},       {"attn_k", &llm::LayerWeights::wk},
+        {"attn_v", &llm::LayerWeights::wv},       {"attn_output", &llm::LayerWeights::wo},
+        {"ffn_gate", &llm::LayerWeights::w_gate}, {"ffn_up", &llm::LayerWeights::w_up},
+        {"ffn_down", &llm::LayerWeights::w_down}};
+    for (const auto& [part, field] : fields)
+      for (std::size_t l = 0; l < w.layers.size(); ++l)
+        if (name == "blk." + std::to_string(l) + "." + part + ".weight") return &(w.layers[l].*field);
+    return nullptr;  // the norms
+  };
+  int matrices = 0;
+  for (const auto& r : rows) {
+    const std::vector<float>* v = matrix(r["tensor"].get<std::string>());
+    if (v == nullptr) continue;
+    const auto cols = r["cols"].get<std::size_t>(), row = r["row"].get<std::size_t>();
+    const std::vector<float> want = floats_from_hex(r["bits"].get<std::string>());
+    INFO(r["tensor"].get<std::string>() << " row " << row);
+    REQUIRE(v->size() >= (row + 1) * cols);
+    CHECK(std::memcmp(v->data() + row * cols, want.data(), cols * 4) == 0);
+    ++matrices;
+  }
+  CHECK(matrices >= 28);
+}
+
+TEST_CASE("SmolLM2's Q4_1 file dequantizes exactly as gguf-py does", "[dequantize-gguf-py-smollm2]") {
+  const std::string path = llm::test::repo_path("datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+  if (!std::filesystem::exists(path)) {
+    WARN("SmolLM2 is not here (scripts/fetch_models gets it): skipped");
+    return;
+  }
+  // The Q8_0 embedding (first and last rows), Q4_1 matrices of layers 0 and 29, an F32 norm.
+  CHECK(check_rows_against_gguf_py(path, dequant_reference()["smollm2"]) == 7);
 }
 
 TEST_CASE("fp8 rows with a per-row scale", "[quantize]") {

@@ -4,6 +4,8 @@
 //   [quality-windows]  every token from ctx - stride on is scored exactly once, by the right row
 //   [quality-kl]       a run against its own base: KL 0, top-1 100%; stage 04 (fp16) vs 01 (fp32): small KL
 //   [quality-files]    a base file of another model or text, or truncated, is refused by name
+//   [quality-weights]  stage 05's weight formats on held-out text: PPL within a stated bound of fp32's
+//   [quality-kv]       stage 05's K/V cache formats on held-out text: PPL within +1% of fp32's
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include "gpu_engine.h"
 #include "kv_engine.h"
 #include "quality.h"
+#include "quant_engine.h"
 #include "tests/helpers/random_model.h"
 
 using namespace llm;
@@ -326,4 +329,87 @@ TEST_CASE("a base file of another model or text, or a truncated one, is refused 
   huge.scored = 1u << 20;
   CHECK_THROWS_WITH(LogitsWriter(path, huge), Catch::Contains("use fewer --max-windows"));
   std::filesystem::remove(path);
+}
+
+namespace {
+
+/// Perplexity of `engine` over the default model's held-out windows: 4 windows of 128 tokens of
+/// heldout_kjv.txt and 4 of heldout_austen.txt (stride 64: 512 tokens scored in all), text the
+/// model was not trained on.
+struct HeldOut {
+  Model model = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
+  std::vector<std::vector<int>> texts;
+  HeldOut() {
+    for (const char* f : {"datasets/eval/heldout_kjv.txt", "datasets/eval/heldout_austen.txt"}) {
+      std::ifstream in(test::repo_path(f));
+      REQUIRE(in.good());
+      std::stringstream s;
+      s << in.rdbuf();
+      texts.push_back(model.tokenizer->encode(s.str()));
+    }
+  }
+  double ppl(Engine& e) const {
+    double nll = 0;
+    std::size_t n = 0;
+    for (const auto& t : texts) {
+      const WindowPlan plan = plan_windows(t.size(), 128, 64, 4, "held-out");
+      const EvalResult r = evaluate(e, t, model.config().vocab_size, plan);
+      nll += r.ppl.mean_nll * static_cast<double>(r.ppl.tokens);
+      n += r.ppl.tokens;
+    }
+    REQUIRE(n == 2 * 4 * 64);
+    return std::exp(nll / static_cast<double>(n));
+  }
+  double stage05_ppl(const std::string& weights, const std::string& matmul, const std::string& kv) const {
+    QuantEngineConfig c;
+    c.stage04.backend = "cpu";
+    c.stage04.batching.scheduler.max_running = 1;
+    c.weights = weights;
+    c.matmul = matmul;
+    c.kv_cache = kv;
+    auto built = make_quant_engine(model.weights, nullptr, model.tokenizer->stop_ids(), c);
+    return ppl(*built.engine);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("quantized weights keep the held-out perplexity within their bound of fp32's", "[quality-weights]") {
+  const HeldOut h;
+  stage01::KvCacheEngine fp32(h.model.weights, h.model.tokenizer->stop_ids());
+  const double base = h.ppl(fp32);
+  // Bounds on the relative PPL change against stage 01 (fp32 weights, fp32 K/V). Measured on an
+  // Intel Xeon (Sapphire Rapids class, AVX-512 VNNI), Release, at 7ac88dc + this test: fp32 PPL
+  // 47.18 over the 512 tokens; q8_0 fused +0.06%, q8_0 int8 +0.06%; fp8 (E4M3, a scale per row)
+  // +0.08%; q4_0 +1.71%; q4_1 +0.62%, q4_1 int8 +0.67%. Bounds: 8-bit within 1% (the issue's),
+  // 4-bit within 3%.
+  struct Bound {
+    const char* weights;
+    const char* matmul;
+    double max_change;
+  };
+  for (const Bound& b : {Bound{"q8_0", "fused", 0.01}, Bound{"q8_0", "int8", 0.01}, Bound{"fp8", "fused", 0.01},
+                         Bound{"q4_0", "fused", 0.03}, Bound{"q4_1", "fused", 0.03}, Bound{"q4_1", "int8", 0.03}}) {
+    const double p = h.stage05_ppl(b.weights, b.matmul, "f32");
+    const double change = (p - base) / base;
+    WARN("--weights " << b.weights << " --matmul " << b.matmul << ": PPL " << p << " vs fp32 " << base << " ("
+                      << 100 * change << "%)");
+    CHECK(std::isfinite(p));
+    CHECK(std::fabs(change) <= b.max_change);
+  }
+}
+
+TEST_CASE("a quantized K/V cache keeps the held-out perplexity within +1% of fp32's", "[quality-kv]") {
+  const HeldOut h;
+  stage01::KvCacheEngine fp32(h.model.weights, h.model.tokenizer->stop_ids());
+  const double base = h.ppl(fp32);
+  // fp32 weights, so that only the K/V storage changes. Measured (as above): f16 +0.001%,
+  // int8 -0.010%, fp8 E4M3 +0.028%. Bound: within 1% (the issue's).
+  for (const char* kv : {"f16", "int8", "fp8"}) {
+    const double p = h.stage05_ppl("f32", "fused", kv);
+    const double change = (p - base) / base;
+    WARN("--kv-cache " << kv << ": PPL " << p << " vs fp32 " << base << " (" << 100 * change << "%)");
+    CHECK(std::isfinite(p));
+    CHECK(std::fabs(change) <= 0.01);
+  }
 }

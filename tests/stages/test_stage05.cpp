@@ -9,6 +9,8 @@
 //                 equal its solo run on the same quantized model
 //   [errors]      shapes a block format cannot take, bad flag values, --backend cuda
 //   [ex:fp8-decode-row]  the FP8 row decode against fp8_to_fp32, and fp8_matmul against fp64
+//   [ex:q8-quantize-block]  kernels/cpu's Q8_0 quantizer: bytes equal gguf-py's, and a block's
+//                 scale and values as the format defines them
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <tuple>
@@ -455,5 +458,75 @@ TEST_CASE("an int8 K/V row keeps one scale per head: the largest |x| on 127", "[
         CHECK(std::fabs(got[k] - x[k]) <= 0.5 * m / 127 * (1 + 1e-5));
       }
     }
+  }
+}
+
+TEST_CASE("a Q8_0 block is an fp16 scale max|x| / 127 and 32 int8 values, byte for byte gguf-py's",
+          "[ex:q8-quantize-block]") {
+  // 1. gguf-py's own quantizer (tests/reference/make_quant_reference.py) on seeded rows: normal,
+  //    heavy-tailed, constant, zero, one spike, all negative, tiny and huge values.
+  std::ifstream f(test::repo_path("datasets/test/quant_reference.json"));
+  REQUIRE(f.good());
+  const nlohmann::json ref = nlohmann::json::parse(f);
+  int rows = 0;
+  for (const auto& entry : ref["blocks"]) {
+    std::vector<float> x;
+    for (const auto& b : entry["x"]) {
+      const auto bits = b.get<std::uint32_t>();
+      float v;
+      std::memcpy(&v, &bits, 4);
+      x.push_back(v);
+    }
+    const std::string hex = entry["Q8_0"].get<std::string>();
+    std::vector<std::uint8_t> want(hex.size() / 2), got(cpu::row_bytes(TensorType::Q8_0, x.size()), 0xCD);
+    for (std::size_t i = 0; i < want.size(); ++i)
+      want[i] = static_cast<std::uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+    REQUIRE(got.size() == want.size());
+    cpu::quantize(TensorType::Q8_0, x.data(), got.data(), x.size());
+    int wrong = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      if (got[i] != want[i] && ++wrong <= 10)
+        UNSCOPED_INFO("row " << rows << " block " << i / 34 << (i % 34 < 2 ? " scale byte " : " value ")
+                             << (i % 34 < 2 ? i % 34 : i % 34 - 2) << ": got " << int(got[i]) << " want "
+                             << int(want[i]));
+    CHECK(wrong == 0);
+    ++rows;
+  }
+  CHECK(rows >= 8);
+  // 2. The definition, block by block: the scale field is fp16(max|x| / 127); the largest |x|
+  //    becomes +-127; every value is within half a step of x; an all-zero block is all zero bytes.
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(32 * 5);
+  for (auto& v : x) v = nd(rng) * 0.02f;
+  x[40] = -0.5f;                                    // an outlier sets block 1's scale
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // block 2: all zero
+  std::vector<std::uint8_t> q(cpu::row_bytes(TensorType::Q8_0, x.size()), 0xCD);
+  cpu::quantize(TensorType::Q8_0, x.data(), q.data(), x.size());
+  for (std::size_t b = 0; b < x.size() / 32; ++b) {
+    const float* xb = &x[b * 32];
+    const std::uint8_t* qb = &q[b * 34];
+    float amax = 0;
+    std::size_t at = 0;
+    for (std::size_t j = 0; j < 32; ++j)
+      if (std::fabs(xb[j]) > amax) amax = std::fabs(xb[j]), at = j;
+    std::uint16_t d16;
+    std::memcpy(&d16, qb, 2);
+    INFO("block " << b << ": max|x| " << amax << " at " << at);
+    CHECK(d16 == cpu::fp32_to_fp16(amax / 127.0f));
+    const double d = cpu::fp16_to_fp32(d16);
+    for (std::size_t j = 0; j < 32; ++j) {
+      const int v = static_cast<std::int8_t>(qb[2 + j]);
+      INFO("element " << j << ": x " << xb[j] << ", q " << v);
+      CHECK(std::abs(v) <= 127);
+      if (amax == 0) {
+        CHECK(qb[2 + j] == 0);
+        continue;
+      }
+      if (j == at) CHECK(v == (xb[j] > 0 ? 127 : -127));
+      // Half a step, plus what rounding the scale to fp16 moves the largest value by.
+      CHECK(std::fabs(v * d - xb[j]) <= 0.5 * amax / 127 * 1.001 + std::fabs(127 * d - amax));
+    }
+    if (amax == 0) CHECK(d16 == 0);
   }
 }
