@@ -10,12 +10,14 @@
 namespace llm::stage03 {
 
 BlockPool::BlockPool(const ModelConfig& config, int num_blocks, int block_size, bool host_storage,
-                     std::size_t kv_element_bytes)
+                     std::size_t kv_element_bytes, std::size_t kv_scale_bytes)
     : num_blocks_(num_blocks),
       block_size_(block_size),
       layers_(config.n_layers),
       kv_dim_(config.kv_dim()),
-      element_bytes_(kv_element_bytes) {
+      n_kv_heads_(config.n_kv_heads),
+      element_bytes_(kv_element_bytes),
+      scale_bytes_(kv_scale_bytes) {
   if (num_blocks < 1) throw Error("--kv-blocks " + std::to_string(num_blocks) + ": the pool needs at least one block");
   if (block_size < 1) throw Error("--block-size " + std::to_string(block_size) + ": must be at least 1");
   // Both counts come from flags: the product is checked, and a pool larger than the machine is
@@ -45,7 +47,7 @@ BlockPool::BlockPool(const ModelConfig& config, int num_blocks, int block_size, 
 
 std::size_t BlockPool::bytes_per_block() const {
   return 2 * static_cast<std::size_t>(layers_) * static_cast<std::size_t>(block_size_) *
-         static_cast<std::size_t>(kv_dim_) * element_bytes_;
+         (static_cast<std::size_t>(kv_dim_) * element_bytes_ + static_cast<std::size_t>(n_kv_heads_) * scale_bytes_);
 }
 
 void BlockPool::forget(int block) {

@@ -34,9 +34,10 @@ class BlockPool {
   /// (reference counts, free list, prefix index) and keys()/values() must not be called: the
   /// K/V live elsewhere, indexed by the same block numbers (stage 04 keeps them on the GPU).
   /// kv_element_bytes is the size of one stored K/V value where they live (4 here, 2 for fp16 on
-  /// the GPU); it only sets what bytes_per_block() reports.
+  /// the GPU, 1 for stage 05's int8/fp8); kv_scale_bytes what each token's K (and V) row stores
+  /// per KV head besides (stage 05's int8/fp8 scale: 4). They only set what bytes_per_block() reports.
   BlockPool(const ModelConfig& config, int num_blocks, int block_size, bool host_storage = true,
-            std::size_t kv_element_bytes = sizeof(float));
+            std::size_t kv_element_bytes = sizeof(float), std::size_t kv_scale_bytes = 0);
 
   int block_size() const { return block_size_; }
   int num_blocks() const { return num_blocks_; }
@@ -72,7 +73,8 @@ class BlockPool {
   /// Blocks that hold a published prefix (in use or free).
   int cached_blocks() const { return static_cast<int>(index_.size()); }
 
-  /// Bytes of one block: 2 (K, V) x layers x block_size x kv_dim x kv_element_bytes.
+  /// Bytes of one block: 2 (K, V) x layers x block_size x (kv_dim x kv_element_bytes +
+  /// n_kv_heads x kv_scale_bytes).
   std::size_t bytes_per_block() const;
   /// Bytes of one token's K/V over all layers.
   std::size_t bytes_per_token() const { return bytes_per_block() / static_cast<std::size_t>(block_size_); }
@@ -95,8 +97,8 @@ class BlockPool {
     std::vector<int> tokens;
   };
 
-  int num_blocks_, block_size_, layers_, kv_dim_;
-  std::size_t element_bytes_;
+  int num_blocks_, block_size_, layers_, kv_dim_, n_kv_heads_;
+  std::size_t element_bytes_, scale_bytes_;
   std::vector<float> k_, v_;  // [num_blocks, layers, block_size, kv_dim]
   std::vector<int> refs_;
   std::list<int> free_;                              // front = freed longest ago

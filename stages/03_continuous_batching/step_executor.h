@@ -34,6 +34,9 @@ class StepExecutor {
   virtual bool uses_pool_storage() const = 0;
   /// Bytes of one stored K or V value (the pool's accounting: 4 for fp32, 2 for fp16).
   virtual std::size_t kv_element_bytes() const = 0;
+  /// Bytes each token's K (and V) row stores per KV head besides its values (stage 05's int8/fp8
+  /// scale); the pool's accounting adds them.
+  virtual std::size_t kv_scale_bytes() const { return 0; }
   /// Bytes of weights one decode step reads (the decode roofline's numerator).
   virtual double weight_bytes_per_step() const = 0;
   /// Called when a run starts, with the pool the scheduler hands blocks out of.
