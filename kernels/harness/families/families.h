@@ -20,6 +20,8 @@ bool check_attention_decode(const FamilyOptions& o);
 void bench_attention_decode(const FamilyOptions& o);
 bool check_gemv(const FamilyOptions& o);
 void bench_gemv(const FamilyOptions& o);
+bool check_quant_gemv(const FamilyOptions& o);
+void bench_quant_gemv(const FamilyOptions& o);
 bool check_gemm(const FamilyOptions& o);
 void bench_gemm(const FamilyOptions& o);
 bool check_pointwise(const FamilyOptions& o);
@@ -32,6 +34,7 @@ inline constexpr Family kFamilies[] = {
      bench_attention_prefill},
     {"attention_decode", "paged decode attention (split-KV)", check_attention_decode, bench_attention_decode},
     {"gemv", "decode GEMV, fp16 weights", check_gemv, bench_gemv},
+    {"quant_gemv", "decode GEMV, Q8_0/Q4_0 (W8A16/W4A16) and FP8 E4M3 weights", check_quant_gemv, bench_quant_gemv},
     {"gemm", "prefill GEMM (cuBLAS)", check_gemm, bench_gemm},
     {"pointwise", "RMSNorm, RoPE + KV store, SwiGLU, residual, embedding", check_pointwise, bench_pointwise},
     {"sampling", "argmax and top-k/top-p sampling on the device", check_sampling, bench_sampling},
