@@ -83,6 +83,14 @@ StepPlan Scheduler::schedule() {
     plan.tokens += c.count;
     budget -= c.count;
   }
+  // Proposals of running sequences the budget did not reach wait for no one: they are dropped.
+  for (std::size_t i = 0; i < running_.size(); ++i) {
+    Sequence& sq = seqs_[static_cast<std::size_t>(running_[i])];
+    if (sq.proposed == 0) continue;
+    const bool planned = std::any_of(plan.chunks.begin(), plan.chunks.end(),
+                                     [&](const Chunk& c) { return c.seq == running_[i]; });
+    if (!planned) drop_proposals(sq, sq.proposed);
+  }
   // 2. New sequences, first come first served, unless memory was just short.
   while (plan.preempted == 0 && budget > 0 && !waiting_.empty() &&
          static_cast<int>(running_.size()) < config_.max_running) {
