@@ -43,5 +43,11 @@ int main(int argc, char** argv) {
   write_llama2c_tokenizer(40, dir + "/tokenizer.bin");
   write_llama2c_tokenizer(30, dir + "/tokenizer_small.bin");
   gguf_for(w, 39).write(dir + "/vocab_mismatch.gguf");
+  // Stage 06: a target and a draft with its vocabulary but a shorter context (16 < 32).
+  RandomModelSpec longer = spec;
+  longer.context = 32;
+  longer.seed = 10;
+  gguf_for(make_random_weights(longer)).write(dir + "/spec_target.gguf");
+  gguf_for(w).write(dir + "/short_context_draft.gguf");
   return 0;
 }
