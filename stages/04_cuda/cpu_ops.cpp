@@ -72,26 +72,85 @@ std::unique_ptr<CpuMatrices> fp16_cpu_matrices(const PackedWeights& w) {
   return std::make_unique<Fp16CpuMatrices>(w);
 }
 
-void round_kv_to_fp16(float* row, int n_kv_heads, int head_dim) {
-  std::transform(row, row + static_cast<std::ptrdiff_t>(n_kv_heads) * head_dim, row, to_half);
-}
-
 CpuOps::CpuOps(const PackedWeights& w)
-    : c_(w.config), matrices_(fp16_cpu_matrices(w)), kv_rounding_(round_kv_to_fp16), output_norm_(w.output_norm) {
+    : c_(w.config), matrices_(fp16_cpu_matrices(w)), kv_storage_{cpu::KvCodeType::f16, {}}, output_norm_(w.output_norm) {
   for (const PackedLayer& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
 }
 
-CpuOps::CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvRounding kv_rounding)
-    : c_(w.config), matrices_(std::move(matrices)), kv_rounding_(std::move(kv_rounding)), output_norm_(w.output_norm) {
+CpuOps::CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvStorage kv_storage)
+    : c_(w.config), matrices_(std::move(matrices)), kv_storage_(std::move(kv_storage)), output_norm_(w.output_norm) {
+  if (cpu::kv_code_has_scale(kv_storage_.type) && !kv_storage_.encode_head)
+    throw Error(std::string("CpuOps: K/V storage ") + cpu::kv_code_name(kv_storage_.type) + " needs an encoder");
   for (const LayerWeights& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
+}
+
+const void* CpuOps::KvPlane::codes() const {
+  if (!f32.empty()) return f32.data();
+  if (!f16.empty()) return f16.data();
+  return bytes.data();
+}
+
+std::size_t CpuOps::KvPlane::bytes_allocated() const {
+  return f32.size() * sizeof(float) + f16.size() * sizeof(std::uint16_t) + bytes.size() + scales.size() * sizeof(float);
 }
 
 void CpuOps::reserve_cache(int num_blocks, int block_size) {
   num_blocks_ = num_blocks;
   block_size_ = block_size;
-  const std::size_t n = static_cast<std::size_t>(num_blocks) * block_size * c_.kv_dim();
-  k_cache_.assign(static_cast<std::size_t>(c_.n_layers), std::vector<float>(n, 0.0f));
-  v_cache_.assign(static_cast<std::size_t>(c_.n_layers), std::vector<float>(n, 0.0f));
+  const std::size_t slots = static_cast<std::size_t>(num_blocks) * static_cast<std::size_t>(block_size);
+  const std::size_t n = slots * static_cast<std::size_t>(c_.kv_dim());
+  // Only the vectors of the storage's type hold anything: the cache is the format's size.
+  KvPlane plane;
+  switch (kv_storage_.type) {
+    case cpu::KvCodeType::f32: plane.f32.assign(n, 0.0f); break;
+    case cpu::KvCodeType::f16: plane.f16.assign(n, 0); break;
+    case cpu::KvCodeType::int8:
+    case cpu::KvCodeType::fp8_e4m3:
+      plane.bytes.assign(n, 0);
+      plane.scales.assign(slots * static_cast<std::size_t>(c_.n_kv_heads), 0.0f);
+      break;
+  }
+  k_cache_.assign(static_cast<std::size_t>(c_.n_layers), plane);
+  v_cache_.assign(static_cast<std::size_t>(c_.n_layers), plane);
+}
+
+std::size_t CpuOps::kv_bytes_allocated() const {
+  std::size_t bytes = 0;
+  for (const KvPlane& p : k_cache_) bytes += p.bytes_allocated();
+  for (const KvPlane& p : v_cache_) bytes += p.bytes_allocated();
+  return bytes;
+}
+
+void CpuOps::store_kv_row(KvPlane& plane, std::size_t slot, const float* x) {
+  const std::size_t kvd = static_cast<std::size_t>(c_.kv_dim()), at = slot * kvd;
+  switch (kv_storage_.type) {
+    case cpu::KvCodeType::f32: std::copy_n(x, kvd, &plane.f32[at]); return;
+    case cpu::KvCodeType::f16: std::transform(x, x + kvd, &plane.f16[at], cpu::float_to_half); return;
+    case cpu::KvCodeType::int8:
+    case cpu::KvCodeType::fp8_e4m3:
+      for (int g = 0; g < c_.n_kv_heads; ++g) {
+        const std::size_t head = slot * static_cast<std::size_t>(c_.n_kv_heads) + static_cast<std::size_t>(g);
+        kv_storage_.encode_head(x + static_cast<std::size_t>(g) * c_.head_dim, c_.head_dim,
+                                &plane.bytes[head * static_cast<std::size_t>(c_.head_dim)], &plane.scales[head]);
+      }
+      return;
+  }
+}
+
+cpu::QuantPagedKvView CpuOps::kv_view(int layer) const {
+  const KvPlane& K = k_cache_[static_cast<std::size_t>(layer)];
+  const KvPlane& V = v_cache_[static_cast<std::size_t>(layer)];
+  cpu::QuantPagedKvView v;
+  v.type = kv_storage_.type;
+  v.k_codes = K.codes();
+  v.v_codes = V.codes();
+  v.k_scales = K.scales.empty() ? nullptr : K.scales.data();
+  v.v_scales = V.scales.empty() ? nullptr : V.scales.data();
+  v.num_blocks = num_blocks_;
+  v.block_size = block_size_;
+  v.n_kv_heads = c_.n_kv_heads;
+  v.head_dim = c_.head_dim;
+  return v;
 }
 
 void CpuOps::matmul(float* y, const float* x, int layer, CpuMatrices::Matrix m, int n, int out, bool accumulate) {
@@ -146,42 +205,34 @@ void CpuOps::rope_store_kv(int layer, const StepLayout& L) {
     // q and k heads are adjacent in the row: rotate them together, as the kernel does.
     cpu::rope(src, c_.n_heads + c_.n_kv_heads, c_.head_dim, L.positions[static_cast<std::size_t>(r)], c_.rope_theta);
     std::transform(src, src + qd, &q16_[static_cast<std::size_t>(r) * qd], to_half);
-    const std::size_t slot = static_cast<std::size_t>(L.slots[static_cast<std::size_t>(r)]) * kvd;
-    float* k = &k_cache_[static_cast<std::size_t>(layer)][slot];
-    float* v = &v_cache_[static_cast<std::size_t>(layer)][slot];
-    std::copy(src + qd, src + qd + kvd, k);
-    std::copy(src + qd + kvd, src + row, v);
-    if (kv_rounding_) kv_rounding_(k, c_.n_kv_heads, c_.head_dim), kv_rounding_(v, c_.n_kv_heads, c_.head_dim);
+    const auto slot = static_cast<std::size_t>(L.slots[static_cast<std::size_t>(r)]);
+    store_kv_row(k_cache_[static_cast<std::size_t>(layer)], slot, src + qd);
+    store_kv_row(v_cache_[static_cast<std::size_t>(layer)], slot, src + qd + kvd);
   }
 }
 
 void CpuOps::attention(int layer, const StepLayout& L) {
-  const auto& K = k_cache_[static_cast<std::size_t>(layer)];
-  const auto& V = v_cache_[static_cast<std::size_t>(layer)];
-  const int qd = c_.q_dim(), kvd = c_.kv_dim();
+  const int qd = c_.q_dim();
+  // The cache is read as stored (fp16 bits, or int8/fp8 codes with their scales), through the
+  // block tables; for f32/f16 the arithmetic is paged_decode_attention's and
+  // attention_online_softmax's, bit for bit.
+  cpu::QuantPagedKvView view = kv_view(layer);
+  view.max_blocks_per_seq = L.max_blocks;
   // Decode rows: one batch through the block tables (the split-KV kernel's twin).
   if (L.n_decode > 0) {
-    const cpu::PagedKvView view{K.data(),    V.data(),        num_blocks_,  block_size_,      c_.n_kv_heads,
-                                c_.head_dim, L.tables.data(), L.max_blocks, L.seq_lens.data()};
-    cpu::paged_decode_attention(att16_.data(), q16_.data(), L.n_decode, c_.n_heads, view, 1);
+    view.block_table = L.tables.data();
+    view.seq_lens = L.seq_lens.data();
+    cpu::paged_decode_attention_quant(att16_.data(), q16_.data(), L.n_decode, c_.n_heads, view, 1);
   }
-  // Prompt chunks: gather the sequence's keys and values into contiguous rows, then causal
-  // attention of the chunk's queries over them (the prefill kernel's twin).
+  // Prompt chunks: causal attention of the chunk's queries over its sequence's keys, in tiles of
+  // 64 keys (the prefill kernel's twin).
   for (const PrefillChunk& ch : L.chunks) {
     const int kv_len = ch.start + ch.count;
-    grow(gather_k_, static_cast<std::size_t>(kv_len) * kvd);
-    grow(gather_v_, static_cast<std::size_t>(kv_len) * kvd);
-    const std::span<const int> table(&L.tables[static_cast<std::size_t>(ch.table) * L.max_blocks],
-                                     static_cast<std::size_t>(L.max_blocks));
-    for (int p = 0; p < kv_len; ++p) {
-      const std::size_t slot = static_cast<std::size_t>(kv_slot(table, p, block_size_)) * kvd;
-      std::copy_n(&K[slot], kvd, &gather_k_[static_cast<std::size_t>(p) * kvd]);
-      std::copy_n(&V[slot], kvd, &gather_v_[static_cast<std::size_t>(p) * kvd]);
-    }
-    const cpu::AttentionShape s{1, ch.count, kv_len, c_.n_heads, c_.n_kv_heads, c_.head_dim, true};
-    cpu::attention_online_softmax(&att16_[static_cast<std::size_t>(ch.row_begin) * qd],
-                                  &q16_[static_cast<std::size_t>(ch.row_begin) * qd], gather_k_.data(),
-                                  gather_v_.data(), s, 64);
+    view.block_table = &L.tables[static_cast<std::size_t>(ch.table) * L.max_blocks];
+    view.seq_lens = &kv_len;
+    cpu::paged_prefill_attention_quant(&att16_[static_cast<std::size_t>(ch.row_begin) * qd],
+                                       &q16_[static_cast<std::size_t>(ch.row_begin) * qd], ch.count, c_.n_heads, 0,
+                                       view, 64);
   }
   std::transform(att16_.begin(), att16_.begin() + static_cast<std::ptrdiff_t>(L.n) * qd, att16_.begin(), to_half);
 }
@@ -233,9 +284,8 @@ CpuStepExecutor::CpuStepExecutor(const ModelWeights& w) : config_(w.config) {
   ops_ = std::make_unique<CpuOps>(packed);
 }
 
-CpuStepExecutor::CpuStepExecutor(const ModelConfig& c, std::unique_ptr<CpuOps> ops, double bytes_per_step,
-                                 std::size_t kv_element_bytes)
-    : config_(c), ops_(std::move(ops)), bytes_per_step_(bytes_per_step), kv_element_bytes_(kv_element_bytes) {}
+CpuStepExecutor::CpuStepExecutor(const ModelConfig& c, std::unique_ptr<CpuOps> ops, double bytes_per_step)
+    : config_(c), ops_(std::move(ops)), bytes_per_step_(bytes_per_step) {}
 
 void CpuStepExecutor::begin_run(stage03::BlockPool& pool) {
   block_size_ = pool.block_size();

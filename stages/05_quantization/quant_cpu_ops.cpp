@@ -61,8 +61,8 @@ std::unique_ptr<stage04::CpuStepExecutor> make_quant_cpu_executor(const ModelWei
                                                                   MatmulKind kind, const std::string& kv_cache) {
   const double bytes = q.bytes_per_step();
   auto ops = std::make_unique<stage04::CpuOps>(w, std::make_unique<QuantCpuMatrices>(std::move(q), kind),
-                                               kv_rounding(kv_cache));
-  return std::make_unique<stage04::CpuStepExecutor>(w.config, std::move(ops), bytes, kv_element_bytes(kv_cache));
+                                               kv_storage(kv_cache));
+  return std::make_unique<stage04::CpuStepExecutor>(w.config, std::move(ops), bytes);
 }
 
 }  // namespace llm::stage05

@@ -1,13 +1,33 @@
 #include "quant_engine.h"
 
+#include <algorithm>
+#include <cstdio>
+
+#include "common/checked.h"
 #include "common/error.h"
 #include "kv_quant.h"
 
 namespace llm::stage05 {
 
 QuantEngine::QuantEngine(std::unique_ptr<stage03::ContinuousBatchEngine> engine, std::string storage,
-                         std::size_t weight_bytes)
-    : engine_(std::move(engine)), storage_(std::move(storage)), weight_bytes_(weight_bytes) {}
+                         std::size_t weight_bytes, const stage04::CpuStepExecutor* cpu)
+    : engine_(std::move(engine)), storage_(std::move(storage)), weight_bytes_(weight_bytes), cpu_(cpu) {}
+
+std::size_t kv_block_bytes(const ModelConfig& c, const std::string& kv_cache, int block_size) {
+  const std::string what = "KV pool block of --block-size " + std::to_string(block_size);
+  const std::size_t per_token_layer = static_cast<std::size_t>(c.kv_dim()) * kv_element_bytes(kv_cache) +
+                                      static_cast<std::size_t>(c.n_kv_heads) * kv_scale_bytes(kv_cache);
+  return checked_mul(checked_mul(2 * static_cast<std::size_t>(c.n_layers), static_cast<std::size_t>(block_size), what),
+                     per_token_layer, what);
+}
+
+int kv_pool_blocks(const ModelConfig& c, const std::string& kv_cache, std::size_t budget, int block_size,
+                   int max_running) {
+  const std::size_t block_bytes = kv_block_bytes(c, kv_cache, block_size);
+  const long full = static_cast<long>(max_running) * ceil_div(c.context_length, block_size);
+  const auto cap = static_cast<long>(std::min<std::size_t>(budget / block_bytes, 1u << 30));
+  return static_cast<int>(std::max(1L, std::min(full, cap)));
+}
 
 std::vector<RequestResult> QuantEngine::run(const std::vector<Request>& requests, const TokenCallback& on_token) {
   engine_->set_keep_logits(keep_logits_);
@@ -52,14 +72,26 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
   }
   const std::string storage = q.storage;
   const std::size_t bytes = q.bytes();
+  // The pool at the format's own bytes: the same budget holds more int8/fp8 blocks.
+  auto& batching = config.stage04.batching;
+  if (batching.num_blocks == 0 && batching.block_size >= 1)
+    batching.num_blocks = kv_pool_blocks(w.config, config.kv_cache, config.kv_pool_bytes, batching.block_size,
+                                         batching.scheduler.max_running);
   out.note = backend == "cpu" ? "CPU backend (--backend cpu)"
              : stage04::cuda_unavailable_reason().empty()
                  ? "stage 05's CUDA kernels are not built yet for " + storage + "; running the CPU backend"
                  : stage04::cuda_unavailable_reason() + "; running the CPU backend";
   auto exec = make_quant_cpu_executor(w, std::move(q), kind, config.kv_cache);
-  auto engine = std::make_unique<stage03::ContinuousBatchEngine>(w, std::move(stop_ids), config.stage04.batching,
-                                                                 std::move(exec));
-  out.engine = std::make_unique<QuantEngine>(std::move(engine), storage, bytes);
+  const stage04::CpuStepExecutor* cpu = exec.get();
+  auto engine = std::make_unique<stage03::ContinuousBatchEngine>(w, std::move(stop_ids), batching, std::move(exec));
+  // What the pool holds, in the format's bytes (the metrics print the same as "KV pool").
+  char pool[160];
+  std::snprintf(pool, sizeof pool, "; KV cache %s: %d blocks of %d tokens, %.2f MiB", config.kv_cache.c_str(),
+                engine->num_blocks(), batching.block_size,
+                static_cast<double>(kv_block_bytes(w.config, config.kv_cache, batching.block_size)) *
+                    engine->num_blocks() / (1024.0 * 1024.0));
+  out.note += pool;
+  out.engine = std::make_unique<QuantEngine>(std::move(engine), storage, bytes, cpu);
   out.backend = "cpu";
   return out;
 }
