@@ -14,6 +14,9 @@ For each RESULT.json written by the bench (<out>/<device>/<name>.json) it draws,
                           and p90 TPOT against the arrival rate, with the SLO
   <name>_per_token.png    when the result has a trace: per-token latency against position for
                           stages 00 and 01 and KV-cache memory against position
+  <name>_speed_ppl.png    when at least two stages measured perplexity (bench --ppl-text, e.g.
+                          stage 05's weight formats): tokens/s against perplexity, each with its
+                          range / standard error, labelled with the bytes per weight
 
 A stage has the same colour in every plot (STAGE_COLORS).
 
@@ -21,7 +24,9 @@ With --readme (scripts/bench --publish) it rewrites, in README.md and in each st
 that has them, the text between <!-- BENCH:BEGIN --> and <!-- BENCH:END --> (README.md) or
 <!-- RESULTS:stageNN BEGIN --> and <!-- RESULTS:stageNN END --> (stages/NN_*/README.md) with
 the bench's Markdown tables and the plots, so numbers are never copied by hand; stage 03's
-block starts with a summary computed from the same results. Only results under docs/results
+block starts with a summary computed from the same results. Results that ran a stage 05 entry
+(its formats, its KV-budget run) go to README.md and stage 05's block only; the other stage
+blocks get the other results. Only results under docs/results
 can be published: the READMEs are committed, and must link committed files.
 
 Needs matplotlib (Debian's python3-matplotlib; scripts/setup installs it).
@@ -50,6 +55,18 @@ STAGE_COLORS = {
     "03np": "#ff9896",
     "04": "#9467bd",
     "04ng": "#c5b0d5",
+    # Stage 05: one colour per weight format, one per K/V format.
+    "05-f32": "#8c564b",
+    "05-f16": "#c49c94",
+    "05-q8_0": "#e377c2",
+    "05-q4_1": "#17becf",
+    "05-q4_0": "#bcbd22",
+    "05-fp8": "#ff7f0e",
+    "05-auto": "#9edae5",
+    "05-kv-f32": "#393b79",
+    "05-kv-f16": "#6b6ecf",
+    "05-kv-int8": "#e7ba52",
+    "05-kv-fp8": "#ad494a",
 }
 OTHER_COLOR = "#333333"
 DEFAULT_NOISE_FACTOR = 1.5  # the bench's default; results written before it record none
@@ -240,6 +257,46 @@ def plot_trace(r):
     return fig
 
 
+def bytes_per_weight(s):
+    """Bytes per weight as the stage holds them (stage 05: packed; 04: fp16; the others fp32), or None."""
+    m = s["median"]
+    count = m.get("weights_count", 0)
+    if not count:
+        return None
+    if m.get("packed_weight_bytes", 0) > 0:
+        return m["packed_weight_bytes"] / count
+    return (2.0 if stage_id(s).startswith("04") else 4.0)
+
+
+def plot_speed_ppl(r):
+    """Tokens/s against perplexity, one point per stage that measured it (bench --ppl-text)."""
+    stages = [s for s in r["stages"] if "perplexity" in s]
+    if len(stages) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for s in stages:
+        p = s["perplexity"]
+        t, lo, hi, agree = spread(r, s)
+        ax.errorbar([p["ppl"]], [t], xerr=[[p["ppl_se"]], [p["ppl_se"]]], yerr=[[t - lo], [hi - t]], fmt="o",
+                    ms=7, color=color(s), ecolor=color(s), capsize=3, mfc=color(s) if agree else "white",
+                    label=short(s["stage"]) + ("" if agree else " (noisy)"))
+        bpw = bytes_per_weight(s)
+        ax.annotate(stage_id(s) + (f"\n{bpw:.2f} B/weight" if bpw else ""), (p["ppl"], hi), ha="center",
+                    va="bottom", fontsize=7, xytext=(0, 3), textcoords="offset points")
+    ax.set_xlabel("perplexity (lower is better; bars: ± standard error)")
+    ax.set_ylabel("tokens / s (bars: range of the agreeing runs)")
+    ax.set_ylim(0, max(spread(r, s)[2] for s in stages) * 1.3)
+    p0 = stages[0]["perplexity"]
+    ax.legend(fontsize=7, loc="best")
+    title = (f"Speed against quality: {pathlib.Path(r['workload']['path']).name} on "
+             f"{pathlib.Path(r['model']['path']).name}; perplexity on {pathlib.Path(p0['text']).name}, "
+             f"{p0['windows']} windows of {p0['ctx']} tokens ({p0['tokens']} scored). Up and left is better")
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
+    footer(fig, r)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, out):
     # bbox_inches="tight": the saved image grows to hold every title, label and footer.
     fig.savefig(out, dpi=120, bbox_inches="tight")
@@ -348,7 +405,7 @@ def draw(path):
     base = path.with_suffix("")
     pngs = []
     for suffix, plot in (("throughput", plot_throughput), ("decode_bw", plot_decode_bw), ("per_token", plot_trace),
-                         ("qps", plot_qps)):
+                         ("qps", plot_qps), ("speed_ppl", plot_speed_ppl)):
         fig = plot(r)
         if fig is None:
             continue
@@ -358,8 +415,20 @@ def draw(path):
     return r, pngs
 
 
+def runs_stage05(r):
+    return any(stage_id(s).startswith("05") for s in r["stages"])
+
+
+def blocks_for(begin, blocks):
+    """The results a README block shows: all in README.md; in stage 05's, those that ran a stage 05
+    entry; in the other stages', the others."""
+    if not begin.startswith("<!-- RESULTS:stage"):
+        return blocks
+    five = begin == "<!-- RESULTS:stage05 BEGIN -->"
+    return [b for b in blocks if runs_stage05(b[0]) == five]
+
+
 def publish(blocks, root=ROOT):
-    results = [r for r, _, _ in blocks]
     for depth, target, begin, end in [(0, root / "README.md", "<!-- BENCH:BEGIN -->", "<!-- BENCH:END -->")] + [
         (2, d / "README.md", f"<!-- RESULTS:stage{d.name[:2]} BEGIN -->", f"<!-- RESULTS:stage{d.name[:2]} END -->")
         for d in sorted((root / "stages").glob("[0-9][0-9]_*"))
@@ -368,9 +437,10 @@ def publish(blocks, root=ROOT):
             continue
         up = "../" * depth
         text = "_Written by scripts/bench --publish (scripts/plot_bench.py); do not edit by hand._\n\n"
+        shown = blocks_for(begin, blocks)
         if begin == "<!-- RESULTS:stage03 BEGIN -->":
-            text += stage03_summary(results)
-        for _, md, pngs in blocks:
+            text += stage03_summary([r for r, _, _ in shown])
+        for _, md, pngs in shown:
             text += md + "\n" + "\n".join(f"![{pathlib.Path(p).stem}]({up}{p})" for p in pngs) + "\n\n"
         if replace_block(target, begin, end, text):
             print(f"plot_bench: updated {target.relative_to(root)}")

@@ -39,7 +39,10 @@
 #include "host_info.h"
 #include "memory_bandwidth.h"
 #include "stage_registry.h"
+#include "stages/03_continuous_batching/continuous_batch_engine.h"
+#include "stages/03_continuous_batching/scheduler.h"
 #include "stages/04_cuda/backend.h"
+#include "stages/05_quantization/quality.h"
 
 using nlohmann::json;
 
@@ -59,6 +62,12 @@ struct Options {
   std::vector<double> qps_rates;  ///< absolute rates (req/s), the same for every stage; overrides the fractions
   double slo_ttft_ms = 250.0, slo_tpot_ms = 50.0, bandwidth_mib = 512.0;
   bool qps = true;
+  /// The paged stages' KV pool: this many MiB in each stage's own K/V format (0 = each stage's
+  /// default pool). With it, a smaller K/V format holds more tokens in the same bytes.
+  double kv_budget_mib = 0.0;
+  /// Perplexity beside speed: each stage's engine scores this text (stage 05's quality.h).
+  std::string ppl_text;
+  int ppl_ctx = 256, ppl_windows = 4;
   // worker mode
   std::string worker, stage;
   double rate = 0.0;
@@ -79,6 +88,12 @@ std::string quote(const std::string& s) {
   return "'" + s + "'";
 }
 
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Worker: one measurement in this process, printed as one JSON document on stdout.
 
@@ -89,6 +104,38 @@ std::vector<Request> load_requests(const Model& model, const Options& o, int lim
   if (limit > 0 && static_cast<int>(reqs.size()) > limit) reqs.resize(static_cast<std::size_t>(limit));
   for (auto& r : reqs) r.arrival_s = 0.0;
   return reqs;
+}
+
+std::size_t kv_budget_bytes(const Options& o) {
+  return static_cast<std::size_t>(o.kv_budget_mib * static_cast<double>(1 << 20));
+}
+
+std::string read_ppl_text(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error("--ppl-text " + path + ": is a directory, not a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("--ppl-text " + path + ": cannot open");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// Perplexity of the stage's engine on --ppl-text: --ppl-windows windows of --ppl-ctx tokens,
+/// each scoring its last ctx/2 (stage 05's quality.h, as the perplexity tool does by default).
+json perplexity_of(const Options& o, const Model& model, Engine& engine) {
+  const int ctx = std::min(o.ppl_ctx, model.config().context_length), stride = ctx / 2;
+  const std::size_t need = stage05::tokens_needed(ctx, stride, static_cast<std::size_t>(o.ppl_windows));
+  const std::vector<int> tokens = model.tokenizer->encode_prompt(read_ppl_text(o.ppl_text), need);
+  const stage05::WindowPlan plan = stage05::plan_windows(
+      tokens.size(), ctx, stride, static_cast<std::size_t>(o.ppl_windows), "--ppl-text " + o.ppl_text);
+  stage05::EvalOptions options;
+  // A model trained with BOS at position 0 sees one at the start of every window (llama.cpp's way).
+  if (model.tokenizer->vocab().add_bos && model.tokenizer->bos_id() >= 0)
+    options.window_start_token = model.tokenizer->bos_id();
+  const stage05::EvalResult r = stage05::evaluate(engine, tokens, model.config().vocab_size, plan, options);
+  return {{"text", o.ppl_text},     {"ctx", ctx},       {"stride", stride},       {"windows", plan.windows},
+          {"tokens", r.ppl.tokens}, {"ppl", r.ppl.ppl}, {"ppl_se", r.ppl.ppl_se}, {"mean_nll", r.ppl.mean_nll},
+          {"seconds", r.seconds}};
 }
 
 int worker(const Options& o) {
@@ -121,17 +168,33 @@ int worker(const Options& o) {
     r.prompt.resize(std::min<std::size_t>(r.prompt.size(), 4));
     r.max_new_tokens = std::min(o.trace_tokens, model.config().context_length - static_cast<int>(r.prompt.size()));
     reqs = {r};
-  } else {
-    throw Error("--worker " + o.worker + ": expected throughput, rate or trace");
+  } else if (o.worker != "perplexity") {
+    throw Error("--worker " + o.worker + ": expected throughput, rate, trace or perplexity");
   }
-  // The trace must not end early on an end-of-text token.
-  std::string backend;
-  auto engine = make_engine(stage, model, o.batch, /*stop_tokens=*/o.worker != "trace", &backend);
+  EngineOptions eo;
+  eo.batch = o.batch;
+  eo.stop_tokens = o.worker != "trace";  // the trace must not end early on an end-of-text token
+  eo.kv_budget_bytes = kv_budget_bytes(o);
+  BuiltEngine built = make_engine(stage, model, eo);
+  Engine* engine = built.engine.get();
+  if (o.worker == "perplexity") {
+    json j = perplexity_of(o, model, *engine);
+    j["weight_storage"] = engine->stats().weight_storage;
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  // Sequences running at once: the paged engines' scheduler, after every step.
+  std::size_t peak_running = 0;
+  if (built.paged)
+    built.paged->set_step_hook(
+        [&](const stage03::Scheduler& s) { peak_running = std::max(peak_running, s.running().size()); });
   // Warm up: threads started, buffers allocated, weights touched.
   Request warm = reqs.front();
   warm.max_new_tokens = std::min(warm.max_new_tokens, 4);
   warm.arrival_s = 0.0;
   engine->run({warm}, nullptr);
+
+  peak_running = 0;  // not the warm-up's
 
   Timer wall;
   const auto results = engine->run(reqs, nullptr);
@@ -141,10 +204,23 @@ int worker(const Options& o) {
   m.weight_bytes = model.weights.bytes();
   m.engine = engine->stats();
   json j = metrics_to_json(m);
-  j["weight_bytes_per_step"] = weight_bytes_per_step(model.weights);
-  j["kv_bytes_per_token"] = kv_bytes_per_token(model.config());
+  // Stage 05 holds its weights in their own format: what a decode step reads is those bytes
+  // (the packed ones); the other stages read the fp32 (stage 04: fp16) weights.
+  j["weight_bytes_per_step"] =
+      m.engine.weight_bytes > 0 ? static_cast<double>(m.engine.weight_bytes) : weight_bytes_per_step(model.weights);
+  j["weight_storage"] = m.engine.weight_storage;
+  j["packed_weight_bytes"] = m.engine.weight_bytes;
+  j["weights_count"] = model.weights.bytes() / sizeof(float);
+  j["kv_bytes_per_token"] =
+      built.kv.bytes_per_token > 0 ? built.kv.bytes_per_token : kv_bytes_per_token(model.config());
+  j["kv_plan"] = {{"format", built.kv.format},
+                  {"element_bytes", built.kv.element_bytes},
+                  {"bytes_per_token", built.kv.bytes_per_token},
+                  {"block_size", built.kv.block_size},
+                  {"blocks", built.kv.blocks}};
+  j["peak_running"] = peak_running;
   j["rss_at_start_bytes"] = rss_at_start;
-  j["backend"] = backend;
+  j["backend"] = built.backend;
   if (o.worker == "trace") {
     j["trace"] = {{"prompt_tokens", results[0].prompt_tokens}, {"token_time_s", results[0].token_time_s}};
   }
@@ -183,7 +259,11 @@ json spawn(const Options& o, Progress& progress, const std::string& mode, const 
   std::string cmd = quote(self_path()) + " --worker " + mode + " --stage " + stage + " --model " + quote(o.model) +
                     " --workload " + quote(o.workload) + " --batch " + std::to_string(o.batch) + " --max-requests " +
                     std::to_string(o.max_requests) + " --qps-requests " + std::to_string(o.qps_requests) +
-                    " --trace-tokens " + std::to_string(o.trace_tokens) + extra;
+                    " --trace-tokens " + std::to_string(o.trace_tokens) + " --kv-budget-mib " +
+                    fmt("%.6f", o.kv_budget_mib) + extra;
+  if (!o.ppl_text.empty())
+    cmd += " --ppl-text " + quote(o.ppl_text) + " --ppl-ctx " + std::to_string(o.ppl_ctx) + " --ppl-windows " +
+           std::to_string(o.ppl_windows);
   if (!o.tokenizer.empty()) cmd += " --tokenizer " + quote(o.tokenizer);
   const std::string kind = mode + " " + stage;
   const auto last = progress.last_seconds.find(kind);
@@ -238,12 +318,6 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const std::size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
 }
 
 /// Which throughput runs of one stage to believe. A busy machine only ever slows a run down, by
@@ -340,6 +414,12 @@ json summarize(const std::vector<json>& all, const Options& o) {
   s["generated_tokens"] = first["generated_tokens"];
   s["requests"] = first["requests"].size();
   s["weight_bytes"] = first["weight_bytes"];
+  // Stage 05's storage and the paged stages' pool (results written before these carry none).
+  s["weight_storage"] = first.value("weight_storage", "");
+  s["packed_weight_bytes"] = first.value("packed_weight_bytes", 0.0);
+  s["weights_count"] = first.value("weights_count", 0.0);
+  s["kv_plan"] = first.value("kv_plan", json::object());
+  s["peak_running"] = first.value("peak_running", 0);
   return s;
 }
 
@@ -372,6 +452,119 @@ std::string throughput_cell(const json& m, int repeat) {
 
 bool noisy(const json& stage) {
   return !stage["median"]["spread"]["agree"].get<bool>();
+}
+
+/// "q4_0 (converted at load) + ...": the weights as the stage holds them; stages 00-03 hold fp32
+/// and stage 04 fp16 (their fixed storage).
+std::string storage_of(const json& s) {
+  const std::string held = s["median"].value("weight_storage", "");
+  if (!held.empty()) return held;
+  return s["id"].get<std::string>().rfind("04", 0) == 0 ? "fp16" : "fp32";
+}
+
+/// Bytes of the weights as held: stage 05's packed bytes, else fp32 (stage 04: fp16) of every weight.
+double held_weight_bytes(const json& s) {
+  const json& m = s["median"];
+  if (m.value("packed_weight_bytes", 0.0) > 0) return m["packed_weight_bytes"].get<double>();
+  const double fp32 = m["weight_bytes"].get<double>();
+  return s["id"].get<std::string>().rfind("04", 0) == 0 ? fp32 / 2 : fp32;
+}
+
+/// Speed beside quality, one row per stage, when the run measured perplexity (--ppl-text) or
+/// ran a stage 05 format: the weights as held, their bytes, tokens/s, the decode bytes/s of those
+/// bytes against the read bandwidth, PPL.
+std::string formats_table(const json& r) {
+  const json& stages = r["stages"];
+  bool any = false;
+  const json* first_ppl = nullptr;
+  for (const auto& s : stages) {
+    const std::string id = s["id"].get<std::string>();
+    // Perplexity was measured, or one of stage 05's weight formats ran (not only its K/V entries).
+    any = any || s.contains("perplexity") || (id.rfind("05-", 0) == 0 && id.rfind("05-kv-", 0) != 0);
+    if (!first_ppl && s.contains("perplexity")) first_ppl = &s;
+  }
+  if (!any) return "";
+  const double read_gbps = r["device"]["read_gbps"].get<double>();
+  std::string md =
+      "\n**Weights: bytes, speed and quality.** Weight bytes as the stage holds them (stage 05: the "
+      "packed blocks or codes, norms in fp32), bytes per weight over all " +
+      fmt("%.0f", stages.front()["median"].value("weights_count", 0.0)) +
+      " weights, the throughput above, decode GB/s of those bytes (plus each row's K/V) against the "
+      "measured read bandwidth";
+  if (first_ppl) {
+    const json& p = (*first_ppl)["perplexity"];
+    md += ", and the perplexity of each stage's own engine on **" + p["text"].get<std::string>() +
+          "**: " + std::to_string(p["windows"].get<int>()) + " windows of " + std::to_string(p["ctx"].get<int>()) +
+          " tokens, each scoring its last " + std::to_string(p["stride"].get<int>()) + " (" +
+          std::to_string(p["tokens"].get<long>()) +
+          " tokens scored; teacher-forced Engine::logits, stages/05_quantization/quality.h; ± is the standard error "
+          "of the delta method, a lower bound since neighbouring tokens correlate)";
+  }
+  md +=
+      ".\n\n| stage | weights held | weight MiB | bytes/weight | throughput (tok/s) | decode GB/s (share of read BW) "
+      "| PPL ± SE | PPL vs " +
+      (first_ppl ? (*first_ppl)["id"].get<std::string>() : std::string("-")) +
+      " |\n|---|---|---|---|---|---|---|---|\n";
+  for (const auto& s : stages) {
+    const json& m = s["median"];
+    const double bytes = held_weight_bytes(s), count = m.value("weights_count", 0.0);
+    const double gbps = m["decode_gbps"].get<double>();
+    std::string ppl = "-", delta = "-";
+    if (s.contains("perplexity")) {
+      const json& p = s["perplexity"];
+      ppl = fmt("%.3f", p["ppl"].get<double>()) + " ± " + fmt("%.3f", p["ppl_se"].get<double>());
+      const double base = (*first_ppl)["perplexity"]["ppl"].get<double>();
+      delta = &s == first_ppl ? std::string("-") : fmt("%+.2f%%", 100.0 * (p["ppl"].get<double>() / base - 1.0));
+    }
+    md += "| " + s["stage"].get<std::string>() + " | " + storage_of(s) + " | " + fmt("%.1f", bytes / (1 << 20)) +
+          " | " + (count > 0 ? fmt("%.3f", bytes / count) : std::string("-")) + " | " +
+          throughput_cell(m, r["repeat"].get<int>()) + " | " +
+          (gbps > 0 ? fmt("%.1f", gbps) + fmt(" (%.0f%%)", 100.0 * gbps / read_gbps) : std::string("-")) + " | " + ppl +
+          " | " + delta + " |\n";
+  }
+  return md;
+}
+
+/// The paged stages under one KV byte budget (--kv-budget-mib): the tokens each format's pool
+/// holds, how many sequences ran at once and how often one was preempted, and the QPS at the SLO.
+std::string kv_budget_table(const json& r) {
+  const double budget = r.value("kv_budget_mib", 0.0);
+  if (!(budget > 0)) return "";
+  const bool sweep = r["stages"].front().contains("qps");
+  std::string md = "\n**KV cache at the same byte budget: " + fmt("%.2f MiB", budget) +
+                   "** for every paged stage, in its own K/V format (blocks of " +
+                   std::to_string(r["stages"].front()["median"]["kv_plan"].value("block_size", 0)) +
+                   " tokens; int8/fp8 pay for their fp32 scale per token, layer and KV head too). Peak running: the "
+                   "most sequences in one step; preemptions: sequences sent back to the queue to free blocks. "
+                   "Throughput run: every request at t = 0";
+  if (sweep) {
+    const json& last = r["stages"].front()["qps"]["sweep"].back();
+    md += "; at " + fmt("%.2f req/s", last["rate"].get<double>()) + ": the highest Poisson rate of the sweep";
+  }
+  md +=
+      ".\n\n| stage | K/V format | bytes/token | blocks (tokens) | throughput (tok/s) | peak running / preemptions "
+      "(throughput run) |" +
+      std::string(sweep ? " peak running / preemptions / p90 TTFT (ms) at the highest rate | QPS at SLO |" : "") +
+      "\n|---|---|---|---|---|---|" + (sweep ? "---|---|" : "") + "\n";
+  for (const auto& s : r["stages"]) {
+    const json& m = s["median"];
+    const json plan = m.value("kv_plan", json::object());
+    if (plan.value("format", "").empty()) continue;  // stages 00-02: no pool
+    const long blocks = plan.value("blocks", 0L);
+    md += "| " + s["stage"].get<std::string>() + " | " + plan["format"].get<std::string>() + " | " +
+          std::to_string(plan["bytes_per_token"].get<long>()) + " | " + std::to_string(blocks) + " (" +
+          std::to_string(blocks * plan["block_size"].get<long>()) + ") | " +
+          throughput_cell(m, r["repeat"].get<int>()) + " | " + std::to_string(m["peak_running"].get<long>()) + " / " +
+          std::to_string(m["preemptions"].get<long>()) + " |";
+    if (sweep) {
+      const json& last = s["qps"]["sweep"].back();
+      md += " " + std::to_string(last.value("peak_running", 0L)) + " / " +
+            std::to_string(last.value("preemptions", 0L)) + " / " +
+            fmt("%.0f", last["p90_ttft_s"].get<double>() * 1e3) + " | " + qps_cell(s) + " |";
+    }
+    md += "\n";
+  }
+  return md;
 }
 
 std::string markdown(const json& r) {
@@ -500,6 +693,8 @@ std::string markdown(const json& r) {
              std::to_string(m["preemptions"].get<long>()) + " preemptions (throughput run).\n";
   }
   md += "\n" + notes;
+  md += formats_table(r);
+  md += kv_budget_table(r);
   return md;
 }
 
@@ -546,6 +741,9 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
         static_cast<int>(chosen.size() * (o.qps_rates.empty() ? o.qps_fractions.size() : o.qps_rates.size()));
   if (o.trace_tokens > 0)
     for (const auto& st : chosen) progress.planned += st.batches ? 0 : 1;
+  if (!o.ppl_text.empty()) progress.planned += static_cast<int>(chosen.size());
+  if (o.kv_budget_mib > 0)  // fail before any run when a stage's block does not fit the budget
+    for (const auto& st : chosen) (void)kv_plan(st, model.config(), kv_budget_bytes(o));
 
   std::fprintf(stderr, "[bench] %s: %zu stages, %d measurements planned; results go to %s\n", name.c_str(),
                chosen.size(), progress.planned, dir.c_str());
@@ -571,6 +769,7 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
   result["slo"] = {{"ttft_ms", o.slo_ttft_ms}, {"tpot_ms", o.slo_tpot_ms}};
   result["qps_rates"] = o.qps_rates;
   result["qps_requests"] = o.qps_requests;
+  result["kv_budget_mib"] = o.kv_budget_mib;
 
   // Throughput: repeat, alternating the order of the stages so that drift hits them all alike;
   // then more runs, one per round, for the stages whose runs do not yet agree.
@@ -610,6 +809,15 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
                    chosen[i].name.c_str(), o.noise_factor);
     s["runs"] = runs[i];
     for (auto& run : s["runs"]) run.erase("requests");
+    if (!o.ppl_text.empty()) {
+      const std::string label = "perplexity of stage " + chosen[i].name;
+      s["perplexity"] = spawn(o, progress, "perplexity", chosen[i].id, "", label);
+      std::fprintf(stderr, "[bench] %-60s PPL %.4f +/- %.4f over %ld tokens (%s; %s elapsed)\n", label.c_str(),
+                   s["perplexity"]["ppl"].get<double>(), s["perplexity"]["ppl_se"].get<double>(),
+                   s["perplexity"]["tokens"].get<long>(),
+                   clock_text(progress.last_seconds["perplexity " + chosen[i].id]).c_str(),
+                   clock_text(progress.total.seconds()).c_str());
+    }
     // QPS: rates as fractions of this stage's measured capacity (requests per second).
     if (o.qps) {
       const double capacity = static_cast<double>(requests.size()) / s["median"]["wall_s"].get<double>();
@@ -634,7 +842,9 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
                          {"meets_slo", ok},
                          {"ttft_mean_s", run["ttft_s"]["mean"]},
                          {"ttft_p50_s", run["ttft_s"]["p50"]},
-                         {"tpot_mean_s", run["tpot_s"]["mean"]}});
+                         {"tpot_mean_s", run["tpot_s"]["mean"]},
+                         {"peak_running", run.value("peak_running", 0)},
+                         {"preemptions", run["engine"]["preemptions"]}});
       }
       s["qps"] = {{"capacity_rps", capacity}, {"sweep", sweep}, {"max_rate_meeting_slo", best}};
       s["light_load"] = {{"rate", sweep[0]["rate"]},
@@ -718,6 +928,10 @@ int run(int argc, char** argv) {
     ("slo-tpot-ms", "SLO on p90 TPOT", cxxopts::value(o.slo_tpot_ms)->default_value("50"))
     ("trace-tokens", "tokens generated for the latency-vs-position trace (0 = none)", cxxopts::value(o.trace_tokens)->default_value("255"))
     ("bandwidth-mib", "buffer size of the bandwidth measurement", cxxopts::value(o.bandwidth_mib)->default_value("512"))
+    ("kv-budget-mib", "the paged stages' KV pool: this many MiB in each stage's own K/V format (0 = each stage's default)", cxxopts::value(o.kv_budget_mib)->default_value("0"))
+    ("ppl-text", "also measure each stage's perplexity on this text (e.g. datasets/eval/heldout_kjv.txt)", cxxopts::value(o.ppl_text))
+    ("ppl-ctx", "perplexity windows of this many tokens (at most the model's context), each scoring its last half", cxxopts::value(o.ppl_ctx)->default_value("256"))
+    ("ppl-windows", "perplexity over this many windows", cxxopts::value(o.ppl_windows)->default_value("4"))
     ("name", "result name (default: <workload>-<model>[-s<stages>][-<hash of the other options>])", cxxopts::value(o.name))
     ("out", "results folder (git ignores the default; scripts/bench --publish uses docs/results)", cxxopts::value(o.out)->default_value(LLM_BINARY_DIR "/results"))
     ("worker", "internal: run one measurement", cxxopts::value(o.worker))
@@ -755,6 +969,13 @@ int run(int argc, char** argv) {
   if (!(o.bandwidth_mib >= 1.0 && o.bandwidth_mib <= 65536.0))
     throw Error("--bandwidth-mib " + fmt("%g", o.bandwidth_mib) + ": must be between 1 and 65536");
   if (o.qps_requests < 1) throw Error("--qps-requests " + std::to_string(o.qps_requests) + ": must be at least 1");
+  if (!(o.kv_budget_mib >= 0.0 && o.kv_budget_mib <= 1048576.0))
+    throw Error("--kv-budget-mib " + fmt("%g", o.kv_budget_mib) + ": must be between 0 and 1048576");
+  if (o.ppl_ctx < 4 || o.ppl_ctx > (1 << 20))
+    throw Error("--ppl-ctx " + std::to_string(o.ppl_ctx) + ": must be between 4 and 1048576");
+  if (o.ppl_windows < 1 || o.ppl_windows > 100000)
+    throw Error("--ppl-windows " + std::to_string(o.ppl_windows) + ": must be between 1 and 100000");
+  if (!o.ppl_text.empty() && o.worker.empty()) (void)read_ppl_text(o.ppl_text);  // a bad path fails before any run
   o.qps = !r["no-qps"].as<bool>();
   o.stages = split(stages_arg, ',');
   auto positive_list = [](const std::string& flag, const std::string& arg) {
@@ -781,9 +1002,10 @@ int run(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   // The options that change what is measured, as given: they name the result (default_name).
   std::string options_key;
-  const std::vector<std::string> naming = {"batch",        "repeat",       "max-repeat",    "noise-factor",
-                                           "max-requests", "qps-requests", "qps-fractions", "qps-rates",
-                                           "no-qps",       "slo-ttft-ms",  "slo-tpot-ms",   "trace-tokens"};
+  const std::vector<std::string> naming = {"batch",         "repeat",       "max-repeat",    "noise-factor",
+                                           "max-requests",  "qps-requests", "qps-fractions", "qps-rates",
+                                           "no-qps",        "slo-ttft-ms",  "slo-tpot-ms",   "trace-tokens",
+                                           "kv-budget-mib", "ppl-text",     "ppl-ctx",       "ppl-windows"};
   for (const auto& kv : r.arguments())
     if (std::find(naming.begin(), naming.end(), kv.key()) != naming.end())
       options_key += kv.key() + "=" + kv.value() + ";";

@@ -37,10 +37,13 @@ grep -q "results (tables \*.md, data \*.json, plots \*.png) are in build/results
 
 scripts/bench --smoke --publish --bench "$bench" >"$tmp/publish.log" 2>&1 || { cat "$tmp/publish.log"; fail "--publish failed"; }
 changed="$(git status --porcelain --untracked-files=all | cut -c4-)"
-unexpected="$(echo "$changed" | grep -Ev "^(README\.md|stages/0[1-3]_[a-z_]+/README\.md|docs/results/$device/[a-z0-9-]+(\.json|\.md|_[a-z_]+\.png))$" || true)"
+unexpected="$(echo "$changed" | grep -Ev "^(README\.md|stages/0[1-5]_[a-z_]+/README\.md|docs/results/$device/[a-z0-9-]+(\.json|\.md|_[a-z_]+\.png))$" || true)"
 [ -z "$unexpected" ] || fail "--publish wrote outside the results and the READMEs:"$'\n'"$unexpected"
 echo "$changed" | grep -qx "README.md" || fail "--publish left README.md alone"
 echo "$changed" | grep -q "^docs/results/$device/shared-prefix-tiny-target.json$" || fail "--publish skipped the full set"
+for f in quant-tiny-target.json quant-tiny-target_speed_ppl.png kv-budget-tiny-target.json; do  # stage 05's steps
+  echo "$changed" | grep -qx "docs/results/$device/$f" || fail "--publish wrote no docs/results/$device/$f"
+done
 grep -q "In short (generated from the results below" stages/03_continuous_batching/README.md ||
   fail "stage 03's generated summary is missing"
 echo "ok: scripts/bench left the checkout clean; --publish changed only: $(echo "$changed" | tr '\n' ' ')"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """scripts/plot_bench.py on synthetic results: ratios against the first plotted stage and never
 from a noisy stage, one colour per stage in every plot, x labels that do not run together,
-titles and axis labels inside the saved image, the generated stage-03 summary, and --readme
-refusing results that are not under docs/results.
+titles and axis labels inside the saved image, the generated stage-03 summary, the
+speed-vs-perplexity plot of stage 05's formats, stage 05's results going to its own README block
+only, and --readme refusing results that are not under docs/results.
 
   /usr/bin/python3 tests/cli/test_plot_bench.py
 """
@@ -142,6 +143,64 @@ with tempfile.TemporaryDirectory() as tmp:
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_bench.py"), str(pathlib.Path(tmp) / "none.json")],
                        capture_output=True, text=True)
     check(p.returncode == 2 and "none.json" in p.stderr, f"a missing result: exit {p.returncode}, {p.stderr!r}")
+
+# Stage 05's formats: tokens/s against perplexity, one point per stage that measured it, in its colour.
+def with_ppl(st, ppl, se, packed=0):
+    st = copy.deepcopy(st)
+    st["perplexity"] = {"text": "datasets/eval/heldout_kjv.txt", "ctx": 256, "stride": 128, "windows": 4,
+                        "tokens": 512, "ppl": ppl, "ppl_se": se}
+    st["median"]["weights_count"] = 1000
+    st["median"]["packed_weight_bytes"] = packed
+    return st
+
+
+q = result("quant-smollm2", [
+    with_ppl(stage("01", "01_kv_cache", 17, [16, 17, 18]), 26.86, 3.39),
+    with_ppl(stage("05-q8_0", "05_quantization (q8_0 weights)", 40, [38, 40, 41]), 26.91, 3.40, packed=1063),
+    with_ppl(stage("05-q4_0", "05_quantization (q4_0 weights)", 60, [20, 60, 90], agree=False), 37.61, 4.68,
+             packed=563),
+    stage("05-kv-int8", "05_quantization (int8 KV cache)", 50, [49, 50, 51]),  # no perplexity: not plotted
+])
+sp = pb.plot_speed_ppl(q)
+check(sp is not None, "no speed-vs-perplexity plot for three stages with perplexity")
+if sp is not None:
+    ax = sp.axes[0]
+    pts = {}
+    for line in ax.get_lines():
+        x, y = line.get_xdata(), line.get_ydata()
+        if len(x) == 1 and line.get_marker() == "o":
+            pts[to_hex(line.get_color())] = (float(x[0]), float(y[0]))
+    want = {pb.STAGE_COLORS["01"]: (26.86, 17), pb.STAGE_COLORS["05-q8_0"]: (26.91, 40),
+            pb.STAGE_COLORS["05-q4_0"]: (37.61, 60)}
+    check(pts == want, f"speed-vs-perplexity points (colour: (PPL, tok/s)) {pts}, expected {want}")
+    labels = [t.get_text() for t in ax.texts]
+    check(any("05-q8_0" in t and "1.06 B/weight" in t for t in labels), f"the q8_0 point lacks its bytes/weight: {labels}")
+    check(all("05-kv-int8" not in t for t in labels), "a stage without perplexity is plotted")
+    check("perplexity" in ax.get_xlabel() and "tokens" in ax.get_ylabel(), "speed-vs-perplexity axis labels")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    check(any("noisy" in t for t in legend), f"the noisy q4_0 point is not marked in the legend: {legend}")
+    check(len(set(pb.STAGE_COLORS.values())) == len(pb.STAGE_COLORS), "two stage ids share a colour")
+one = result("one", [with_ppl(stage("05-q8_0", "05_quantization (q8_0 weights)", 40, [40]), 26.9, 3.4)])
+check(pb.plot_speed_ppl(one) is None, "a speed-vs-perplexity plot with a single point")
+check(pb.plot_speed_ppl(r) is None, "a speed-vs-perplexity plot for a result without perplexity")
+
+# Publishing stage 05's results: its own block and README.md get them; the other stages' do not.
+with tempfile.TemporaryDirectory() as tmp:
+    root = pathlib.Path(tmp)
+    for d in ("03_continuous_batching", "05_quantization"):
+        (root / "stages" / d).mkdir(parents=True)
+        n = d[:2]
+        (root / "stages" / d / "README.md").write_text(f"<!-- RESULTS:stage{n} BEGIN -->\nold\n<!-- RESULTS:stage{n} END -->\n")
+    (root / "README.md").write_text("<!-- BENCH:BEGIN -->\nold\n<!-- BENCH:END -->\n")
+    pb.publish([(r, "| chat table |\n", ["docs/results/x/chat_qps.png"]),
+                (q, "| quant table |\n", ["docs/results/x/quant-smollm2_speed_ppl.png"])], root)
+    s05 = (root / "stages" / "05_quantization" / "README.md").read_text()
+    s03 = (root / "stages" / "03_continuous_batching" / "README.md").read_text()
+    top = (root / "README.md").read_text()
+    check("| quant table |" in s05 and "| chat table |" not in s05, f"stage 05's block:\n{s05}")
+    check("](../../docs/results/x/quant-smollm2_speed_ppl.png)" in s05, "stage 05's block lacks the speed-vs-PPL plot")
+    check("| chat table |" in s03 and "| quant table |" not in s03, f"stage 03's block:\n{s03}")
+    check("| chat table |" in top and "| quant table |" in top, "README.md lacks one of the results")
 
 if failures:
     sys.exit(f"{len(failures)} check(s) failed")
