@@ -17,6 +17,7 @@
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/quant_matmul/block_view.h"
+#include "kernels/cpu/quant_matmul/int8_activations.h"
 #include "kernels/cpu/quant_matmul/quant_matmul.h"
 
 #if defined(__x86_64__)
@@ -36,35 +37,6 @@ namespace llm::cpu::qmm {
 namespace {
 
 constexpr int kTileRows = 16;
-
-// One row of x as int8 blocks.
-struct QuantRow {
-  std::vector<std::int8_t> q;   // [in]
-  std::vector<float> d;         // [in / 32] scales
-  std::vector<std::int32_t> s;  // [in / 32] sum of q in the block (the offset term)
-};
-
-QuantRow quantize_activations(const float* x, int in) {
-  QuantRow r;
-  const int blocks = in / 32;
-  r.q.resize(static_cast<std::size_t>(in));
-  r.d.resize(static_cast<std::size_t>(blocks));
-  r.s.resize(static_cast<std::size_t>(blocks));
-  for (int b = 0; b < blocks; ++b) {
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    std::int32_t s = 0;
-    for (int j = 0; j < 32; ++j) {
-      const auto q = static_cast<std::int8_t>(std::lround(x[b * 32 + j] * id));
-      r.q[static_cast<std::size_t>(b * 32 + j)] = q;
-      s += q;
-    }
-    r.d[static_cast<std::size_t>(b)] = d;
-    r.s[static_cast<std::size_t>(b)] = s;
-  }
-  return r;
-}
 
 // The 32 weight integers of a block as bytes, in element order: Q8_0's int8 as stored, Q4's
 // nibbles unpacked (element j < 16 in the low nibble of byte j, element j + 16 in its high nibble).
@@ -180,7 +152,8 @@ const char* int8_path_name(Int8Path p) {
   return "?";
 }
 
-std::vector<Int8Path> available_int8_paths() {
+namespace {
+std::vector<Int8Path> detect_int8_paths() {
   std::vector<Int8Path> paths{Int8Path::Scalar};
 #if LLM_X86
   __builtin_cpu_init();
@@ -191,6 +164,14 @@ std::vector<Int8Path> available_int8_paths() {
   if (__builtin_cpu_supports("avx2") && avxvnni) paths.push_back(Int8Path::AvxVnni);
   if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) paths.push_back(Int8Path::Avx512Vnni);
 #endif
+  return paths;
+}
+}  // namespace
+
+std::vector<Int8Path> available_int8_paths() {
+  // Asked once: under a hypervisor every cpuid traps (KVM: ~15% of a SmolLM2 decode step when
+  // each matmul asked again).
+  static const std::vector<Int8Path> paths = detect_int8_paths();
   return paths;
 }
 
@@ -204,9 +185,7 @@ void matmul_03_int8(float* y, const float* x, const QuantMatrix& W, int n, Int8P
   const int blocks = W.in / 32;
   const std::size_t bb = rb / static_cast<std::size_t>(blocks);
   const bool signed_w = W.type == TensorType::Q8_0;
-  std::vector<QuantRow> qx;
-  qx.reserve(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) qx.push_back(quantize_activations(x + static_cast<std::size_t>(i) * W.in, W.in));
+  const detail::Int8Activations qx = detail::quantize_activations(x, n, W.in);
   parallel_for(W.out, grain_for(std::int64_t{W.in} * n, kMinChunkWork), [&](std::int64_t o0, std::int64_t o1) {
     std::uint8_t wq[32];
     for (auto o = o0; o < o1; ++o) {
@@ -222,10 +201,10 @@ void matmul_03_int8(float* y, const float* x, const QuantMatrix& W, int n, Int8P
                                                        : 0.0f;
           weight_bytes(W.type, blk, wq);
           for (int i = 0; i < rows; ++i) {
-            const QuantRow& r = qx[static_cast<std::size_t>(i0 + i)];
-            const auto bi = static_cast<std::size_t>(b);
-            const std::int32_t dotq = block_dot(signed_w, wq, r.q.data() + bi * 32);
-            acc[i] += r.d[bi] * (d * static_cast<float>(dotq) + m * static_cast<float>(r.s[bi]));
+            const auto bi =
+                static_cast<std::size_t>(i0 + i) * static_cast<std::size_t>(blocks) + static_cast<std::size_t>(b);
+            const std::int32_t dotq = block_dot(signed_w, wq, qx.q.data() + bi * 32);
+            acc[i] += qx.d[bi] * (d * static_cast<float>(dotq) + m * static_cast<float>(qx.s[bi]));
           }
         }
         for (int i = 0; i < rows; ++i) y[static_cast<std::size_t>(i0 + i) * W.out + o] = acc[i];

@@ -11,7 +11,7 @@
 // the row's largest value). 03 also rounds each activation to 1/254 of its block's largest:
 // every output must lie within sum_b (dx_b / 2) sum_{j in b} |w_j| of the exact value (dx_b the
 // block's activation scale), plus fp32 rounding; its paths must agree bit for bit (integer dots,
-// the same float operations).
+// the same float operations). 04 (03's scheme on repacked W) has the same bound, its paths bit for bit.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -130,27 +130,33 @@ int check(bool quick) {
       run(
           "02_fused", [&](std::vector<float>& y) { qmm::matmul_02_fused(y.data(), p.x.data(), p.W(), n); }, 1e-5);
       const auto bound = int8_bound(p);
-      std::vector<float> scalar;
-      for (auto path : paths) {
-        std::vector<float> y(want.size());
-        llm::harness::poison(y);
-        qmm::matmul_03_int8(y.data(), p.x.data(), p.W(), n, path);
-        ++checks;
-        int bad = 0;
-        for (std::size_t i = 0; i < y.size(); ++i) {
-          const bool ok = std::isfinite(y[i]) && std::fabs(static_cast<double>(y[i]) - want[i]) <= bound[i] &&
-                          (scalar.empty() || std::memcmp(&y[i], &scalar[i], 4) == 0);
-          if (!ok && ++bad <= 10)
-            std::printf("  03_int8/%s %s n=%d in=%d out=%d [%zu, %zu]: got %.8g want %.8g (bound %.3g)%s\n",
-                        qmm::int8_path_name(path), llm::tensor_type_name(t).c_str(), n, in, out, i / cols, i % cols,
-                        y[i], want[i], bound[i],
-                        scalar.empty() ? "" : (" scalar " + std::to_string(scalar[i])).c_str());
+      const qmm::PackedMatrix packed = qmm::pack_rows_16(p.W());
+      for (const char* version : {"03_int8", "04_int8_packed"}) {
+        std::vector<float> scalar;  // the version's scalar path: the others must equal it bit for bit
+        for (auto path : paths) {
+          std::vector<float> y(want.size());
+          llm::harness::poison(y);
+          if (std::string(version) == "03_int8")
+            qmm::matmul_03_int8(y.data(), p.x.data(), p.W(), n, path);
+          else
+            qmm::matmul_04_int8_packed(y.data(), p.x.data(), packed, n, path);
+          ++checks;
+          int bad = 0;
+          for (std::size_t i = 0; i < y.size(); ++i) {
+            const bool ok = std::isfinite(y[i]) && std::fabs(static_cast<double>(y[i]) - want[i]) <= bound[i] &&
+                            (scalar.empty() || std::memcmp(&y[i], &scalar[i], 4) == 0);
+            if (!ok && ++bad <= 10)
+              std::printf("  %s/%s %s n=%d in=%d out=%d [%zu, %zu]: got %.8g want %.8g (bound %.3g)%s\n", version,
+                          qmm::int8_path_name(path), llm::tensor_type_name(t).c_str(), n, in, out, i / cols, i % cols,
+                          y[i], want[i], bound[i],
+                          scalar.empty() ? "" : (" scalar " + std::to_string(scalar[i])).c_str());
+          }
+          if (bad > 0) {
+            ++failures;
+            std::printf("FAIL %s/%s: %d outputs wrong\n", version, qmm::int8_path_name(path), bad);
+          }
+          if (scalar.empty()) scalar = y;
         }
-        if (bad > 0) {
-          ++failures;
-          std::printf("FAIL 03_int8/%s: %d outputs wrong\n", qmm::int8_path_name(path), bad);
-        }
-        if (scalar.empty()) scalar = y;
       }
     }
   }
@@ -177,7 +183,7 @@ int bench(int repeat, const std::vector<int>& rows) {
   std::mt19937 rng(7);
   // SmolLM2-135M: wqkv 576 -> 960, w13 576 -> 3072, w2 1536 -> 576, classifier 576 -> 49152.
   const std::vector<std::pair<int, int>> shapes = {{576, 3072}, {1536, 576}, {576, 49152}};
-  std::printf("%-22s %-5s %4s %6s %6s %10s %9s %8s\n", "version", "type", "n", "in", "out", "us/call", "W GB/s",
+  std::printf("%-26s %-5s %4s %6s %6s %10s %9s %8s\n", "version", "type", "n", "in", "out", "us/call", "W GB/s",
               "vs fp32");
   for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
     for (const auto& shape : shapes) {
@@ -188,10 +194,10 @@ int bench(int repeat, const std::vector<int>& rows) {
         const double fp32 =
             median_seconds([&] { llm::cpu::matmul(y.data(), p.x.data(), p.w.data(), n, in, out); }, repeat);
         auto row = [&](const std::string& name, double s) {
-          std::printf("%-22s %-5s %4d %6d %6d %10.1f %9.1f %7.2fx\n", name.c_str(), llm::tensor_type_name(t).c_str(), n,
+          std::printf("%-26s %-5s %4d %6d %6d %10.1f %9.1f %7.2fx\n", name.c_str(), llm::tensor_type_name(t).c_str(), n,
                       in, out, s * 1e6, static_cast<double>(p.q.size()) / s / 1e9, fp32 / s);
         };
-        std::printf("%-22s %-5s %4d %6d %6d %10.1f %9.1f %7s\n", "fp32 (cpu::matmul)", "F32", n, in, out, fp32 * 1e6,
+        std::printf("%-26s %-5s %4d %6d %6d %10.1f %9.1f %7s\n", "fp32 (cpu::matmul)", "F32", n, in, out, fp32 * 1e6,
                     4.0 * in * out / fp32 / 1e9, "1.00x");
         row("01_dequantize_row",
             median_seconds([&] { qmm::matmul_01_dequantize_row(y.data(), p.x.data(), p.W(), n); }, repeat));
@@ -199,6 +205,10 @@ int bench(int repeat, const std::vector<int>& rows) {
         for (auto path : qmm::available_int8_paths())
           row(std::string("03_int8/") + qmm::int8_path_name(path),
               median_seconds([&] { qmm::matmul_03_int8(y.data(), p.x.data(), p.W(), n, path); }, repeat));
+        const qmm::PackedMatrix packed = qmm::pack_rows_16(p.W());
+        for (auto path : qmm::available_int8_paths())
+          row(std::string("04_int8_packed/") + qmm::int8_path_name(path),
+              median_seconds([&] { qmm::matmul_04_int8_packed(y.data(), p.x.data(), packed, n, path); }, repeat));
       }
     }
   }

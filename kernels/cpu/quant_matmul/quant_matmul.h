@@ -8,6 +8,8 @@
 //   03  quantize the activations too, per block of 32 to int8 with a scale, and take integer dot
 //       products ("W8A8" / "W4A8", llama.cpp's scheme): 32 multiply-adds per instruction with
 //       AVX2's maddubs, or AVX-VNNI / AVX-512 VNNI's dpbusd; a portable scalar path everywhere
+//   04  03's arithmetic on W repacked once at load: 16 rows interleaved 4 bytes at a time, so one
+//       dpbusd feeds 16 rows' sums and no horizontal sums or scalar scales remain (the fast one)
 //
 // Every version reads each block of W once per call for up to 16 rows of x (decode and small
 // batches: the weight bandwidth is shared by the batch) and takes larger batches 16 rows at a
@@ -18,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,5 +56,33 @@ std::vector<Int8Path> available_int8_paths();
 void matmul_03_int8(float* y, const float* x, const QuantMatrix& W, int n, Int8Path path);
 /// Version 03 on the fastest path this CPU has.
 void matmul_03_int8(float* y, const float* x, const QuantMatrix& W, int n);
+
+/// Version 04's layout of a QuantMatrix (04_int8_packed.cpp draws it): groups of kRows rows (the
+/// last padded with zero rows), each group `group_bytes()` apart (a multiple of 64) and holding,
+/// per block of 32 columns, the rows' interleaved quants (Q8_0: 512 bytes, q + 128; Q4: 256 bytes
+/// of nibbles) and then, per block, the kRows fp16 scales d (and Q4_1's kRows fp16 mins).
+/// Move-only; data is 64-byte aligned.
+struct PackedMatrix {
+  static constexpr int kRows = 16;
+  struct Free {
+    void operator()(std::uint8_t* p) const;
+  };
+  TensorType type = TensorType::Q8_0;
+  int in = 0, out = 0;
+  std::unique_ptr<std::uint8_t, Free> data;
+  int groups() const { return (out + kRows - 1) / kRows; }
+  std::size_t group_bytes() const;
+  /// The bytes a call reads (all groups, padding included).
+  std::size_t bytes() const { return group_bytes() * static_cast<std::size_t>(groups()); }
+};
+
+/// Repacks W (GGUF row layout) for version 04; W must pass validate().
+PackedMatrix pack_rows_16(const QuantMatrix& W);
+
+/// Version 04: y[n, out] = x[n, in] W^T, version 03's activation quantization, integer dots on the
+/// packed layout; the same float operations on every path (bit for bit), `path` as for 03.
+void matmul_04_int8_packed(float* y, const float* x, const PackedMatrix& W, int n, Int8Path path);
+/// Version 04 on the fastest path this CPU has.
+void matmul_04_int8_packed(float* y, const float* x, const PackedMatrix& W, int n);
 
 }  // namespace llm::cpu::qmm
