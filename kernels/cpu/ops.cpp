@@ -28,111 +28,179 @@ inline float sum8(v8f v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-// y[r] = dot(W[r, :], x) for R rows of W at once: R independent vector accumulators
-// keep the FMA units busy while the rows stream in from memory.
-template <int R>
-inline void dot_rows(float* y, const float* W, const float* x, std::ptrdiff_t ld, int in) {
-  v8f acc[R] = {};
-  int k = 0;
-  for (; k + 8 <= in; k += 8) {
-    const v8f xv = load8(x + k);
-    for (int r = 0; r < R; ++r) acc[r] += load8(W + r * ld + k) * xv;
-  }
-  for (int r = 0; r < R; ++r) {
-    float s = sum8(acc[r]);
-    for (int t = k; t < in; ++t) s += W[r * ld + t] * x[t];
-    y[r] = s;
-  }
-}
-
 // Sixteen floats as one value: one AVX-512 register where the CPU has them (-march=native), two
-// AVX registers otherwise; either way each lane adds its products in the same order.
-using v16f = float __attribute__((vector_size(64), aligned(4)));
+// AVX registers otherwise. The lanes are independent, so the result does not depend on which.
+// Natural alignment for values (an under-aligned type kept GCC from holding them in registers);
+// loads go through the under-aligned twin, the usual GCC idiom for an unaligned vector load.
+using v16f = float __attribute__((vector_size(64)));
+using v16f_unaligned = float __attribute__((vector_size(64), aligned(4), may_alias));
 
-template <class Vec>
-inline Vec load_vec(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+inline v16f load16(const float* p) {
+  return *reinterpret_cast<const v16f_unaligned*>(p);
 }
 
-// Up to `lanes` rows of x (given transposed: xt is [in, lanes], row i of x in lane i) against rows
-// o0 .. o0+R-1 of W: y[i, o] for all lanes at once. Per k, one vector load of x, R scalar loads of
-// W broadcast to a vector, and R fused multiply-adds; no horizontal sums. Every lane adds its
-// products in the same order whatever the tile, so a row's result does not depend on the batch
-// size. R accumulators, the x vector and a broadcast must fit the vector registers.
-template <class Vec, int R>
-inline void batch_tile(float* y, std::ptrdiff_t ldy, const float* W, const float* xt, std::ptrdiff_t ld, int in, int n,
-                       int o0, int out) {
-  constexpr int lanes = sizeof(Vec) / sizeof(float);
-  const float* w[R];
-  for (int r = 0; r < R; ++r) w[r] = W + std::min(o0 + r, out - 1) * ld;  // past the end: repeat the last row
-  Vec acc[R] = {};
-  for (int k = 0; k < in; ++k) {
-    const Vec xv = load_vec<Vec>(xt + lanes * k);
-    for (int r = 0; r < R; ++r) acc[r] += w[r][k] * xv;
+// The one order in which every fp32 matmul output of ours is summed, whatever the number of rows
+// in the step: lane j of a 16-float accumulator sums the products at k = j, j + 16, j + 32, ... in
+// turn; the lanes are folded as sum8(lo + hi); the tail (in % 16 products) is added last, in order.
+// So a request's row gives the same bits batched (matmul_small_batch) as alone (matvec_streaming).
+inline float fold16(v16f v) {
+  v8f lo, hi;
+  std::memcpy(&lo, &v, sizeof lo);
+  std::memcpy(&hi, reinterpret_cast<const float*>(&v) + 8, sizeof hi);
+  return sum8(lo + hi);
+}
+
+// fold16 of sixteen accumulators at once: lane j of the result is fold16(a[j]) bit for bit (the
+// same additions of the same values, done for sixteen accumulators per instruction instead of one
+// at a time), so a full tile's outputs equal those of an edge tile or of matvec_streaming.
+inline v16f fold16x16(const v16f (&a)[16]) {
+  v16f t[8], s[4], u[2];
+  // t = [lanes j + lanes j+8 of a[2p] | the same of a[2p+1]]
+  for (int p = 0; p < 8; ++p) {
+    t[p] =
+        __builtin_shufflevector(a[2 * p], a[2 * p + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+        __builtin_shufflevector(a[2 * p], a[2 * p + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
   }
-  const int rows = std::min(R, out - o0);
-  for (int r = 0; r < rows; ++r) {
-    for (int i = 0; i < n; ++i) y[i * ldy + o0 + r] = acc[r][i];
+  // s = per accumulator t_j + t_{j+4}, j < 4: four accumulators per vector
+  for (int p = 0; p < 4; ++p) {
+    s[p] = __builtin_shufflevector(t[2 * p], t[2 * p + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+           __builtin_shufflevector(t[2 * p], t[2 * p + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  }
+  // u = per accumulator (s0 + s1, s2 + s3): eight accumulators per vector
+  for (int p = 0; p < 2; ++p) {
+    u[p] = __builtin_shufflevector(s[2 * p], s[2 * p + 1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+           __builtin_shufflevector(s[2 * p], s[2 * p + 1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  }
+  // (s0 + s1) + (s2 + s3), sixteen accumulators in order
+  return __builtin_shufflevector(u[0], u[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+         __builtin_shufflevector(u[0], u[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+// y[i * ldy + o] = x_i . W_o for RO rows of W (o < RO, ld apart) and RI rows of x (ldx apart):
+// RO * RI accumulators, so each vector of W loaded from memory meets RI rows of x and each vector
+// of x meets RO rows of W, all in registers. Every output sees the same operations whatever RO
+// and RI are (the order above), so tiles at the edges give the same bits as full ones.
+// `next`, when not null, is the next band of RO rows of W: its cache lines are requested while this
+// tile computes, so the memory latency of a band overlaps the arithmetic of the one before.
+template <int RO, int RI>
+inline void dot_tile(float* y, std::ptrdiff_t ldy, const float* W, std::ptrdiff_t ld, const float* x,
+                     std::ptrdiff_t ldx, int in, const float* next) {
+  // The loops over o and i are fully unrolled: GCC keeps arrays of vectors in registers only when
+  // every index is a constant (without the pragmas they went to the stack, 3x slower).
+  v16f acc[RO][RI];
+#pragma GCC unroll 16
+  for (int o = 0; o < RO; ++o)
+#pragma GCC unroll 16
+    for (int i = 0; i < RI; ++i) acc[o][i] = v16f{};
+  int k = 0;
+  for (; k + 16 <= in; k += 16) {
+    if (next != nullptr) {
+#pragma GCC unroll 16
+      for (int o = 0; o < RO; ++o) __builtin_prefetch(next + o * ld + k);
+    }
+    v16f w[RO];
+#pragma GCC unroll 16
+    for (int o = 0; o < RO; ++o) w[o] = load16(W + o * ld + k);
+#pragma GCC unroll 16
+    for (int i = 0; i < RI; ++i) {
+      const v16f xv = load16(x + i * ldx + k);
+#pragma GCC unroll 16
+      for (int o = 0; o < RO; ++o) acc[o][i] += w[o] * xv;
+    }
+  }
+  if constexpr (RO * RI == 16) {
+    v16f all[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < RI; ++i)
+#pragma GCC unroll 16
+      for (int o = 0; o < RO; ++o) all[i * RO + o] = acc[o][i];
+    const v16f folded = fold16x16(all);
+    for (int i = 0; i < RI; ++i) {
+      for (int o = 0; o < RO; ++o) {
+        float s = folded[i * RO + o];
+        for (int t = k; t < in; ++t) s += W[o * ld + t] * x[i * ldx + t];
+        y[i * ldy + o] = s;
+      }
+    }
+  } else {
+    for (int o = 0; o < RO; ++o) {
+      for (int i = 0; i < RI; ++i) {
+        float s = fold16(acc[o][i]);
+        for (int t = k; t < in; ++t) s += W[o * ld + t] * x[i * ldx + t];
+        y[i * ldy + o] = s;
+      }
+    }
   }
 }
 
-// Rows of W per tile. AVX2 has 16 registers of 8 floats (a v16f takes two); AVX-512 has 32 of 16.
+// Tile sizes. AVX-512 has 32 registers of 16 floats: 4 x 4 accumulators, 4 of W and 1 of x fit.
+// AVX2 has 16 of 8 floats, where a v16f takes two: 2 x 2 accumulators (8), 2 of W (4), 1 of x (2).
+// matvec_streaming reads kStreamRows rows of W at once (eight independent streams kept more loads in
+// flight than four on SmolLM2's shapes).
+constexpr int kPortableTileW = 2, kPortableTileX = 2, kPortableStreamRows = 4;
 #if defined(__AVX512F__)
-constexpr int kTileRows8 = 12, kTileRows16 = 12;
+constexpr int kTileW = 4, kTileX = 4, kStreamRows = 8;
 #else
-constexpr int kTileRows8 = 12, kTileRows16 = 6;
+constexpr int kTileW = kPortableTileW, kTileX = kPortableTileX, kStreamRows = kPortableStreamRows;
 #endif
 
-// matmul_small_batch for one width of tile: chunks of `lanes` rows of x, each transposed once and
-// met by every band of R rows of W.
-template <class Vec, int R>
-void small_batch(float* y, const float* x, const float* W, int n, int in, int out) {
-  constexpr int lanes = sizeof(Vec) / sizeof(float);
-  const std::ptrdiff_t ld = in, ldy = out;
-  std::vector<float> xt(static_cast<std::size_t>(in) * lanes);
-  for (int i0 = 0; i0 < n; i0 += lanes) {
-    const int rows = std::min(lanes, n - i0);
-    // Transpose this chunk of x so that one k gives a vector of its rows; unused lanes are 0.
-    std::fill(xt.begin(), xt.end(), 0.0f);
-    for (int i = 0; i < rows; ++i)
-      for (int k = 0; k < in; ++k) xt[static_cast<std::size_t>(lanes * k + i)] = x[(i0 + i) * ld + k];
-    const int blocks = (out + R - 1) / R;
-    // Every lane is computed whether used or not: a band costs lanes * R * in multiply-adds.
-    parallel_for(blocks, grain_for(std::int64_t{lanes} * R * in, kMinChunkWork), [&](std::int64_t b0, std::int64_t b1) {
-      for (auto b = static_cast<int>(b0); b < b1; ++b)
-        batch_tile<Vec, R>(y + i0 * ldy, ldy, W, xt.data(), ld, in, rows, b * R, out);
-    });
+// RO rows of W (o0 ..) against all n rows of x, RI at a time, the last group narrower. The first
+// group prefetches `next` (see dot_tile); the others find this band in the cache.
+template <int RO, int RI>
+inline void dot_band(float* y, std::ptrdiff_t ldy, const float* W, std::ptrdiff_t ld, const float* x, int n, int in,
+                     const float* next) {
+  int i = 0;
+  for (; i + RI <= n; i += RI, next = nullptr) dot_tile<RO, RI>(y + i * ldy, ldy, W, ld, x + i * ld, ld, in, next);
+  if constexpr (RI > 1) {
+    const int left = n - i;
+    if (left > 0) {
+      // One narrower tile for the rows left over (RI - 1 at most).
+      if constexpr (RI > 2) {
+        if (left >= RI / 2) {
+          dot_band<RO, RI / 2>(y + i * ldy, ldy, W, ld, x + i * ld, left, in, next);
+          return;
+        }
+      }
+      dot_band<RO, 1>(y + i * ldy, ldy, W, ld, x + i * ld, left, in, next);
+    }
   }
 }
 
-}  // namespace
-
-void matvec_streaming(float* y, const float* x, const float* W, int in, int out) {
-  // Each thread takes contiguous bands of W's rows and reads them from memory exactly once, eight
-  // rows at a time: eight independent streams keep more loads in flight (measured on SmolLM2's
-  // shapes: 27 GB/s against 26 GB/s with four rows).
-  const std::ptrdiff_t ld = in;
-  const int blocks = (out + 7) / 8;
-  parallel_for(blocks, grain_for(8 * std::int64_t{in}, kMinChunkWork), [&](std::int64_t b0, std::int64_t b1) {
+// y[n, out] = x W^T with threads sharing W's rows in bands of RO: each band is read from memory
+// once per call and meets every row of x from the cache.
+template <int RO, int RI>
+void matmul_bands(float* y, const float* x, const float* W, int n, int in, int out) {
+  const std::ptrdiff_t ld = in, ldy = out;
+  const int full = out / RO, bands = (out + RO - 1) / RO;
+  parallel_for(bands, grain_for(std::int64_t{RO} * n * in, kMinChunkWork), [&](std::int64_t b0, std::int64_t b1) {
     for (auto b = static_cast<int>(b0); b < b1; ++b) {
-      const int o0 = 8 * b;
-      if (o0 + 8 <= out) {
-        dot_rows<8>(y + o0, W + o0 * ld, x, ld, in);
+      const int o0 = b * RO;
+      if (b < full) {
+        const float* next = b + 1 < full ? W + (o0 + RO) * ld : nullptr;
+        dot_band<RO, RI>(y + o0, ldy, W + o0 * ld, ld, x, n, in, next);
       } else {
-        for (int o = o0; o < out; ++o) dot_rows<1>(y + o, W + o * ld, x, ld, in);
+        for (int o = o0; o < out; ++o) dot_band<1, RI>(y + o, ldy, W + o * ld, ld, x, n, in, nullptr);
       }
     }
   });
 }
 
+}  // namespace
+
+void matvec_streaming(float* y, const float* x, const float* W, int in, int out) {
+  // Each thread takes contiguous bands of W's rows and reads them from memory exactly once.
+  matmul_bands<kStreamRows, 1>(y, x, W, 1, in, out);
+}
+
 void matmul_small_batch(float* y, const float* x, const float* W, int n, int in, int out) {
-  // Up to 8 rows need only half the lanes: half the arithmetic for the same weight reads.
-  if (n <= 8) {
-    small_batch<v8f, kTileRows8>(y, x, W, n, in, out);
+  matmul_bands<kTileW, kTileX>(y, x, W, n, in, out);
+}
+
+void matmul_portable_tiles(float* y, const float* x, const float* W, int n, int in, int out) {
+  if (n == 1) {
+    matmul_bands<kPortableStreamRows, 1>(y, x, W, 1, in, out);
   } else {
-    small_batch<v16f, kTileRows16>(y, x, W, n, in, out);
+    matmul_bands<kPortableTileW, kPortableTileX>(y, x, W, n, in, out);
   }
 }
 

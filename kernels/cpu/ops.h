@@ -21,12 +21,21 @@ void matmul(float* y, const float* x, const float* W, int n, int in, int out);
 inline constexpr int kSmallBatchRows = 16;
 
 /// y[out] = W x for one row x[in] (GEMV): the threads (parallel.h) split W's rows, each row is read from
-/// memory once, eight rows at a time. Memory-bound: its speed is bytes of W per second.
+/// memory once, eight rows at a time (four without AVX-512), the next band prefetched. Memory-bound:
+/// its speed is bytes of W per second.
 void matvec_streaming(float* y, const float* x, const float* W, int in, int out);
 
-/// y[n, out] = x W^T for a few rows: x is transposed into 16-row chunks so that each weight,
-/// read once per chunk, is multiplied with up to 16 rows in vector registers. Threads split W.
+/// y[n, out] = x W^T for a few rows: tiles of 4 rows of W by 4 rows of x (2 by 2 without AVX-512),
+/// so each vector of W loaded meets several rows of x in registers; threads split W's rows, each
+/// read from memory once per call. Every output is summed in the same order as matvec_streaming's
+/// (16 partial sums over `in`, then folded), so a row of x gives the same bits in a batch of any
+/// size as alone: batching does not change a request's logits.
 void matmul_small_batch(float* y, const float* x, const float* W, int n, int in, int out);
+
+/// matmul_small_batch (n > 1) or matvec_streaming (n = 1) with the tile sizes of a build without
+/// AVX-512, whatever this build's CPU: lets a test on an AVX-512 machine check that those tiles
+/// give the same bits.
+void matmul_portable_tiles(float* y, const float* x, const float* W, int n, int in, int out);
 
 /// The prefill kernel: Eigen's cache-blocked GEMM (packs tiles of x and W so that each weight
 /// loaded from memory is used for many rows). Compute-bound for large n.

@@ -3,7 +3,9 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <complex>
+#include <cstring>
 #include <random>
+#include <string>
 
 #include "kernels/cpu/ops.h"
 #include "kernels/harness/compare.h"
@@ -33,13 +35,24 @@ TEST_CASE("matmul: y = x W^T (streaming, blocked, and the dispatch between them)
   const std::pair<const char*, Kernel> kernels[] = {{"matmul", cpu::matmul},
                                                     {"matvec_streaming", matvec},
                                                     {"matmul_small_batch", cpu::matmul_small_batch},
+                                                    {"matmul_portable_tiles", cpu::matmul_portable_tiles},
                                                     {"matmul_blocked", cpu::matmul_blocked}};
   // Row counts on both sides of kSmallBatchRows and of a 16-row chunk; in not a multiple of 8,
   // out not a multiple of 4 or 6.
   // The last four are large enough to be shared among threads (kernels/cpu/parallel.h), on both
   // sides of the 8-row tile of matmul_small_batch.
-  for (auto [n, in, out] : {std::tuple{1, 576, 192}, {7, 13, 29}, {33, 64, 1}, {5, 1, 5}, {2, 35, 6}, {16, 71, 9},
-                            {17, 40, 13}, {3, 8, 4}, {1, 1000, 2051}, {8, 576, 771}, {9, 300, 1537}, {40, 256, 999}}) {
+  for (auto [n, in, out] : {std::tuple{1, 576, 192},
+                            {7, 13, 29},
+                            {33, 64, 1},
+                            {5, 1, 5},
+                            {2, 35, 6},
+                            {16, 71, 9},
+                            {17, 40, 13},
+                            {3, 8, 4},
+                            {1, 1000, 2051},
+                            {8, 576, 771},
+                            {9, 300, 1537},
+                            {40, 256, 999}}) {
     const auto x = randn(static_cast<std::size_t>(n * in), rng), W = randn(static_cast<std::size_t>(out * in), rng);
     std::vector<double> want(static_cast<std::size_t>(n * out));
     for (int r = 0; r < n; ++r)
@@ -55,6 +68,44 @@ TEST_CASE("matmul: y = x W^T (streaming, blocked, and the dispatch between them)
       kernel(y.data(), x.data(), W.data(), n, in, out);
       INFO(name << ": n=" << n << " in=" << in << " out=" << out);
       expect_close(y, want, static_cast<std::size_t>(out), 1e-4);  // fp32 sums in another order
+    }
+  }
+}
+
+// What makes batching leave a request's logits alone: a row of x gives the same bits through
+// matmul_small_batch in a batch of any size (full and edge tiles alike), through the portable
+// tiles (2 x 2, as a build without AVX-512 runs them) and alone through matvec_streaming.
+TEST_CASE("matmul: a row's result does not depend on the batch or the tiles, bit for bit", "[ops]") {
+  std::mt19937_64 rng(2);
+  // in: below, at and around the 16-float vector, with and without a tail; out: not a multiple of
+  // the 4- or 8-row bands, and large enough for several threads' chunks.
+  for (auto [in, out] : {std::pair{1, 3}, {15, 7}, {16, 9}, {17, 33}, {47, 21}, {64, 130}, {576, 77}, {300, 1031}}) {
+    const int max_n = cpu::kSmallBatchRows;
+    const auto x = randn(static_cast<std::size_t>(max_n * in), rng), W = randn(static_cast<std::size_t>(out * in), rng);
+    std::vector<float> alone(static_cast<std::size_t>(max_n * out));
+    for (int i = 0; i < max_n; ++i)
+      cpu::matvec_streaming(&alone[static_cast<std::size_t>(i * out)], &x[static_cast<std::size_t>(i * in)], W.data(),
+                            in, out);
+    for (int n = 1; n <= max_n; ++n) {
+      using Kernel = void (*)(float*, const float*, const float*, int, int, int);
+      const std::pair<const char*, Kernel> kernels[] = {{"matmul", cpu::matmul},
+                                                        {"matmul_portable_tiles", cpu::matmul_portable_tiles}};
+      for (const auto& [name, kernel] : kernels) {
+        std::vector<float> y(static_cast<std::size_t>(n * out));
+        harness::poison(y);
+        kernel(y.data(), x.data(), W.data(), n, in, out);
+        std::size_t bad = 0, first = 0;
+        for (std::size_t e = 0; e < y.size(); ++e) {
+          if (std::memcmp(&y[e], &alone[e], sizeof(float)) != 0 && bad++ == 0) first = e;
+        }
+        INFO(name << ": n=" << n << " in=" << in << " out=" << out << ": " << bad
+                  << " outputs differ from matvec_streaming's"
+                  << (bad ? ", first at row " + std::to_string(first / static_cast<std::size_t>(out)) + " column " +
+                                std::to_string(first % static_cast<std::size_t>(out)) + ": " +
+                                std::to_string(y[first]) + " vs " + std::to_string(alone[first])
+                          : std::string()));
+        CHECK(bad == 0);
+      }
     }
   }
 }
