@@ -29,12 +29,14 @@ namespace {
 
 using llm::cpu::Fp8Format;
 
+nlohmann::json read_json(const std::string& relative) {
+  std::ifstream f(llm::test::repo_path(relative));
+  REQUIRE(f.good());
+  return nlohmann::json::parse(f);
+}
+
 const nlohmann::json& reference() {
-  static const nlohmann::json j = [] {
-    std::ifstream f(llm::test::repo_path("datasets/test/quant_reference.json"));
-    REQUIRE(f.good());
-    return nlohmann::json::parse(f);
-  }();
+  static const nlohmann::json j = read_json("datasets/test/quant_reference.json");
   return j;
 }
 
@@ -236,11 +238,7 @@ int check_rows_against_gguf_py(const std::string& path, const nlohmann::json& ro
 }
 
 const nlohmann::json& dequant_reference() {
-  static const nlohmann::json j = [] {
-    std::ifstream f(llm::test::repo_path("datasets/test/dequant_reference.json"));
-    REQUIRE(f.good());
-    return nlohmann::json::parse(f);
-  }();
+  static const nlohmann::json j = read_json("datasets/test/dequant_reference.json");
   return j;
 }
 
