@@ -31,6 +31,7 @@
 #include <string>
 
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
+#include "kernels/cuda/attention_decode/split_merge.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/vector_loads.cuh"
 
@@ -38,7 +39,7 @@ namespace llm::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = kMergeWarps;  // the merge kernel (split_merge.cuh) uses the same block shape
 constexpr int kThreads = kWarps * 32;
 constexpr float kLog2e = 1.4426950408889634f;
 /// Query heads one block serves at most; a larger group (n_heads / n_kv_heads > 8) is cut into
@@ -303,54 +304,6 @@ __global__ void __launch_bounds__(kThreads, Tile<D, GMAX>::kMinBlocks) split_kv_
       p.o_part[part * D + d] = O;  // 0 for an empty split
       if (d == 0) p.ml[part * 2] = M, p.ml[part * 2 + 1] = L;
     }
-  }
-}
-
-/// Max or sum over the block (kThreads threads); every thread gets the result. `buf` holds
-/// kWarps floats; the leading __syncthreads lets a caller reuse it for a second reduction.
-template <bool kMax>
-__device__ float block_reduce(float v, float* buf) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const float other = __shfl_xor_sync(0xffffffffu, v, offset);
-    v = kMax ? fmaxf(v, other) : v + other;
-  }
-  __syncthreads();
-  if (threadIdx.x % 32 == 0) buf[threadIdx.x / 32] = v;
-  __syncthreads();
-  v = buf[0];
-#pragma unroll
-  for (int w = 1; w < kWarps; ++w) v = kMax ? fmaxf(v, buf[w]) : v + buf[w];
-  return v;
-}
-
-/// grid (n_heads, batch), block kThreads: merges the splits of one (sequence, head). Thread d
-/// handles head_dim value d (coalesced reads of o_part); every thread recomputes the split
-/// weights 2^(m_s - m) (a few hundred exp2f at most), which needs no shared array per split.
-__global__ void __launch_bounds__(kThreads)
-    merge_splits_kernel(const float* o_part, const float* ml, __half* out, int n_heads, int splits, int head_dim) {
-  __shared__ float buf[kWarps];
-  const std::size_t head_row = static_cast<std::size_t>(blockIdx.y) * n_heads + blockIdx.x;
-  const float* ml_row = ml + head_row * splits * 2;
-  const float* o_row = o_part + head_row * splits * head_dim;
-
-  float mx = -INFINITY;
-  for (int s = threadIdx.x; s < splits; s += kThreads)
-    if (ml_row[2 * s + 1] > 0.0f) mx = fmaxf(mx, ml_row[2 * s]);
-  const float M = block_reduce<true>(mx, buf);
-
-  for (int d = threadIdx.x; d < head_dim; d += kThreads) {
-    float L = 0.0f, O = 0.0f;
-#pragma unroll 4
-    for (int s = 0; s < splits; ++s) {
-      const float ls = ml_row[2 * s + 1];
-      if (ls > 0.0f) {  // empty splits (l = 0, m = -inf) are skipped
-        const float e = exp2f(ml_row[2 * s] - M);
-        L = fmaf(ls, e, L);
-        O = fmaf(o_row[static_cast<std::size_t>(s) * head_dim + d], e, O);
-      }
-    }
-    out[head_row * head_dim + d] = __float2half_rn(L > 0.0f ? O / L : 0.0f);
   }
 }
 

@@ -7,8 +7,11 @@
 //   02_split_kv.cu            flash-decoding: the sequence is cut into splits, one block per
 //                             (sequence, kv head, split) serving every query head of the group
 //                             (K/V read once per group), then a reduction merges the partials
+//   03_split_kv_quant.cu      02 over a cache of 1-byte codes (int8 or FP8 E4M3) with an fp32 scale
+//                             per (token, KV head): half the bytes of fp16 per K/V element
 //
-// CPU twin: llm::cpu::paged_decode_attention (kernels/cpu/attention.h). Check and time:
+// CPU twins: llm::cpu::paged_decode_attention (01, 02) and paged_decode_attention_quant (03)
+// (kernels/cpu/attention.h). Check and time:
 //   build/kernels/kernel_harness check attention_decode
 //   build/kernels/kernel_harness bench attention_decode
 #pragma once
@@ -17,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace llm::cuda {
 
@@ -59,6 +63,28 @@ void validate(const DecodeAttentionArgs& a);
 
 void attention_decode_01_one_block_per_head(const DecodeAttentionArgs& a, cudaStream_t stream);
 void attention_decode_02_split_kv(const DecodeAttentionArgs& a, cudaStream_t stream);
+
+/// How version 03's cache stores K and V: 1-byte codes, value = scale * decode(code), as the CPU
+/// twin's KvCodeType::int8 / fp8_e4m3 (stage 05's --kv-cache int8|fp8).
+enum class KvCode { int8, fp8_e4m3 };
+const char* kv_code_name(KvCode c);
+
+/// Version 03's arguments: `base` as for 01/02 (q, out, block table, lengths, shape, splits,
+/// workspace of decode_workspace_bytes(base)), its k_cache/v_cache unused, and the cache as
+/// kernels/cpu/attention.h's QuantPagedKvView lays it out, in device memory:
+///   k_codes, v_codes:   [num_blocks, block_size, n_kv_heads, head_dim] bytes (int8 or E4M3)
+///   k_scales, v_scales: [num_blocks, block_size, n_kv_heads] fp32
+struct QuantDecodeAttentionArgs {
+  DecodeAttentionArgs base;
+  KvCode code = KvCode::int8;
+  const std::uint8_t* k_codes = nullptr;
+  const std::uint8_t* v_codes = nullptr;
+  const float* k_scales = nullptr;
+  const float* v_scales = nullptr;
+};
+/// Throws std::invalid_argument naming the field when the args are impossible.
+void validate(const QuantDecodeAttentionArgs& a);
+void attention_decode_03_split_kv_quant(const QuantDecodeAttentionArgs& a, cudaStream_t stream);
 
 struct DecodeAttentionVersion {
   int number;

@@ -10,14 +10,20 @@
 //        block of random data, so a kernel reading past seq_len fails. Version 2 is also run with
 //        num_splits 1 and 3 and with more splits than a short sequence has keys, its workspace
 //        poisoned (NaN) so that a merge reading an unwritten partial fails.
+//        Version 3 reads the same K/V quantized per (token, KV head) row to int8 (scale amax/127,
+//        round to nearest) and to FP8 E4M3 (kernels/cpu/quantize.h's quantize_fp8_row), against
+//        llm::cpu::paged_decode_attention_quant on the same codes and scales, with 02's splits.
 // bench: batch 1, 4, 16 at 4k and 32k context, Llama-8B heads (32 query heads, 8 kv heads,
 //        head_dim 128, block 16); GB/s = (K + V bytes of every valid key + q + out) / time, the
 //        bytes the operation must move at least (version 1 reads K/V once per query head, from
-//        L2 at best; the figure still counts them once, so the versions compare).
+//        L2 at best; the figure still counts them once, so the versions compare). Version 3's
+//        rows count its own bytes (1-byte codes plus an fp32 scale per token, KV head and tensor):
+//        compare their times with 02's, not only their GB/s.
 //
 //   build/kernels/kernel_harness check attention_decode [--version N] [--quick]
 //   build/kernels/kernel_harness bench attention_decode [--version N] [--quick]
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <numeric>
@@ -28,6 +34,7 @@
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/half.h"
+#include "kernels/cpu/quantize.h"
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
 #include "kernels/harness/families/families.h"
 
@@ -84,6 +91,45 @@ std::string join(const std::vector<int>& v) {
 
 bool wants(const FamilyOptions& o, int version) {
   return o.version == 0 || o.version == version;
+}
+
+/// A K or V pool [slots * n_kv_heads rows of head_dim] as version 3 stores it: 1-byte codes and
+/// one fp32 scale per row. int8: scale = amax / 127 (1 for a zero row), code = round(x / scale);
+/// FP8 E4M3: kernels/cpu's quantize_fp8_row. The twin decodes the very codes and scales.
+struct CodedPool {
+  std::vector<std::uint8_t> codes;
+  std::vector<float> scales;
+};
+
+CodedPool quantize_pool(const std::vector<float>& x, int head_dim, cuda::KvCode code) {
+  CodedPool c;
+  const std::size_t rows = x.size() / static_cast<std::size_t>(head_dim);
+  c.codes.resize(x.size());
+  c.scales.resize(rows);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* row = x.data() + r * head_dim;
+    std::uint8_t* dst = c.codes.data() + r * head_dim;
+    if (code == cuda::KvCode::fp8_e4m3) {
+      c.scales[r] = cpu::quantize_fp8_row(row, dst, static_cast<std::size_t>(head_dim), cpu::Fp8Format::E4M3);
+      continue;
+    }
+    float amax = 0.0f;
+    for (int j = 0; j < head_dim; ++j) amax = std::max(amax, std::fabs(row[j]));
+    const float scale = amax > 0.0f ? amax / 127.0f : 1.0f;
+    for (int j = 0; j < head_dim; ++j) {
+      const long q = std::lround(row[j] / scale);
+      dst[j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(std::clamp(q, -127L, 127L)));
+    }
+    c.scales[r] = scale;
+  }
+  return c;
+}
+
+template <class T>
+DeviceBuffer<T> upload_plain(const std::vector<T>& v) {
+  DeviceBuffer<T> d(v.size());
+  if (!v.empty()) CUDA_CHECK(cudaMemcpy(d.get(), v.data(), d.bytes(), cudaMemcpyHostToDevice));
+  return d;
 }
 
 std::vector<DecodeCase> check_cases(bool quick) {
@@ -254,6 +300,54 @@ bool check_attention_decode(const FamilyOptions& o) {
       }
       args.workspace = nullptr;
     }
+
+    // Version 3: the same K/V as 1-byte codes with a scale per (token, KV head).
+    if (!wants(o, 3)) continue;
+    for (const cuda::KvCode code : {cuda::KvCode::int8, cuda::KvCode::fp8_e4m3}) {
+      const CodedPool kc = quantize_pool(k, dc.head_dim, code), vc = quantize_pool(v, dc.head_dim, code);
+      cpu::QuantPagedKvView qview;
+      qview.type = code == cuda::KvCode::int8 ? cpu::KvCodeType::int8 : cpu::KvCodeType::fp8_e4m3;
+      qview.k_codes = kc.codes.data();
+      qview.v_codes = vc.codes.data();
+      qview.k_scales = kc.scales.data();
+      qview.v_scales = vc.scales.data();
+      qview.num_blocks = cache.num_blocks;
+      qview.block_size = dc.block_size;
+      qview.n_kv_heads = dc.n_kv_heads;
+      qview.head_dim = dc.head_dim;
+      qview.block_table = cache.block_table.data();
+      qview.max_blocks_per_seq = cache.max_blocks_per_seq;
+      qview.seq_lens = dc.seq_lens.data();
+      std::vector<float> want_q(q_elems);
+      cpu::paged_decode_attention_quant(want_q.data(), q.data(), batch, dc.n_heads, qview, 1);
+
+      const DeviceBuffer<std::uint8_t> d_kc = upload_plain(kc.codes), d_vc = upload_plain(vc.codes);
+      const DeviceBuffer<float> d_ks = upload_plain(kc.scales), d_vs = upload_plain(vc.scales);
+      cuda::QuantDecodeAttentionArgs qa;
+      qa.base = args;
+      qa.code = code;
+      qa.k_codes = d_kc.get();
+      qa.v_codes = d_vc.get();
+      qa.k_scales = d_ks.get();
+      qa.v_scales = d_vs.get();
+      for (int splits : dc.splits) {
+        qa.base.num_splits = splits;
+        const int resolved = cuda::decode_num_splits(qa.base);
+        DeviceBuffer<float> workspace((cuda::decode_workspace_bytes(qa.base) + sizeof(float) - 1) / sizeof(float));
+        workspace.poison();
+        qa.base.workspace = workspace.get();
+        d_out.poison();
+        cuda::attention_decode_03_split_kv_quant(qa, nullptr);
+        CUDA_CHECK(cudaGetLastError());
+        const std::vector<float> got = download(d_out);
+        const std::string what = std::string("attention_decode 03_split_kv_quant ") + cuda::kv_code_name(code) + " " +
+                                 dc.name + " h=" + std::to_string(dc.n_heads) + "/" + std::to_string(dc.n_kv_heads) +
+                                 " d=" + std::to_string(dc.head_dim) + " block=" + std::to_string(dc.block_size) +
+                                 " lens=" + join(dc.seq_lens) + " splits=" +
+                                 (splits == 0 ? "auto(" + std::to_string(resolved) + ")" : std::to_string(resolved));
+        all_ok = check_close(what, got, want_q, static_cast<std::size_t>(dc.head_dim), kTolFp16) && all_ok;
+      }
+    }
   }
   return all_ok;
 }
@@ -298,6 +392,29 @@ void bench_attention_decode(const FamilyOptions& o) {
       if (ver.number == 2) shape += " splits=" + std::to_string(cuda::decode_num_splits(args));
       const Timing t = time_launch([&](cudaStream_t stream) { ver.run(args, stream); });
       report(row_gbps("attention_decode", ver.name, shape, t, bytes));
+    }
+    if (!wants(o, 3)) continue;
+    // Version 3: device-random bytes as codes (never zeros; an FP8 NaN code costs no time), small
+    // positive scales.
+    const std::size_t rows = pool / kHeadDim;
+    DeviceBuffer<__half> d_kc((pool + 1) / 2), d_vc((pool + 1) / 2);
+    fill_random(d_kc, ++seed, 1.0f);
+    fill_random(d_vc, ++seed, 1.0f);
+    const DeviceBuffer<float> d_scales = upload_plain(std::vector<float>(rows, 0.01f));
+    const double q_bytes = kv_bytes / 2.0 + 2.0 * sz.batch * static_cast<double>(sz.context) * kKvHeads * sizeof(float) +
+                           2.0 * q_elems * sizeof(__half);
+    for (const cuda::KvCode code : {cuda::KvCode::int8, cuda::KvCode::fp8_e4m3}) {
+      cuda::QuantDecodeAttentionArgs qa;
+      qa.base = args;
+      qa.code = code;
+      qa.k_codes = reinterpret_cast<const std::uint8_t*>(d_kc.get());
+      qa.v_codes = reinterpret_cast<const std::uint8_t*>(d_vc.get());
+      qa.k_scales = qa.v_scales = d_scales.get();
+      const std::string shape = "batch=" + std::to_string(sz.batch) + " ctx=" + std::to_string(sz.context) +
+                                " h=32/8 d=128 splits=" + std::to_string(cuda::decode_num_splits(args)) + " " +
+                                cuda::kv_code_name(code);
+      const Timing t = time_launch([&](cudaStream_t stream) { cuda::attention_decode_03_split_kv_quant(qa, stream); });
+      report(row_gbps("attention_decode", "03_split_kv_quant", shape, t, q_bytes));
     }
   }
 }

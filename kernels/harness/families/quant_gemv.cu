@@ -17,8 +17,8 @@
 //        fp32; the kernels scale a block's (or row's) sum once, the twins each weight, and the
 //        sums run in other orders. Version 01's padding bytes are 0xFF (an fp16 NaN as a
 //        scale): a kernel that used them would fail. validate() must name a bad field.
-// bench: Llama-3-8B's shapes at n = 1 and 8: 4096 x 4096 (q/o proj), 14336 x 4096 (gate/up),
-//        4096 x 14336 (down), 1024 x 4096 (k/v proj); every variant side by side in one run, the
+// bench: Llama-3-8B's shapes at n = 1 and 8 (--quick: n = 1): 4096 x 4096 (q/o proj), 14336 x 4096
+//        (gate/up), 4096 x 14336 (down), 1024 x 4096 (k/v proj); every variant side by side in one run, the
 //        fp16 GEMV 02 (stage 04's decode matmul) first as the baseline: kRounds rounds, each timing
 //        every variant in turn (time_launch: a median of 30 L2-flushed launches); a row reports
 //        the median of the rounds' medians (min-max printed), GB/s = (W as stored, scales and
@@ -272,7 +272,7 @@ void bench_quant_gemv(const FamilyOptions& o) {
   std::vector<Size> sizes = {
       {4096, 4096, "q/o proj"}, {14336, 4096, "gate/up"}, {4096, 14336, "down"}, {1024, 4096, "k/v proj"}};
   std::vector<int> rows = {1, cuda::kQuantGemvMaxRows};
-  if (o.quick) sizes.resize(1), rows = {1};
+  if (o.quick) rows = {1};  // gpu_check --quick: every Llama-3-8B shape at batch 1 (issue 14's goals)
   constexpr int kRounds = 3;
   const bool fp8 = cuda::device_has_fp8();
   std::uint64_t seed = o.seed * 7919u;
