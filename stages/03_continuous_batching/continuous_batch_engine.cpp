@@ -48,6 +48,17 @@ std::vector<float> ContinuousBatchEngine::logits(const std::vector<int>& tokens)
 
 std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>& requests,
                                                       const TokenCallback& on_token) {
+  std::vector<Request> list = requests;  // one loop for both modes; a copy of the ids is nothing beside a step
+  return run_loop(list, nullptr, on_token);
+}
+
+void ContinuousBatchEngine::run_online(RequestFeed& feed, const TokenCallback& on_token) {
+  std::vector<Request> arrived;
+  run_loop(arrived, &feed, on_token);
+}
+
+std::vector<RequestResult> ContinuousBatchEngine::run_loop(std::vector<Request>& requests, RequestFeed* feed,
+                                                           const TokenCallback& on_token) {
   const ModelConfig& c = w_.config;
   const auto vocab = static_cast<std::size_t>(c.vocab_size);
   stats_ = {};
@@ -63,6 +74,19 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
   std::vector<std::optional<Sampler>> samplers(requests.size());
   std::size_t next = 0, ended = 0;
   Timer clock;  // token times are seconds since the run started
+  // Online (stage 08): requests cancelled by their client, and those whose result was handed back.
+  std::vector<char> cancelled(requests.size(), 0), over(requests.size(), 0);
+  // Request r has ended: online, its result goes to the feed and its state is dropped, so a
+  // long run holds only what its live requests need.
+  auto end_request = [&](std::size_t r) {
+    ++ended;
+    if (!feed) return;
+    over[r] = 1;
+    samplers[r].reset();
+    requests[r].prompt = {};
+    feed->done(r, std::move(results[r]));
+    results[r] = {};
+  };
 
   // Requests that have arrived by now join the queue (or are refused, with the reason).
   auto arrive = [&] {
@@ -72,15 +96,16 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
         throw Error("request " + req.id + ": arrivals must be in order (arrival_s " + std::to_string(req.arrival_s) +
                     ")");
       results[next] = result_for(req);
-      if (req.max_new_tokens <= 0) {
-        ++ended;  // nothing to generate
+      if (cancelled[next]) results[next].error = "cancelled";
+      if (req.max_new_tokens <= 0 || cancelled[next]) {
+        end_request(next);  // nothing to generate
         continue;
       }
       std::string why = scheduler.submit(next, req);
       if (!why.empty()) {
         results[next].rejected = why;
         ++stats_.rejected;
-        ++ended;
+        end_request(next);
         continue;
       }
       samplers[next].emplace(req.sampling);
@@ -90,23 +115,69 @@ std::vector<RequestResult> ContinuousBatchEngine::run(const std::vector<Request>
   if (policy_) policy_->begin_run(requests);
   // A sequence's request is done: its blocks go back, and the policy forgets it.
   auto retire = [&](int seq) {
+    const std::size_t r = scheduler.sequence(seq).index;
     scheduler.finish(seq);
     if (policy_) policy_->end_sequence(seq);
-    ++ended;
+    end_request(r);
   };
+  // Online: a running request gives its blocks back now; a waiting one holds none and is
+  // dropped when admitted, before it runs (below).
+  auto cancel = [&](std::size_t r) {
+    if (r >= requests.size() || over[r] || cancelled[r]) return;
+    cancelled[r] = 1;
+    results[r].error = "cancelled";
+    for (int seq : scheduler.running()) {
+      if (scheduler.sequence(seq).index == r) return retire(seq);
+    }
+  };
+  std::vector<Request> arrived;
+  std::vector<std::size_t> cancels;
   std::vector<int> tokens, positions, logit_rows;
   std::vector<StepRows> rows;
-  while (ended < requests.size()) {
+  while (feed || ended < requests.size()) {
+    if (feed) {
+      arrived.clear();
+      cancels.clear();
+      const bool idle = !scheduler.has_work();
+      if (!feed->poll(scheduler, idle, arrived, cancels)) {
+        if (!idle || !arrived.empty()) throw Error("request feed: ended the run with requests left");
+        break;
+      }
+      const double now = clock.seconds();
+      for (Request& q : arrived) {
+        q.arrival_s = now;
+        requests.push_back(std::move(q));
+        results.emplace_back();
+        samplers.emplace_back();
+        cancelled.push_back(0);
+        over.push_back(0);
+      }
+      for (std::size_t r : cancels) cancel(r);
+    }
     arrive();
-    if (ended == requests.size()) break;  // the last arrivals were all refused
-    if (!scheduler.has_work()) {          // idle: sleep until the next request arrives
+    if (!feed && ended == requests.size()) break;  // the last arrivals were all refused
+    if (!scheduler.has_work()) {                    // idle: sleep until the next request arrives
+      if (feed) continue;                           // (online: the feed's poll sleeps)
       if (next >= requests.size()) throw Error("scheduler: requests left unfinished with nothing queued");
       wait_until(clock, requests[next].arrival_s);
       continue;
     }
     if (policy_) policy_->before_step(scheduler);
-    const StepPlan plan = scheduler.schedule();
+    StepPlan plan = scheduler.schedule();
     if (plan.chunks.empty()) throw Error("scheduler: work is waiting but nothing could be scheduled");
+    if (feed) {  // cancelled while waiting, just admitted: leave before running
+      std::vector<Chunk> kept;
+      for (const Chunk& ch : plan.chunks) {
+        if (!cancelled[scheduler.sequence(ch.seq).index]) {
+          kept.push_back(ch);
+          continue;
+        }
+        plan.tokens -= ch.count;
+        retire(ch.seq);
+      }
+      plan.chunks = std::move(kept);
+      if (plan.chunks.empty()) continue;
+    }
 
     // One flat list of rows: each chunk's tokens at their own positions, through its own table.
     tokens.clear();

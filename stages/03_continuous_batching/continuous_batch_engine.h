@@ -47,6 +47,22 @@ class DecodePolicy {
   virtual void end_sequence(int seq) = 0;
 };
 
+/// Where an online run (stage 08) gets its requests: instead of a list known up front, requests
+/// arrive and may be cancelled while the engine runs. Requests are numbered in order of arrival
+/// within one run_online(); that number is the `request` of the TokenCallback.
+class RequestFeed {
+ public:
+  virtual ~RequestFeed() = default;
+  /// Called before every step with the scheduler as the last step left it. Appends newly
+  /// submitted requests to `arrived` (their arrival_s is set by the engine) and the numbers of
+  /// requests to cancel to `cancelled`. When `idle` (nothing waiting or running) it may block
+  /// until something comes; returning false then ends the run (asked only when idle).
+  virtual bool poll(const Scheduler& scheduler, bool idle, std::vector<Request>& arrived,
+                    std::vector<std::size_t>& cancelled) = 0;
+  /// Request `r` is over (served, refused, failed or cancelled): its final result.
+  virtual void done(std::size_t r, RequestResult result) = 0;
+};
+
 /// Stage 03's Engine.
 class ContinuousBatchEngine : public Engine {
  public:
@@ -59,6 +75,9 @@ class ContinuousBatchEngine : public Engine {
   /// context or the pool) or finds the queue full gets RequestResult::rejected and no tokens.
   std::vector<RequestResult> run(const std::vector<Request>& requests, const TokenCallback& on_token) override;
   EngineStats stats() const override { return stats_; }
+  /// The same loop fed online (stage 08): runs until `feed` ends it while idle. A cancelled
+  /// request's blocks go back at once (a waiting one never runs). stats() count the whole run.
+  void run_online(RequestFeed& feed, const TokenCallback& on_token);
 
   /// Called after every step with the scheduler, e.g. to check its invariants (tests).
   void set_step_hook(std::function<void(const Scheduler&)> hook) { step_hook_ = std::move(hook); }
@@ -79,6 +98,10 @@ class ContinuousBatchEngine : public Engine {
   std::function<void(const Scheduler&)> step_hook_;
   DecodePolicy* policy_ = nullptr;
   int blocks_in_use_after_run_ = 0;
+
+  /// The loop of run() and run_online(): `feed` null = the fixed list `requests`; else requests
+  /// are appended to `requests` as the feed brings them.
+  std::vector<RequestResult> run_loop(std::vector<Request>& requests, RequestFeed* feed, const TokenCallback& on_token);
 };
 
 }  // namespace llm::stage03
