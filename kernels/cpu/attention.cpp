@@ -8,6 +8,9 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/cpu/fp8.h"
 #include "kernels/cpu/half.h"
@@ -262,7 +265,14 @@ class CodeRows {
       case KvCodeType::f32: return static_cast<const float*>(codes_) + at;
       case KvCodeType::f16: {
         const std::uint16_t* h = static_cast<const std::uint16_t*>(codes_) + at;
-        for (int d = 0; d < hd; ++d) dst[d] = half_to_float(h[d]);
+        int d = 0;
+#if defined(__F16C__)
+        // The CPU's own conversion, 8 at a time (exact, as half_to_float): the scalar bit
+        // manipulation made fp16 decode attention 1.3x slower than reading floats.
+        for (; d + 8 <= hd; d += 8)
+          _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + d))));
+#endif
+        for (; d < hd; ++d) dst[d] = half_to_float(h[d]);
         return dst;
       }
       case KvCodeType::int8: {
