@@ -180,6 +180,7 @@ int worker(const Options& o) {
   if (o.worker == "perplexity") {
     json j = perplexity_of(o, model, *engine);
     j["weight_storage"] = engine->stats().weight_storage;
+    j["matmul"] = built.matmul;
     std::cout << j.dump() << "\n";
     return 0;
   }
@@ -209,6 +210,7 @@ int worker(const Options& o) {
   j["weight_bytes_per_step"] =
       m.engine.weight_bytes > 0 ? static_cast<double>(m.engine.weight_bytes) : weight_bytes_per_step(model.weights);
   j["weight_storage"] = m.engine.weight_storage;
+  j["matmul"] = built.matmul;
   j["packed_weight_bytes"] = m.engine.weight_bytes;
   j["weights_count"] = model.weights.bytes() / sizeof(float);
   j["kv_bytes_per_token"] =
@@ -416,6 +418,7 @@ json summarize(const std::vector<json>& all, const Options& o) {
   s["weight_bytes"] = first["weight_bytes"];
   // Stage 05's storage and the paged stages' pool (results written before these carry none).
   s["weight_storage"] = first.value("weight_storage", "");
+  s["matmul"] = first.value("matmul", "");
   s["packed_weight_bytes"] = first.value("packed_weight_bytes", 0.0);
   s["weights_count"] = first.value("weights_count", 0.0);
   s["kv_plan"] = first.value("kv_plan", json::object());
@@ -458,7 +461,10 @@ bool noisy(const json& stage) {
 /// and stage 04 fp16 (their fixed storage).
 std::string storage_of(const json& s) {
   const std::string held = s["median"].value("weight_storage", "");
-  if (!held.empty()) return held;
+  const std::string matmul = s["median"].value("matmul", "");
+  // The block formats' kernel (stage 05's --matmul) matters to their speed: say which ran.
+  if (!held.empty())
+    return held + (matmul.empty() || held.find("q") == std::string::npos ? "" : "; --matmul " + matmul);
   return s["id"].get<std::string>().rfind("04", 0) == 0 ? "fp16" : "fp32";
 }
 

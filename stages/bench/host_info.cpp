@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <regex>
 #include <stdexcept>
 #include <string>
 
@@ -41,8 +42,15 @@ HostInfo host_info() {
   }
   if (h.cpu_name.empty()) h.cpu_name = "unknown cpu";
   h.threads = cpu::thread_count();  // the engine's threads (kernels/cpu/parallel.h)
+  // "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz" -> "intel-xeon-gold-6338": the marks, the clock and
+  // the filler words dropped (as scripts/plot_stage00.py names its folder).
+  std::string name;
+  for (char c : h.cpu_name) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  name = std::regex_replace(name, std::regex(R"(\((r|tm)\))"), " ");
+  name = std::regex_replace(name, std::regex("@.*$"), " ");
+  name = std::regex_replace(name, std::regex(R"(\b(cpu|processor|[0-9]+-core)\b)"), " ");
   std::string slug;
-  for (char c : h.cpu_name) {
+  for (char c : name) {
     if (std::isalnum(static_cast<unsigned char>(c))) {
       slug += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     } else if (!slug.empty() && slug.back() != '-') {

@@ -82,10 +82,12 @@ KvPlan kv_plan(const StageEntry& stage, const ModelConfig& c, std::size_t kv_bud
   } else {
     return p;  // stages 00-02 have no paged pool
   }
-  p.element_bytes = stage.id.rfind("05", 0) == 0 ? stage05::kv_element_bytes(p.format) : p.format == "f32" ? 4 : 2;
-  const auto per_layer_kv = 2 * static_cast<std::size_t>(c.n_layers);
-  p.bytes_per_token = per_layer_kv * static_cast<std::size_t>(c.kv_dim()) * p.element_bytes;
-  if (p.format == "int8" || p.format == "fp8") p.bytes_per_token += per_layer_kv * c.n_kv_heads * sizeof(float);
+  const bool five = stage.id.rfind("05", 0) == 0;
+  p.element_bytes = five ? stage05::kv_element_bytes(p.format) : p.format == "f32" ? 4 : 2;
+  const std::size_t scale_bytes = five ? stage05::kv_scale_bytes(p.format) : 0;  // per token, KV head, K or V
+  p.bytes_per_token =
+      2 * static_cast<std::size_t>(c.n_layers) *
+      (static_cast<std::size_t>(c.kv_dim()) * p.element_bytes + static_cast<std::size_t>(c.n_kv_heads) * scale_bytes);
   p.block_size = stage03::ContinuousBatchConfig{}.block_size;
   if (kv_budget_bytes > 0) {
     const std::size_t block_bytes = p.bytes_per_token * static_cast<std::size_t>(p.block_size);
@@ -136,6 +138,7 @@ BuiltEngine make_engine(const StageEntry& stage, const Model& model, const Engin
     config.stage04.batching.num_blocks = out.kv.blocks;
     config.weights = stage.weights;
     config.kv_cache = stage.kv_cache;
+    out.matmul = config.matmul;  // the stage's default, as its executable runs it
     // --weights auto keeps a quantized GGUF's blocks: the file is read again for them.
     std::unique_ptr<GGUFFile> file;
     if (model.format == "gguf") file = std::make_unique<GGUFFile>(model.path);

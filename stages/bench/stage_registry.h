@@ -44,9 +44,9 @@ struct EngineOptions {
 struct KvPlan {
   std::string format;             ///< "f32", "f16", "int8", "fp8"; "" for stages without a paged pool
   std::size_t element_bytes = 0;  ///< bytes per stored K/V value (the pool's books)
-  /// Bytes one token costs: 2 (K, V) x layers x kv_dim x element_bytes, plus for int8/fp8 one
-  /// fp32 scale per token, layer, K/V and KV head (kv_quant.h), which the pool's books leave out
-  /// but a real cache of these bytes must hold: the budget pays for them.
+  /// Bytes one token costs: 2 (K, V) x layers x (kv_dim x element_bytes + n_kv_heads x the
+  /// format's scale bytes: an fp32 scale per KV head for int8/fp8, kv_quant.h), as stage 05's pool
+  /// counts them: the budget pays for the scales too.
   std::size_t bytes_per_token = 0;
   int block_size = 0;  ///< tokens per block
   int blocks = 0;      ///< under a budget: floor(budget / (bytes_per_token * block_size)); 0 = the stage's default
@@ -62,6 +62,8 @@ struct BuiltEngine {
   /// null for stages 00-02.
   stage03::ContinuousBatchEngine* paged = nullptr;
   KvPlan kv;
+  /// Stage 05: its --matmul, the stage's default (QuantEngineConfig); "" for the other stages.
+  std::string matmul;
 };
 
 /// The K/V format and, for a budget (bytes, 0 = none), the blocks of `stage` on a model of

@@ -55,6 +55,8 @@ for sid, flags in tool_flags.items():
     check(p is not None, f"stage {sid} has no perplexity")
     if p is None:
         continue
+    if p.get("matmul"):  # stage 05's kernel choice, as the bench ran it
+        flags = flags + ["--matmul", p["matmul"]]
     tool = json.loads(run([perplexity, "--model", MODEL, "--text", TEXT, "--ctx", 32, "--max-windows", 2, "--json"] + flags))
     check(p["tokens"] == tool["perplexity"]["tokens"] == 32, f"stage {sid}: {p['tokens']} tokens scored, the tool "
           f"{tool['perplexity']['tokens']}, expected 2 windows x 16")
