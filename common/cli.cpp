@@ -123,7 +123,7 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     spec.add_options("speculative decoding")
       ("speculate", "proposer: none, draft (--draft-model), ngram (prompt lookup) or layerskip (the target's first --draft-layers layers)", cxxopts::value<text>()->default_value("none"))
       ("draft-model", "draft GGUF with the target's vocabulary and at least its context", cxxopts::value<text>()->default_value(""))
-      ("spec-k", "proposals per sequence and step, 0 to " + std::to_string(CliLimits::spec_k), cxxopts::value<text>()->default_value("4"))
+      ("spec-k", "proposals per sequence and step, 0 to " + std::to_string(CliLimits::spec_k) + ", or auto (0 to 8, chosen every step from the measured acceptance and step times)", cxxopts::value<text>()->default_value("4"))
       ("draft-layers", "layers of the layerskip draft, 1 to the target's - 1; 0 = half", cxxopts::value<text>()->default_value("0"));
   }
   // clang-format on
@@ -189,7 +189,8 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
       o.speculate = r["speculate"].as<text>();
       o.draft_model = r["draft-model"].as<text>();
       if (r.count("draft-model")) check_path("--draft-model", o.draft_model);
-      o.spec_k = integer("spec-k", 0, L::spec_k);
+      o.spec_k_auto = r["spec-k"].as<text>() == "auto";
+      o.spec_k = o.spec_k_auto ? 8 : integer("spec-k", 0, L::spec_k);
       o.draft_layers = integer("draft-layers", 0, L::draft_layers);
     }
   } catch (const cxxopts::exceptions::exception& e) {

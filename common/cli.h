@@ -58,6 +58,7 @@ struct CliOptions {
   std::string speculate = "none";  ///< --speculate: none, draft, ngram or layerskip
   std::string draft_model;         ///< --draft-model: GGUF with the target's vocabulary (for draft)
   int spec_k = 4;                  ///< --spec-k: proposals per sequence and step (0 = none)
+  bool spec_k_auto = false;        ///< --spec-k auto: chosen per step in 0..8 (stage 06's AdaptiveK)
   int draft_layers = 0;            ///< --draft-layers: layers of the layerskip draft; 0 = half the target's
 };
 

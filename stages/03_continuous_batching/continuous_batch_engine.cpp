@@ -13,6 +13,23 @@
 
 namespace llm::stage03 {
 
+ContinuousBatchConfig continuous_batch_config(int batch, int token_budget, int block_size, int num_blocks,
+                                              bool prefix_caching) {
+  ContinuousBatchConfig c;
+  c.scheduler.max_running = batch;
+  c.scheduler.token_budget = token_budget;
+  c.scheduler.prefix_caching = prefix_caching;
+  c.block_size = block_size;
+  c.num_blocks = num_blocks;
+  return c;
+}
+
+ContinuousBatchConfig continuous_batch_config(const CliOptions& o) {
+  ContinuousBatchConfig c = continuous_batch_config(o.batch, o.token_budget, o.block_size, o.kv_blocks, !o.no_prefix_cache);
+  c.scheduler.max_queue = o.max_queue;
+  return c;
+}
+
 ContinuousBatchEngine::ContinuousBatchEngine(const ModelWeights& weights, std::vector<int> stop_ids,
                                              ContinuousBatchConfig config, std::unique_ptr<StepExecutor> executor)
     : w_(weights), stop_ids_(std::move(stop_ids)), config_(config), executor_(std::move(executor)) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "block_pool.h"
+#include "common/cli.h"
 #include "common/engine.h"
 #include "common/forward.h"
 #include "common/model_weights.h"
@@ -28,6 +29,13 @@ struct ContinuousBatchConfig {
   int num_blocks = 0;
   static constexpr std::size_t kDefaultPoolBytes = std::size_t{256} << 20;
 };
+
+/// Stage 03's settings from their values (tests) ...
+ContinuousBatchConfig continuous_batch_config(int batch, int token_budget, int block_size, int num_blocks = 0,
+                                              bool prefix_caching = true);
+/// ... or from a command line's --batch and paged-KV flags (--token-budget, --max-queue,
+/// --no-prefix-cache, --block-size, --kv-blocks).
+ContinuousBatchConfig continuous_batch_config(const CliOptions& o);
 
 /// What a later stage may change in the decode step (stage 06: speculative decoding). Without
 /// one, every sampling chunk gives one token, drawn by the request's Sampler.

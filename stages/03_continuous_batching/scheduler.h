@@ -115,6 +115,7 @@ class Scheduler {
   const std::vector<int>& running() const { return running_; }
   const std::deque<int>& waiting() const { return waiting_; }
   const SchedulerCounters& counters() const { return counters_; }
+  const SchedulerConfig& config() const { return config_; }
   const BlockPool& pool() const { return pool_; }
   /// Tokens whose K/V are held in blocks now, each shared block counted once.
   long tokens_held() const;

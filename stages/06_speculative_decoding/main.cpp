@@ -27,13 +27,9 @@ int main(int argc, char** argv) {
   stage.speculative = true;
   return llm::stage_main(argc, argv, stage, [](const llm::Model& model, const llm::CliOptions& o) {
     llm::stage06::SpeculativeConfig config;
-    config.batching.scheduler.max_running = o.batch;
-    config.batching.scheduler.token_budget = o.token_budget;
-    config.batching.scheduler.max_queue = o.max_queue;
-    config.batching.scheduler.prefix_caching = !o.no_prefix_cache;
-    config.batching.block_size = o.block_size;
-    config.batching.num_blocks = o.kv_blocks;
+    config.batching = llm::stage03::continuous_batch_config(o);
     config.k = o.spec_k;
+    config.adaptive = o.spec_k_auto;
     std::unique_ptr<llm::Model> draft;
     auto proposer = llm::stage06::make_proposer(o.speculate, model, o.draft_model, o.draft_layers, draft);
     return std::make_unique<EngineWithDraft>(std::move(draft), model.weights, model.tokenizer->stop_ids(), config,

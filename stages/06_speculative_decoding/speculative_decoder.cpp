@@ -8,13 +8,17 @@
 
 namespace llm::stage06 {
 
-SpeculativeDecoder::SpeculativeDecoder(Proposer& proposer, int vocab, int k, int max_running, AcceptRule rule)
+SpeculativeDecoder::SpeculativeDecoder(Proposer& proposer, int vocab, int k, int max_running, AcceptRule rule,
+                                       bool adaptive)
     : proposer_(proposer), vocab_(vocab), k_(k), max_running_(max_running), rule_(rule) {
   if (k < 0) throw Error("--spec-k " + std::to_string(k) + ": must be 0 or more");
+  if (adaptive) adaptive_.emplace(k);
 }
 
 void SpeculativeDecoder::begin_run(const std::vector<Request>& requests) {
   stats_ = {};
+  if (adaptive_) adaptive_.emplace(k_);
+  pending_batch_ = 0;
   q_.clear();
   live_.clear();
   params_.clear();
@@ -35,6 +39,12 @@ void SpeculativeDecoder::begin_run(const std::vector<Request>& requests) {
 
 void SpeculativeDecoder::before_step(stage03::Scheduler& scheduler) {
   ++stats_.steps;
+  // The step that just ran, if it was decode-only: what its k yielded, proposing included.
+  if (adaptive_ && pending_batch_ > 0)
+    adaptive_->record_step(pending_batch_, pending_k_, stats_.emitted - emitted_mark_, step_clock_.seconds());
+  pending_batch_ = 0;
+  step_clock_ = Timer();
+  emitted_mark_ = stats_.emitted;
   Timer timer;
   q_.clear();
   // A preempted sequence loses its draft state with its blocks; it is rebuilt when it runs again.
@@ -47,21 +57,44 @@ void SpeculativeDecoder::before_step(stage03::Scheduler& scheduler) {
       ++it;
     }
   }
-  if (k_ == 0) return;
+  int decoding = 0;
+  for (int id : running) {
+    const stage03::Sequence& s = scheduler.sequence(id);
+    decoding += s.computed + 1 == static_cast<int>(s.tokens.size());
+  }
+  // A decode-only step: no prompt chunk and no admission can join it.
+  const bool decode_only = decoding > 0 && decoding == static_cast<int>(running.size()) &&
+                           (scheduler.waiting().empty() ||
+                            static_cast<int>(running.size()) >= scheduler.config().max_running);
+  const int step_k = adaptive_ ? adaptive_->choose(decoding) : k_;
+  stats_.k_sum += step_k;
   std::vector<ProposalRequest> asks;
   for (int id : running) {
+    if (step_k == 0) break;
     const stage03::Sequence& s = scheduler.sequence(id);
     if (s.computed + 1 != static_cast<int>(s.tokens.size())) continue;  // still in prefill
     // Never past max_new_tokens: the step emits the kept proposals plus one.
     const long room = static_cast<long>(s.prompt_len) + s.max_new_tokens - static_cast<long>(s.tokens.size()) - 1;
-    const int k = static_cast<int>(std::min<long>(k_, room));
+    const int k = static_cast<int>(std::min<long>(step_k, room));
     if (k < 1) continue;
     const SamplingParams& p = params_[s.index];
     asks.push_back(ProposalRequest{id, s.tokens, k, p.temperature > 0.0f ? &*draws_[s.index] : nullptr});
     live_.insert(id);
   }
-  if (asks.empty()) return;
-  std::vector<Proposal> got = proposer_.propose(asks);
+  if (!asks.empty()) {
+    std::vector<Proposal> got = proposer_.propose(asks);
+    use_proposals(scheduler, asks, got);
+  }
+  stats_.draft_seconds += timer.seconds();
+  if (adaptive_ && decode_only) {
+    pending_batch_ = decoding;
+    pending_k_ = step_k;
+  }
+}
+
+int SpeculativeDecoder::use_proposals(stage03::Scheduler& scheduler, const std::vector<ProposalRequest>& asks,
+                                      std::vector<Proposal>& got) {
+  int proposals = 0;
   for (std::size_t i = 0; i < asks.size(); ++i) {
     Proposal& g = got[i];
     if (g.tokens.empty()) continue;
@@ -69,9 +102,10 @@ void SpeculativeDecoder::before_step(stage03::Scheduler& scheduler) {
       throw Error("proposer: returned " + std::to_string(g.tokens.size()) + " tokens for k = " +
                   std::to_string(asks[i].k));
     scheduler.propose(asks[i].seq, g.tokens);
+    proposals += static_cast<int>(g.tokens.size());
     q_[asks[i].seq] = std::move(g.q);
   }
-  stats_.draft_seconds += timer.seconds();
+  return proposals;
 }
 
 std::vector<int> SpeculativeDecoder::choose(int seq, const stage03::Sequence& s, const float* logits, int rows,

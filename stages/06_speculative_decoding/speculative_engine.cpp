@@ -14,7 +14,8 @@ SpeculativeEngine::SpeculativeEngine(const ModelWeights& target, std::vector<int
   if (config.k < 0) throw Error("--spec-k " + std::to_string(config.k) + ": must be 0 or more");
   if (proposer_) {
     decoder_ = std::make_unique<SpeculativeDecoder>(*proposer_, target.config.vocab_size, config.k,
-                                                    config.batching.scheduler.max_running, config.rule);
+                                                    config.batching.scheduler.max_running, config.rule,
+                                                    config.adaptive);
     engine_.set_decode_policy(decoder_.get());
   }
 }
@@ -42,6 +43,7 @@ EngineStats SpeculativeEngine::stats() const {
       {"forwards per token", generated_ ? static_cast<double>(s.steps) / static_cast<double>(generated_) : 0.0},
       {"draft time share", run_seconds_ > 0 ? s.draft_seconds / run_seconds_ : 0.0},
   };
+  if (decoder_->adaptive()) e.stage_figures.emplace_back("mean k (adaptive)", s.steps ? static_cast<double>(s.k_sum) / s.steps : 0.0);
   return e;
 }
 

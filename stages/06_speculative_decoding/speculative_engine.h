@@ -19,6 +19,7 @@ struct SpeculativeConfig {
   stage03::ContinuousBatchConfig batching;
   int k = 4;                             ///< proposals per sequence and step (--spec-k)
   AcceptRule rule = accept_rejection_sampling;  ///< the sampling verifier (tests swap in wrong ones)
+  bool adaptive = false;                 ///< k is the largest; AdaptiveK picks 0..k per step (--spec-k auto)
 };
 
 /// Stage 06's Engine.

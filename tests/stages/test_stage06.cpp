@@ -12,6 +12,7 @@
 //                 the second is the first speculative position, the third often follows a
 //                 rejection), for a sampling draft model and a point-mass proposer; and the same
 //                 test FAILS for two wrong acceptance rules (the test of the test)
+//   [adaptive]    the adaptive k's choices from measured rates (and [vs-stage03] runs it)
 //   [errors]      a draft with another vocabulary or a shorter context, --draft-layers out of range
 //   [ex:NAME]     each exercise against an independent computation
 #include <catch2/catch.hpp>
@@ -25,6 +26,7 @@
 #include "common/model_weights.h"
 #include "stages/03_continuous_batching/continuous_batch_engine.h"
 #include "stages/06_speculative_decoding/acceptance.h"
+#include "stages/06_speculative_decoding/adaptive_k.h"
 #include "stages/06_speculative_decoding/draft_model_proposer.h"
 #include "stages/06_speculative_decoding/layer_skip_proposer.h"
 #include "stages/06_speculative_decoding/prompt_lookup_proposer.h"
@@ -40,21 +42,13 @@ namespace {
 
 constexpr double kTol = 1e-4;
 
-stage03::ContinuousBatchConfig batching(int batch, int budget, int block_size, int num_blocks = 0,
-                                        bool prefix = true) {
-  stage03::ContinuousBatchConfig c;
-  c.scheduler.max_running = batch;
-  c.scheduler.token_budget = budget;
-  c.scheduler.prefix_caching = prefix;
-  c.block_size = block_size;
-  c.num_blocks = num_blocks;
-  return c;
-}
+/// Stage 03's settings: batch, token budget, block size, blocks (0 = auto), prefix caching.
+using stage03::continuous_batch_config;
 
 /// The target alone: stage 03, one request at a time, arrivals ignored.
 std::vector<RequestResult> target_alone(const ModelWeights& w, std::vector<Request> reqs, const std::vector<int>& stops) {
   for (auto& r : reqs) r.arrival_s = 0.0;
-  stage03::ContinuousBatchEngine engine(w, stops, batching(1, 256, 8));
+  stage03::ContinuousBatchEngine engine(w, stops, continuous_batch_config(1, 256, 8));
   engine.set_keep_logits(true);
   return engine.run(reqs, nullptr);
 }
@@ -154,7 +148,7 @@ TEST_CASE("greedy speculation gives every request the target's own tokens and lo
       INFO("proposer " << name);
       long accepted = 0;
       for (int k = 1; k <= 8; ++k) {  // batch 1: one request at a time
-        stage06::SpeculativeConfig config{batching(1, 256, 8), k};
+        stage06::SpeculativeConfig config{continuous_batch_config(1, 256, 8), k};
         const std::vector<Request> one(reqs.begin(), reqs.begin() + 1);
         const std::vector<RequestResult> want_one(want.begin(), want.begin() + 1);
         accepted += check_equals_target(target.weights, one, stops, want_one, config,
@@ -163,13 +157,18 @@ TEST_CASE("greedy speculation gives every request the target's own tokens and lo
       }
       for (int k : {2, 5, 8}) {  // batched, a budget that cannot take every proposal, a pool that preempts
         const int bs = 4;
-        stage06::SpeculativeConfig config{batching(4, 9, bs, (largest_request(reqs) + bs - 1) / bs), k};
+        stage06::SpeculativeConfig config{continuous_batch_config(4, 9, bs, (largest_request(reqs) + bs - 1) / bs), k};
         EngineStats e;
         accepted += check_equals_target(target.weights, reqs, stops, want, config,
                                         proposer_named(name, target.weights, draft.weights), &e)
                         .accepted;
         CHECK(e.preemptions > 0);
       }
+      stage06::SpeculativeConfig adaptive{continuous_batch_config(4, 64, 4), 8};  // k chosen per step in 0..8
+      adaptive.adaptive = true;
+      accepted += check_equals_target(target.weights, reqs, stops, want, adaptive,
+                                      proposer_named(name, target.weights, draft.weights))
+                      .accepted;
       CHECK(accepted > 0);  // the accepted path was exercised, not only rejections
     }
   }
@@ -188,11 +187,11 @@ TEST_CASE("greedy speculation gives every request the target's own tokens and lo
         for (int k : {1, 3, 8}) {
           const int bs = 3;
           check_equals_target(w, reqs, {}, want,
-                              stage06::SpeculativeConfig{batching(1, 256, bs, 0, true), k},
+                              stage06::SpeculativeConfig{continuous_batch_config(1, 256, bs, 0, true), k},
                               proposer_named(name, w, draft));
           EngineStats e;
           check_equals_target(w, reqs, {}, want,
-                              stage06::SpeculativeConfig{batching(6, 7, bs, (largest_request(reqs) + bs - 1) / bs), k},
+                              stage06::SpeculativeConfig{continuous_batch_config(6, 7, bs, (largest_request(reqs) + bs - 1) / bs), k},
                               proposer_named(name, w, draft), &e);
           preemptions += e.preemptions;
         }
@@ -246,7 +245,7 @@ TEST_CASE("rejected proposals are rolled back: invariants every step of 300 rand
     const auto want = target_alone(w, reqs, {});
     const int bs = 1 + below(5);
     const int blocks = (largest_request(reqs) + bs - 1) / bs + below(4);
-    stage06::SpeculativeConfig config{batching(1 + below(5), 2 + below(20), bs, blocks, below(2) == 0), 1 + below(8)};
+    stage06::SpeculativeConfig config{continuous_batch_config(1 + below(5), 2 + below(20), bs, blocks, below(2) == 0), 1 + below(8)};
     EngineStats e;
     const auto s = check_equals_target(w, reqs, {}, want, config,
                                        std::make_unique<RandomProposer>(spec.vocab, 77 + static_cast<std::uint64_t>(run)),
@@ -363,7 +362,7 @@ ChiSquare chi_square(const std::map<std::vector<int>, long>& counts, const std::
 /// logits and the sampler's distribution (temperature, top-k, top-p): independent of stage 06.
 std::map<std::vector<int>, double> target_law(const ModelWeights& w, const std::vector<int>& prompt,
                                               const SamplingParams& params) {
-  stage03::ContinuousBatchEngine engine(w, {}, batching(1, 256, 8));
+  stage03::ContinuousBatchEngine engine(w, {}, continuous_batch_config(1, 256, 8));
   const Sampler sampler(params);
   const int vocab = w.config.vocab_size;
   auto next = [&](const std::vector<int>& ctx) {
@@ -406,7 +405,7 @@ std::map<std::vector<int>, long> draw(const ModelWeights& w, const std::vector<i
     r.sampling = params;
     r.sampling.seed = static_cast<std::uint64_t>(i);
   }
-  stage06::SpeculativeConfig config{batching(64, 1024, 4), 2, rule};
+  stage06::SpeculativeConfig config{continuous_batch_config(64, 1024, 4), 2, rule};
   config.batching.scheduler.max_queue = static_cast<int>(n);  // every request queues at t = 0
   stage06::SpeculativeEngine engine(w, {}, config, std::move(proposer));
   const auto results = engine.run(reqs, nullptr);
@@ -493,6 +492,43 @@ TEST_CASE("rejection sampling keeps the target's distribution; wrong rules are c
   }
 }
 
+TEST_CASE("adaptive k tries every candidate, then keeps the best measured k per batch size", "[adaptive]") {
+  stage06::AdaptiveK a(8);
+  // Untried candidates first: 0, 1, 2, 4, 8.
+  std::vector<int> tried;
+  for (int i = 0; i < 5; ++i) {
+    const int k = a.choose(1);
+    tried.push_back(k);
+    a.record_step(1, k, 1 + k, 0.01);  // tokens per second rises with k at batch 1
+  }
+  CHECK(tried == std::vector<int>{0, 1, 2, 4, 8});
+  CHECK(a.rate(1, 8) == Approx(900.0));
+  // Batch 16 is another bucket: measured from scratch; there speculation costs more than it
+  // yields, and the climb stops at k = 1 (slower than 0) without trying the expensive ones.
+  for (int i = 0; i < 5; ++i) {
+    const int k = a.choose(16);
+    CHECK(k <= 1);
+    a.record_step(16, k, 16 * (1 + k / 4), 0.01 * (1 + k));
+  }
+  CHECK(a.rate(16, 2) == 0.0);
+  long off = 0, probes = 0;
+  for (int i = 0; i < 64; ++i) {
+    const int k = a.choose(16);
+    off += k == 0;
+    probes += k == 1;
+    CHECK((k == 0 || k == 1));
+  }
+  CHECK(off >= 60);  // a probe every 32 steps while speculation does not pay
+  CHECK(probes >= 1);
+  long best = 0;
+  for (int i = 0; i < 32; ++i) {
+    const int k = a.choose(1);
+    best += k == 8;
+    CHECK((k == 8 || k == 7));  // the best, or a probe next to it
+  }
+  CHECK(best >= 28);
+}
+
 TEST_CASE("a draft that cannot serve the target is refused", "[errors]") {
   test::RandomModelSpec spec = test::awkward_specs()[0];
   const ModelWeights w = test::make_random_weights(spec);
@@ -508,7 +544,7 @@ TEST_CASE("a draft that cannot serve the target is refused", "[errors]") {
   CHECK_THROWS_WITH(stage06::first_layers(w, 0), Catch::Contains("--draft-layers 0"));
   CHECK_THROWS_WITH(stage06::first_layers(w, 2), Catch::Contains("--draft-layers 2: must be between 1 and 1"));
   CHECK(stage06::first_layers(w, 1).layers.size() == 1);
-  stage06::SpeculativeConfig config{batching(1, 256, 8), -1};
+  stage06::SpeculativeConfig config{continuous_batch_config(1, 256, 8), -1};
   CHECK_THROWS_WITH(stage06::SpeculativeEngine(w, {}, config, std::make_unique<stage06::PromptLookupProposer>()),
                     Catch::Contains("--spec-k -1"));
 }

@@ -1,0 +1,56 @@
+#include "adaptive_k.h"
+
+#include <algorithm>
+#include <bit>
+
+namespace llm::stage06 {
+
+namespace {
+constexpr long kProbeEvery = 8;     ///< a step next to the best k every 8 steps while speculating
+constexpr double kSmoothing = 0.2;  ///< weight of one step in the moving average
+}  // namespace
+
+AdaptiveK::AdaptiveK(int k_max) : k_max_(std::max(0, k_max)) {}
+
+int AdaptiveK::bucket(int batch) { return std::bit_width(static_cast<unsigned>(std::max(batch, 1))); }
+
+double AdaptiveK::rate(int batch, int k) const {
+  const auto it = rate_.find(bucket(batch));
+  return it == rate_.end() || k < 0 || k > k_max_ ? 0.0 : it->second[static_cast<std::size_t>(k)];
+}
+
+void AdaptiveK::record_step(int batch, int k, long tokens, double seconds) {
+  if (k < 0 || k > k_max_ || !(seconds > 0.0)) return;
+  auto& rates = rate_[bucket(batch)];
+  rates.resize(static_cast<std::size_t>(k_max_) + 1, 0.0);
+  double& r = rates[static_cast<std::size_t>(k)];
+  const double now = static_cast<double>(tokens) / seconds;
+  r = r == 0.0 ? now : r + kSmoothing * (now - r);
+}
+
+int AdaptiveK::choose(int batch) {
+  ++calls_;
+  if (k_max_ == 0 || batch < 1) return 0;
+  auto& rates = rate_[bucket(batch)];
+  rates.resize(static_cast<std::size_t>(k_max_) + 1, 0.0);
+  // Climb first: 0, 1, 2, 4, ... up to the largest, each tried once, going on only while the last
+  // one was faster (a large k at a large batch is an expensive experiment).
+  int previous = -1;
+  for (int k = 0;; k = k == 0 ? 1 : std::min(2 * k, k_max_)) {
+    const double r = rates[static_cast<std::size_t>(k)];
+    if (r == 0.0) return k;
+    if (previous >= 0 && r <= rates[static_cast<std::size_t>(previous)]) break;
+    if (k == k_max_) break;
+    previous = k;
+  }
+  const int best = static_cast<int>(std::max_element(rates.begin(), rates.end()) - rates.begin());
+  // Probe one k either side; rarely when speculation is off, so that a batch where it does not
+  // pay loses at most a few percent to the probes.
+  if (calls_ % (best > 0 ? kProbeEvery : 4 * kProbeEvery) == 0) {
+    const int other = (calls_ / kProbeEvery) % 2 ? best + 1 : best - 1;
+    return std::clamp(other, best == 0 ? 1 : 0, k_max_);
+  }
+  return best;
+}
+
+}  // namespace llm::stage06
