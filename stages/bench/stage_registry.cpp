@@ -11,6 +11,7 @@
 #include "stages/04_cuda/gpu_engine.h"
 #include "stages/05_quantization/kv_quant.h"
 #include "stages/05_quantization/quant_engine.h"
+#include "stages/06_speculative_decoding/speculative_engine.h"
 
 namespace llm::bench {
 
@@ -58,6 +59,14 @@ const std::vector<StageEntry>& stages() {
       kv_entry("f16", "K/V cache in fp16 (2 bytes per value)"),
       kv_entry("int8", "K/V cache in int8 with a scale per token and KV head (1 byte per value)"),
       kv_entry("fp8", "K/V cache in FP8 E4M3 with a scale per token and KV head (1 byte per value)"),
+      // Stage 06 (stage 03's engine and pool, greedy tokens unchanged), only when named: the
+      // proposers that need no second file.
+      {"06-ngram", "06_speculative_decoding (prompt lookup, k 4)",
+       "speculative decoding: prompt lookup proposes 4 tokens, one forward verifies them", true, true, "", ""},
+      {"06-ngram-auto", "06_speculative_decoding (prompt lookup, adaptive k)",
+       "speculative decoding with k chosen per step from measured tokens/s", true, true, "", ""},
+      {"06-layerskip", "06_speculative_decoding (layer skip, k 4)",
+       "speculative decoding: the target's first half of the layers proposes 4 tokens", true, true, "", ""},
   };
   return all;
 }
@@ -73,7 +82,7 @@ const StageEntry& find_stage(const std::string& key) {
 
 KvPlan kv_plan(const StageEntry& stage, const ModelConfig& c, std::size_t kv_budget_bytes) {
   KvPlan p;
-  if (stage.id.rfind("03", 0) == 0) {
+  if (stage.id.rfind("03", 0) == 0 || stage.id.rfind("06", 0) == 0) {
     p.format = "f32";
   } else if (stage.id.rfind("04", 0) == 0) {
     p.format = "f16";  // both of stage 04's backends store fp16 K/V
@@ -148,6 +157,17 @@ BuiltEngine make_engine(const StageEntry& stage, const Model& model, const Engin
     out.backend = built.backend + (built.note.empty() ? "" : " (" + built.note + ")");
     out.paged = &built.engine->inner();
     out.engine = std::move(built.engine);
+  } else if (stage.id.rfind("06", 0) == 0) {
+    stage06::SpeculativeConfig config;
+    config.batching.scheduler.max_running = batch;
+    config.batching.num_blocks = out.kv.blocks;
+    config.adaptive = stage.id == "06-ngram-auto";
+    config.k = config.adaptive ? 8 : 4;
+    std::unique_ptr<Model> no_draft;
+    auto proposer = stage06::make_proposer(stage.id == "06-layerskip" ? "layerskip" : "ngram", model, "", 0, no_draft);
+    auto engine = std::make_unique<stage06::SpeculativeEngine>(model.weights, stops, config, std::move(proposer));
+    out.paged = &engine->batching();
+    out.engine = std::move(engine);
   } else {
     throw Error("no engine for stage " + stage.name);
   }
