@@ -117,7 +117,7 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     spec.add_options("quantization")
       ("weights", "weight storage: auto (as stored in the file), f32, f16, q8_0, q4_0, q4_1 or fp8 (E4M3, a scale per row)", cxxopts::value<text>()->default_value("auto"))
       ("kv-cache", "K/V cache storage: f32, f16, int8 or fp8 (E4M3); int8/fp8 with a scale per token and KV head", cxxopts::value<text>()->default_value("f16"))
-      ("matmul", "quantized matmul: fused (dequantize in registers, fp32 activations) or int8 (activations quantized to int8 per block of 32)", cxxopts::value<text>()->default_value("fused"));
+      ("matmul", "quantized matmul: auto (the fastest here: int8 when the CPU has AVX2 or VNNI, else fused), fused (dequantize in registers, fp32 activations) or int8 (activations quantized to int8 per block of 32, weights repacked at load)", cxxopts::value<text>()->default_value("auto"));
   }
   if (speculative) {
     spec.add_options("speculative decoding")
@@ -206,7 +206,8 @@ std::optional<CliOptions> parse_cli(int argc, char** argv, const std::string& pr
     throw Error("--weights " + printable(o.weights) + ": must be auto, f32, f16, q8_0, q4_0, q4_1 or fp8");
   if (!one_of(o.kv_cache, {"f32", "f16", "int8", "fp8"}))
     throw Error("--kv-cache " + printable(o.kv_cache) + ": must be f32, f16, int8 or fp8");
-  if (!one_of(o.matmul, {"fused", "int8"})) throw Error("--matmul " + printable(o.matmul) + ": must be fused or int8");
+  if (!one_of(o.matmul, {"auto", "fused", "int8"}))
+    throw Error("--matmul " + printable(o.matmul) + ": must be auto, fused or int8");
   if (!one_of(o.speculate, {"none", "draft", "ngram", "layerskip"}))
     throw Error("--speculate " + printable(o.speculate) + ": must be none, draft, ngram or layerskip");
   if (o.speculate == "draft" && o.draft_model.empty()) throw Error("--speculate draft needs --draft-model FILE");

@@ -53,7 +53,7 @@ struct CliOptions {
   // Stages with quantized weights (StageInfo::quantization, stage 05 on) also take:
   std::string weights = "auto";  ///< --weights: auto (as stored), f32, f16, q8_0, q4_0, q4_1, fp8
   std::string kv_cache = "f16";  ///< --kv-cache: f32, f16, int8 or fp8
-  std::string matmul = "fused";  ///< --matmul: fused (weight-only) or int8 (int8 activations)
+  std::string matmul = "auto";  ///< --matmul: auto (the fastest here), fused (weight-only) or int8 (int8 activations)
   // Stages with speculative decoding (StageInfo::speculative, stage 06) also take:
   std::string speculate = "none";  ///< --speculate: none, draft, ngram or layerskip
   std::string draft_model;         ///< --draft-model: GGUF with the target's vocabulary (for draft)

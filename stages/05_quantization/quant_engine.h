@@ -19,7 +19,7 @@ struct QuantEngineConfig {
   stage04::GpuEngineConfig stage04;  ///< batching and --backend
   std::string weights = "auto";      ///< --weights
   std::string kv_cache = "f16";      ///< --kv-cache: f32, f16, int8 or fp8 (kv_quant.h)
-  std::string matmul = "fused";      ///< --matmul: fused or int8
+  std::string matmul = "auto";       ///< --matmul: auto (the fastest here), fused or int8
   /// The K/V pool's byte budget when stage04.batching.num_blocks is 0 (CPU backend): blocks =
   /// min(budget / bytes of a block in the --kv-cache format, max_running full contexts).
   std::size_t kv_pool_bytes = stage03::ContinuousBatchConfig::kDefaultPoolBytes;

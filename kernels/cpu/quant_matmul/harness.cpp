@@ -25,6 +25,7 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/quant_matmul/int8_activations.h"
 #include "kernels/cpu/quant_matmul/quant_matmul.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/harness/compare.h"
@@ -97,9 +98,40 @@ std::vector<double> int8_bound(const Problem& p) {
   return b;
 }
 
+// The activation quantizer's AVX-512 twin against its definition, on random blocks and on blocks
+// built to hit the rounding ties (x / d = k + 0.5) and zeros: the same bytes, scale and sum.
+int check_activation_quantizer(std::mt19937& rng) {
+#if defined(__x86_64__)
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+  std::normal_distribution<float> normal;
+  std::uniform_int_distribution<int> k(-127, 126);
+  int bad = 0;
+  for (int blk = 0; blk < 4000; ++blk) {
+    float x[32];
+    for (int j = 0; j < 32; ++j) x[j] = normal(rng) * (blk % 7 == 0 ? 1e-30f : 1.0f);
+    if (blk % 3 == 1) {  // ties: max|x| = 127 exactly, so d = 1 and x = k + 0.5 sits on a tie
+      for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(k(rng)) + 0.5f;
+      x[0] = blk % 2 ? 127.0f : -127.0f;
+    }
+    if (blk % 11 == 0) std::fill(x, x + 32, 0.0f);
+    std::int8_t q0[32], q1[32];
+    std::int32_t s0 = 0, s1 = 0;
+    const float d0 = qmm::detail::quantize_block(x, q0, &s0), d1 = qmm::detail::quantize_block_avx512(x, q1, &s1);
+    if (std::memcmp(q0, q1, 32) != 0 || std::memcmp(&d0, &d1, 4) != 0 || s0 != s1) {
+      if (++bad <= 10) std::printf("  activation block %d: avx512 quantizer differs from the scalar one\n", blk);
+    }
+  }
+  if (bad > 0) std::printf("FAIL activation quantizer avx512: %d of 4000 blocks differ\n", bad);
+  return bad > 0 ? 1 : 0;
+#else
+  (void)rng;
+  return 0;
+#endif
+}
+
 int check(bool quick) {
   std::mt19937 rng(2024);
-  int failures = 0, checks = 0;
+  int failures = check_activation_quantizer(rng), checks = 1;
   std::vector<std::tuple<int, int, int>> shapes = {{1, 32, 7},   {1, 576, 192}, {3, 96, 65},  {4, 576, 100},
                                                    {16, 64, 33}, {17, 160, 19}, {40, 256, 24}};
   if (!quick) shapes.push_back({16, 1536, 576});

@@ -3,8 +3,6 @@
 // way, so their results differ only by the order of the float sums.
 #pragma once
 
-#include <algorithm>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -20,35 +18,15 @@ struct Int8Activations {
   std::vector<float> t;         ///< [rows, blocks]: d * s, rounded once (Q4_1's min term: m * t)
 };
 
+/// One block of 32 activations: q[32] and the returned scale d; *sum = sum of q. The definition
+/// (quantize_activations runs it, or its AVX-512 twin, which gives the same bytes).
+float quantize_block(const float* xb, std::int8_t* q, std::int32_t* sum);
+#if defined(__x86_64__)
+/// quantize_block with AVX-512 (F, BW): only on a CPU that has them.
+float quantize_block_avx512(const float* xb, std::int8_t* q, std::int32_t* sum);
+#endif
+
 /// Quantizes x[rows, in] (in a multiple of 32): q = round(x / d) half away from zero, d = max|x| / 127.
-inline Int8Activations quantize_activations(const float* x, int rows, int in) {
-  Int8Activations a;
-  a.rows = rows;
-  a.blocks = in / 32;
-  const auto nb = static_cast<std::size_t>(rows) * static_cast<std::size_t>(a.blocks);
-  a.q.resize(static_cast<std::size_t>(rows) * static_cast<std::size_t>(in));
-  a.d.resize(nb);
-  a.s.resize(nb);
-  a.t.resize(nb);
-  for (std::size_t b = 0; b < nb; ++b) {
-    const float* xb = x + b * 32;
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    // Half away from zero as std::lround, spelt with trunc (one instruction, vectorisable; lround
-    // and round are library calls, 0.1-0.3 ms of every SmolLM2 decode step): v - trunc(v) is exact.
-    std::int8_t* q = &a.q[b * 32];
-    for (int j = 0; j < 32; ++j) {
-      const float v = xb[j] * id, t = std::trunc(v);
-      q[j] = static_cast<std::int8_t>(std::fabs(v - t) >= 0.5f ? t + std::copysign(1.0f, v) : t);
-    }
-    std::int32_t s = 0;
-    for (int j = 0; j < 32; ++j) s += q[j];
-    a.d[b] = d;
-    a.s[b] = s;
-    a.t[b] = d * static_cast<float>(s);
-  }
-  return a;
-}
+Int8Activations quantize_activations(const float* x, int rows, int in);
 
 }  // namespace llm::cpu::qmm::detail
