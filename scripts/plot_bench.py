@@ -89,16 +89,22 @@ def color(s):
     return STAGE_COLORS.get(stage_id(s), OTHER_COLOR)
 
 
+def spaced(name):
+    """ "static batching" from "static_batching"; a bracket keeps its own: "quantization (q8_0 weights)"."""
+    words, bracket, rest = name.partition(" (")
+    return words.replace("_", " ") + bracket + rest
+
+
 def short(stage):
     """ "02 static batching" from "02_static_batching"."""
     head, _, rest = stage.partition("_")
-    return head + " " + rest.replace("_", " ")
+    return head + " " + spaced(rest)
 
 
 def tick_label(s):
     """A short label that fits under a bar: the id, then the name wrapped to a narrow column."""
     _, _, rest = s["stage"].partition("_")
-    label = stage_id(s) + "\n" + textwrap.fill(rest.replace("_", " "), 14)
+    label = stage_id(s) + "\n" + textwrap.fill(spaced(rest), 14)
     backend = s.get("median", {}).get("backend", "")
     if stage_id(s).startswith("04") and backend:
         label += f"\n(ran on {backend.split(' ')[0]})"  # the GPU engine's row may have run on the CPU

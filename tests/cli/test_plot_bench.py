@@ -179,6 +179,7 @@ if sp is not None:
     check("perplexity" in ax.get_xlabel() and "tokens" in ax.get_ylabel(), "speed-vs-perplexity axis labels")
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     check(any("noisy" in t for t in legend), f"the noisy q4_0 point is not marked in the legend: {legend}")
+    check(any("(q8_0 weights)" in t for t in legend), f"the format's name lost its underscore: {legend}")
     check(len(set(pb.STAGE_COLORS.values())) == len(pb.STAGE_COLORS), "two stage ids share a colour")
 one = result("one", [with_ppl(stage("05-q8_0", "05_quantization (q8_0 weights)", 40, [40]), 26.9, 3.4)])
 check(pb.plot_speed_ppl(one) is None, "a speed-vs-perplexity plot with a single point")
