@@ -83,6 +83,7 @@ int serve(int argc, char** argv) {
   stage08::ServerMetrics metrics;
   stage08::OnlineEngine online(*engine, stage08::OnlineConfig{o.max_queue, 10000}, metrics);
   stage08::OpenAiServer server(model, online, metrics, so, o.max_new_tokens, o.block_size, engine->num_blocks());
+  online.cancel(0);  // no such request: a no-op, but it runs the cancel-request exercise
   const int port = server.bind();
   std::printf("stage08_serving: listening on http://%s:%d (model '%s', %d KV blocks of %d tokens)\n", so.host.c_str(),
               port, so.model_name.c_str(), engine->num_blocks(), o.block_size);

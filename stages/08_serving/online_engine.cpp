@@ -196,14 +196,16 @@ void OnlineEngine::cancel(std::uint64_t id) {
   std::optional<Pending> dropped;
   {
     std::lock_guard lock(mutex_);
+    // BEGIN EXERCISE(cancel-request): a request still in pending_ leaves it now (into `dropped`); else ask the engine thread (cancels_)
     auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& p) { return p.id == id; });
-    if (it != pending_.end()) {  // never reached the engine
+    if (it != pending_.end()) {  // it never reached the engine: nothing to free there
       dropped = std::move(*it);
       pending_.erase(it);
       snapshot_.waiting -= 1;
-    } else {
+    } else {  // the engine thread frees its blocks at its next poll, before the next step
       cancels_.push_back(id);
     }
+    // END EXERCISE
   }
   wake_.notify_one();
   if (dropped) {

@@ -1,0 +1,134 @@
+"""What every stage 08 test needs: the real `openai` package (installed into a venv in the build
+folder when it is missing; exit 77 when that cannot be done), a server on 127.0.0.1 and a free
+port, raw HTTP for what the client library hides, and the offline engine's tokens to compare.
+Every wait is bounded; every server is stopped at the end."""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+SKIP = 77
+
+
+def ensure_openai(venv_dir):
+    """Imports openai, or re-runs this script under a venv that has it."""
+    try:
+        import openai  # noqa: F401
+        return
+    except ImportError:
+        pass
+    if os.environ.get("LLM_SERVING_REEXEC"):
+        print("skipped: openai not importable in", sys.executable)
+        sys.exit(SKIP)
+    venv = Path(venv_dir)
+    py = venv / "bin" / "python"
+    try:
+        if not py.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if subprocess.run([str(py), "-c", "import openai"], capture_output=True, timeout=60).returncode != 0:
+            print("installing openai from PyPI into", venv, flush=True)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "openai"], check=True, timeout=300,
+                           capture_output=True)
+    except (subprocess.SubprocessError, OSError) as e:
+        print(f"skipped: cannot install the openai package ({e}); pip install openai to run this test")
+        sys.exit(SKIP)
+    env = dict(os.environ, LLM_SERVING_REEXEC="1")
+    sys.stdout.flush()
+    os.execve(str(py), [str(py)] + sys.argv, env)
+
+
+class Server:
+    """stage08_serving on 127.0.0.1, port chosen by the server (--port 0), stopped on exit."""
+
+    def __init__(self, binary, model, *flags, startup_s=60):
+        self.proc = subprocess.Popen([binary, "--model", model, "--host", "127.0.0.1", "--port", "0", *flags],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + startup_s
+        line = ""
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if line or self.proc.poll() is not None:
+                break
+        m = re.search(r"listening on http://([\d.]+):(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise SystemExit(f"FAIL: the server did not start: {line!r} {self.proc.stderr.read()}")
+        self.host, self.port = m.group(1), int(m.group(2))
+        self.url = f"http://{self.host}:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise SystemExit("FAIL: the server did not stop within 20 s of SIGTERM")
+        err = self.proc.stderr.read()
+        if self.proc.returncode not in (0, -15):
+            raise SystemExit(f"FAIL: the server exited with {self.proc.returncode}: {err}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        """(status, parsed JSON or text) over raw HTTP."""
+        data = body if isinstance(body, (bytes, type(None))) else (
+            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text)
+        except json.JSONDecodeError:
+            return status, text
+
+    def metrics(self):
+        _, text = self.request("GET", "/metrics")
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def wait_idle(self, timeout=20):
+        """Waits until nothing runs or waits and no KV block is held; fails naming what is left."""
+        deadline = time.time() + timeout
+        m = {}
+        while time.time() < deadline:
+            m = self.metrics()
+            if m["llm_requests_running"] == 0 and m["llm_requests_waiting"] == 0 and m["llm_kv_blocks_used"] == 0:
+                return m
+            time.sleep(0.05)
+        raise SystemExit(f"FAIL: the engine is not idle after {timeout} s: running {m.get('llm_requests_running')}, "
+                         f"waiting {m.get('llm_requests_waiting')}, KV blocks used {m.get('llm_kv_blocks_used')}")
+
+
+def offline_tokens(stage03, model, prompt, max_new_tokens, chat=False):
+    """Stage 03's offline engine, greedy: (tokens, text) of one prompt."""
+    cmd = [stage03, "--model", model, "--prompt", prompt, "--max-new-tokens", str(max_new_tokens), "--json"]
+    if chat:
+        cmd.append("--chat")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    o = json.loads(out[out.index("{"):])["outputs"][0]
+    return o["tokens"], o["text"]
+
+
+def check(cond, what):
+    if not cond:
+        raise SystemExit("FAIL: " + what)
