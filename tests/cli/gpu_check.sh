@@ -16,7 +16,7 @@ gc="$src/scripts/gpu_check"
 mkdir -p "$tmp/small/kernels"
 out=$("$gc" --quick --dry-run --build "$tmp/small" --out "$tmp/out") || fail "--quick --dry-run exited $?"
 echo "$out"
-for want in "kernel_harness check all --quick" "kernel_harness check quant_gemv" "-L gpu" "compute-sanitizer --tool memcheck" \
+for want in "kernel_harness check all --quick" "kernel_harness check quant_gemv" "-L ^gpu$" "compute-sanitizer --tool memcheck" \
             "bench quant_gemv --quick --json $tmp/out/quant_gemv.jsonl" "quant_gemv_table.py" "not built here" "size: source tree"; do
   grep -qF -- "$want" <<<"$out" || fail "the dry run does not mention '$want'"
 done

@@ -31,7 +31,7 @@
 #include <string>
 
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
-#include "kernels/cuda/attention_decode/split_merge.cuh"
+#include "kernels/cuda/attention_decode/split_kv_common.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/vector_loads.cuh"
 
@@ -39,12 +39,10 @@ namespace llm::cuda {
 
 namespace {
 
-constexpr int kWarps = kMergeWarps;  // the merge kernel (split_merge.cuh) uses the same block shape
-constexpr int kThreads = kWarps * 32;
-constexpr float kLog2e = 1.4426950408889634f;
-/// Query heads one block serves at most; a larger group (n_heads / n_kv_heads > 8) is cut into
-/// chunks of 8, each its own block (K/V then read once per chunk).
-constexpr int kMaxGroup = 8;
+using split_kv::ceil_div;
+using split_kv::group_tile;
+using split_kv::kThreads;
+using split_kv::kWarps;
 
 // decode_num_splits(num_splits = 0). The target is kWaves waves of blocks, a wave being every
 // SM holding as many blocks as fit at once (asked from the occupancy API: 3 for Llama-8B's group
@@ -73,37 +71,11 @@ int sm_count() {
   return count;
 }
 
-/// Query heads per block: the smallest of 1, 2, 4, 8 that holds the group (or 8).
-int group_tile(int group) {
-  int g = 1;
-  while (g < group && g < kMaxGroup) g *= 2;
-  return g;
-}
 
-int ceil_div(int a, int b) {
-  return (a + b - 1) / b;
-}
-
-/// What the kernels need besides DecodeAttentionArgs (all resolved on the host).
-struct SplitParams {
-  const __half* q;
-  __half* out;
+/// The kernel's parameters: the shared shape (split_kv_common.cuh) and the fp16 cache.
+struct SplitParams : split_kv::Shape {
   const __half* k_cache;
   const __half* v_cache;
-  const int* block_table;
-  const int* seq_lens;
-  float* o_part;  // [batch, n_heads, splits, head_dim]   unnormalised outputs of the splits
-  float* ml;      // [batch, n_heads, splits, 2]          (m, l) of the splits, m in log2 units
-  int n_heads;
-  int n_kv_heads;
-  int group;        // n_heads / n_kv_heads
-  int head_chunks;  // blocks per kv head: ceil(group / GMAX)
-  int block_size;
-  int block_shift;  // log2(block_size) when it is a power of two, else -1 (then divide)
-  int max_blocks_per_seq;
-  int splits;
-  int split_len;  // keys per split: ceil(max_seq_len / splits); the last split takes the rest
-  float scale_log2;
 };
 
 /// Compile-time shape of the main loop for head_dim D and up to GMAX query heads per block.
@@ -137,39 +109,13 @@ __global__ void __launch_bounds__(kThreads, Tile<D, GMAX>::kMinBlocks) split_kv_
   constexpr int kKeysPerChunk = T::kKeysPerChunk;
   constexpr unsigned kFull = 0xffffffffu;
 
-  const int split = blockIdx.x;
-  const int kvh = blockIdx.y / p.head_chunks, chunk_of_group = blockIdx.y % p.head_chunks;
-  const int b = blockIdx.z;
+  const split_kv::Place w = split_kv::place_of_block<GMAX>(p);
+  const int split = w.split, kvh = w.kvh, b = w.b, h0 = w.h0, ng = w.ng, k0 = w.k0, k1 = w.k1;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int kg = lane / kLanesPerKey, sub = lane % kLanesPerKey;
-  const int h0 = kvh * p.group + chunk_of_group * GMAX;       // first query head of the block
-  const int ng = min(GMAX, p.group - chunk_of_group * GMAX);  // its query heads (block-uniform)
 
-  // This split's keys [k0, k1). seq_lens is device data: clamp to the block table's row.
-  const int seq_len = min(p.seq_lens[b], p.max_blocks_per_seq * p.block_size);
-  const int k0 = split * p.split_len;
-  const int k1 = split == p.splits - 1 ? seq_len : min(k0 + p.split_len, seq_len);
-
-  float q[GMAX][8];
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    if (g < ng) {
-      const uint4 raw =
-          __ldg(reinterpret_cast<const uint4*>(p.q + (static_cast<std::size_t>(b) * p.n_heads + h0 + g) * D) + sub);
-      unpack8(raw, q[g]);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) q[g][j] *= p.scale_log2;
-    }
-  }
-
-  float m[GMAX], l[GMAX], o[GMAX][8];
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) o[g][j] = 0.0f;
-  }
+  float q[GMAX][8], m[GMAX], l[GMAX], o[GMAX][8];
+  split_kv::start_split<D, GMAX>(p, w, sub, q, m, l, o);
 
   const int* table = p.block_table + static_cast<std::size_t>(b) * p.max_blocks_per_seq;
   const std::size_t pos_stride = static_cast<std::size_t>(p.n_kv_heads) * D;  // halves between positions
@@ -212,30 +158,8 @@ __global__ void __launch_bounds__(kThreads, Tile<D, GMAX>::kMinBlocks) split_kv_
       }
     }
 
-    // 3. One online-softmax update per head for the whole chunk. The chunk's first key
-    //    (c0 < k1) is valid, so the chunk max is finite and alpha/p never see -inf - -inf.
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g) {
-      if (g < ng) {
-        float mx = s[0][g];
-#pragma unroll
-        for (int st = 1; st < kSteps; ++st) mx = fmaxf(mx, s[st][g]);
-#pragma unroll
-        for (int offset = kLanesPerKey; offset < 32; offset *= 2) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, offset));
-        const float m_new = fmaxf(m[g], mx);
-        const float alpha = exp2f(m[g] - m_new);  // first chunk: exp2(-inf) = 0
-        m[g] = m_new;
-        float psum = 0.0f;
-#pragma unroll
-        for (int st = 0; st < kSteps; ++st) {
-          s[st][g] = exp2f(s[st][g] - m_new);  // invalid key: exp2(-inf) = 0
-          psum += s[st][g];
-        }
-        l[g] = fmaf(l[g], alpha, psum);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) o[g][j] *= alpha;
-      }
-    }
+    // 3. One online-softmax update per head for the whole chunk (split_kv_common.cuh).
+    split_kv::softmax_chunk<GMAX, kSteps, kLanesPerKey>(s, m, l, o, ng);
 
     // 4. o += p v, each V value converted once and used by every head of the group.
 #pragma unroll
@@ -252,59 +176,8 @@ __global__ void __launch_bounds__(kThreads, Tile<D, GMAX>::kMinBlocks) split_kv_
     }
   }
 
-  // Sum l and o over the key groups of the warp (m is already warp-wide).
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    if (g < ng) {
-#pragma unroll
-      for (int offset = kLanesPerKey; offset < 32; offset *= 2) {
-        l[g] += __shfl_xor_sync(kFull, l[g], offset);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) o[g][j] += __shfl_xor_sync(kFull, o[g][j], offset);
-      }
-    }
-  }
-
-  // Merge the 4 warps through shared memory (a warp with no chunk has l = 0 and is skipped),
-  // then write this split's (m, l, o), or the normalised output when there is one split.
-  __shared__ float sm_m[kWarps][GMAX], sm_l[kWarps][GMAX];
-  __shared__ __align__(16) float sm_o[kWarps][GMAX][D];
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    if (g < ng) {
-      if (kg == 0) {
-        float4* dst = reinterpret_cast<float4*>(&sm_o[warp][g][sub * 8]);
-        dst[0] = make_float4(o[g][0], o[g][1], o[g][2], o[g][3]);
-        dst[1] = make_float4(o[g][4], o[g][5], o[g][6], o[g][7]);
-      }
-      if (lane == 0) sm_m[warp][g] = m[g], sm_l[warp][g] = l[g];
-    }
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < ng * D; i += kThreads) {
-    const int g = i / D, d = i % D;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w)
-      if (sm_l[w][g] > 0.0f) M = fmaxf(M, sm_m[w][g]);
-    float L = 0.0f, O = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      if (sm_l[w][g] > 0.0f) {
-        const float e = exp2f(sm_m[w][g] - M);
-        L = fmaf(sm_l[w][g], e, L);
-        O = fmaf(sm_o[w][g][d], e, O);
-      }
-    }
-    const std::size_t head_row = static_cast<std::size_t>(b) * p.n_heads + h0 + g;
-    if (p.splits == 1) {
-      p.out[head_row * D + d] = __float2half_rn(L > 0.0f ? O / L : 0.0f);
-    } else {
-      const std::size_t part = head_row * p.splits + split;
-      p.o_part[part * D + d] = O;  // 0 for an empty split
-      if (d == 0) p.ml[part * 2] = M, p.ml[part * 2 + 1] = L;
-    }
-  }
+  // The lanes' and warps' partial results merged; the split's (m, l, o) or the output written.
+  split_kv::finish_split<D, GMAX, kLanesPerKey>(m, l, o, ng, b, h0, split, p.n_heads, p.splits, p.out, p.o_part, p.ml);
 }
 
 /// Blocks of split_kv_kernel<D, GMAX> one SM holds at once, asked once per instance; the launch
@@ -387,51 +260,18 @@ std::size_t decode_workspace_bytes(const DecodeAttentionArgs& a) {
 /// heads, then a merge kernel when there is more than one split.
 void attention_decode_02_split_kv(const DecodeAttentionArgs& a, cudaStream_t stream) {
   validate(a);
-  const int splits = decode_num_splits(a);
-  if (splits > 1 && a.workspace == nullptr) {
-    throw std::invalid_argument("attention_decode_02_split_kv: workspace is null; " + std::to_string(splits) +
-                                " splits need decode_workspace_bytes = " + std::to_string(decode_workspace_bytes(a)) +
-                                " bytes");
-  }
   SplitParams p{};
-  p.q = a.q;
-  p.out = a.out;
+  static_cast<split_kv::Shape&>(p) = split_kv::split_shape(a, decode_num_splits(a), "attention_decode_02_split_kv");
   p.k_cache = a.k_cache;
   p.v_cache = a.v_cache;
-  p.block_table = a.block_table;
-  p.seq_lens = a.seq_lens;
-  const std::size_t partials = static_cast<std::size_t>(a.batch) * a.n_heads * splits;
-  p.o_part = static_cast<float*>(a.workspace);
-  p.ml = p.o_part == nullptr ? nullptr : p.o_part + partials * a.head_dim;
-  p.n_heads = a.n_heads;
-  p.n_kv_heads = a.n_kv_heads;
-  p.group = a.n_heads / a.n_kv_heads;
-  const int gmax = group_tile(p.group);
-  p.head_chunks = ceil_div(p.group, gmax);
-  p.block_size = a.block_size;
-  p.block_shift = -1;
-  if ((a.block_size & (a.block_size - 1)) == 0) {
-    p.block_shift = 0;
-    while ((1 << p.block_shift) < a.block_size) ++p.block_shift;
-  }
-  p.max_blocks_per_seq = a.max_blocks_per_seq;
-  p.splits = splits;
-  p.split_len = ceil_div(a.max_seq_len, splits);
-  p.scale_log2 = kLog2e / sqrtf(static_cast<float>(a.head_dim));
-
-  const dim3 grid(splits, a.n_kv_heads * p.head_chunks, a.batch);
   if (a.head_dim == 128)
-    launch_split_kv<128>(p, gmax, grid, stream);
+    launch_split_kv<128>(p, p.gmax, p.grid, stream);
   else if (a.head_dim == 64)
-    launch_split_kv<64>(p, gmax, grid, stream);
+    launch_split_kv<64>(p, p.gmax, p.grid, stream);
   else
-    launch_split_kv<32>(p, gmax, grid, stream);
+    launch_split_kv<32>(p, p.gmax, p.grid, stream);
   CUDA_CHECK(cudaGetLastError());
-  if (splits > 1) {
-    merge_splits_kernel<<<dim3(a.n_heads, a.batch), kThreads, 0, stream>>>(p.o_part, p.ml, a.out, a.n_heads, splits,
-                                                                           a.head_dim);
-    CUDA_CHECK(cudaGetLastError());
-  }
+  split_kv::merge_splits(p, a.batch, a.head_dim, stream);
 }
 
 }  // namespace llm::cuda

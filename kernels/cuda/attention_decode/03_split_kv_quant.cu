@@ -18,9 +18,9 @@
 //   The split count and workspace are 02's (decode_num_splits, decode_workspace_bytes), and so is
 //   the merge kernel (split_merge.cuh).
 //
-// Registers per thread (nvcc 13.0, sm_90, -Xptxas -v), by query heads per block 1/2/4/8, the same
-// for head_dim 32, 64, 128: int8 72 117 161 209, FP8 72 112 153 209 (02: 3 blocks of 128 threads
-// per SM at 4 heads, Llama-8B's group); no spills.
+// Registers per thread (nvcc 13.0, sm_90, -Xptxas -v), by query heads per block 1/2/4/8 (head_dim
+// 32-128 within 6): int8 72 112 158-164 205-206, FP8 72 106-107 153-154 205-206 (02: 80 111-113 163
+// 217); no spills.
 //
 // Run: build/kernels/kernel_harness check attention_decode_quant
 //      build/kernels/kernel_harness bench attention_decode_quant
@@ -32,41 +32,22 @@
 #include <string>
 
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
-#include "kernels/cuda/attention_decode/split_merge.cuh"
+#include "kernels/cuda/attention_decode/split_kv_common.cuh"
 #include "kernels/cuda/check.cuh"
 
 namespace llm::cuda {
 
 namespace {
 
-constexpr int kWarps = kMergeWarps;
-constexpr int kThreads = kWarps * 32;
-constexpr float kLog2e = 1.4426950408889634f;
+using split_kv::kThreads;
+using split_kv::kWarps;
 
-int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-/// Query heads per block: the smallest of 1, 2, 4, 8 that holds the group (or 8), as in 02.
-int group_tile(int group) {
-  int g = 1;
-  while (g < group && g < 8) g *= 2;
-  return g;
-}
-
-struct QuantSplitParams {
-  const __half* q;
-  __half* out;
+/// The kernel's parameters: the shared shape (split_kv_common.cuh) and the coded cache.
+struct QuantSplitParams : split_kv::Shape {
   const std::uint8_t* k_codes;
   const std::uint8_t* v_codes;
   const float* k_scales;
   const float* v_scales;
-  const int* block_table;
-  const int* seq_lens;
-  float* o_part;  // [batch, n_heads, splits, head_dim]
-  float* ml;      // [batch, n_heads, splits, 2]
-  int n_heads, n_kv_heads, group, head_chunks;
-  int block_size, block_shift, max_blocks_per_seq;
-  int splits, split_len;
-  float scale_log2;
 };
 
 /// The 8 codes of `raw` as floats (exact).
@@ -101,40 +82,13 @@ __global__ void __launch_bounds__(kThreads) split_kv_quant_kernel(QuantSplitPara
   constexpr int kKeysPerChunk = kKeysPerStep * kSteps;
   constexpr unsigned kFull = 0xffffffffu;
 
-  const int split = blockIdx.x;
-  const int kvh = blockIdx.y / p.head_chunks, chunk_of_group = blockIdx.y % p.head_chunks;
-  const int b = blockIdx.z;
+  const split_kv::Place w = split_kv::place_of_block<GMAX>(p);
+  const int split = w.split, kvh = w.kvh, b = w.b, h0 = w.h0, ng = w.ng, k0 = w.k0, k1 = w.k1;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int kg = lane / kLanesPerKey, sub = lane % kLanesPerKey;
-  const int h0 = kvh * p.group + chunk_of_group * GMAX;
-  const int ng = min(GMAX, p.group - chunk_of_group * GMAX);
 
-  const int seq_len = min(p.seq_lens[b], p.max_blocks_per_seq * p.block_size);
-  const int k0 = split * p.split_len;
-  const int k1 = split == p.splits - 1 ? seq_len : min(k0 + p.split_len, seq_len);
-
-  float q[GMAX][8];
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    if (g < ng) {
-      const __half2* qh = reinterpret_cast<const __half2*>(p.q + (static_cast<std::size_t>(b) * p.n_heads + h0 + g) * D) + sub * 4;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 t = __half22float2(qh[j]);
-        q[g][2 * j] = t.x * p.scale_log2;
-        q[g][2 * j + 1] = t.y * p.scale_log2;
-      }
-    }
-  }
-
-  float m[GMAX], l[GMAX], o[GMAX][8];
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) o[g][j] = 0.0f;
-  }
+  float q[GMAX][8], m[GMAX], l[GMAX], o[GMAX][8];
+  split_kv::start_split<D, GMAX>(p, w, sub, q, m, l, o);
 
   const int* table = p.block_table + static_cast<std::size_t>(b) * p.max_blocks_per_seq;
   const uint2* k_base = reinterpret_cast<const uint2*>(p.k_codes + static_cast<std::size_t>(kvh) * D) + sub;
@@ -180,29 +134,8 @@ __global__ void __launch_bounds__(kThreads) split_kv_quant_kernel(QuantSplitPara
       }
     }
 
-    // 3. One online-softmax update per head for the chunk (its first key is valid: finite max).
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g) {
-      if (g < ng) {
-        float mx = s[0][g];
-#pragma unroll
-        for (int st = 1; st < kSteps; ++st) mx = fmaxf(mx, s[st][g]);
-#pragma unroll
-        for (int offset = kLanesPerKey; offset < 32; offset *= 2) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, offset));
-        const float m_new = fmaxf(m[g], mx);
-        const float alpha = exp2f(m[g] - m_new);
-        m[g] = m_new;
-        float psum = 0.0f;
-#pragma unroll
-        for (int st = 0; st < kSteps; ++st) {
-          s[st][g] = exp2f(s[st][g] - m_new);
-          psum += s[st][g];
-        }
-        l[g] = fmaf(l[g], alpha, psum);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) o[g][j] *= alpha;
-      }
-    }
+    // 3. One online-softmax update per head for the chunk (split_kv_common.cuh).
+    split_kv::softmax_chunk<GMAX, kSteps, kLanesPerKey>(s, m, l, o, ng);
 
     // 4. o += (p * v_scale) * codes: each V code decoded once for every head of the group.
 #pragma unroll
@@ -220,55 +153,8 @@ __global__ void __launch_bounds__(kThreads) split_kv_quant_kernel(QuantSplitPara
     }
   }
 
-  // Sum l and o over the warp's key groups, then over the 4 warps through shared memory.
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    if (g < ng) {
-#pragma unroll
-      for (int offset = kLanesPerKey; offset < 32; offset *= 2) {
-        l[g] += __shfl_xor_sync(kFull, l[g], offset);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) o[g][j] += __shfl_xor_sync(kFull, o[g][j], offset);
-      }
-    }
-  }
-  __shared__ float sm_m[kWarps][GMAX], sm_l[kWarps][GMAX];
-  __shared__ __align__(16) float sm_o[kWarps][GMAX][D];
-#pragma unroll
-  for (int g = 0; g < GMAX; ++g) {
-    if (g < ng) {
-      if (kg == 0) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) sm_o[warp][g][sub * 8 + j] = o[g][j];
-      }
-      if (lane == 0) sm_m[warp][g] = m[g], sm_l[warp][g] = l[g];
-    }
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < ng * D; i += kThreads) {
-    const int g = i / D, d = i % D;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w)
-      if (sm_l[w][g] > 0.0f) M = fmaxf(M, sm_m[w][g]);
-    float L = 0.0f, O = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      if (sm_l[w][g] > 0.0f) {
-        const float e = exp2f(sm_m[w][g] - M);
-        L = fmaf(sm_l[w][g], e, L);
-        O = fmaf(sm_o[w][g][d], e, O);
-      }
-    }
-    const std::size_t head_row = static_cast<std::size_t>(b) * p.n_heads + h0 + g;
-    if (p.splits == 1) {
-      p.out[head_row * D + d] = __float2half_rn(L > 0.0f ? O / L : 0.0f);
-    } else {
-      const std::size_t part = head_row * p.splits + split;
-      p.o_part[part * D + d] = O;
-      if (d == 0) p.ml[part * 2] = M, p.ml[part * 2 + 1] = L;
-    }
-  }
+  // The lanes' and warps' partial results merged; the split's (m, l, o) or the output written.
+  split_kv::finish_split<D, GMAX, kLanesPerKey>(m, l, o, ng, b, h0, split, p.n_heads, p.splits, p.out, p.o_part, p.ml);
 }
 
 template <KvCode C, int D>
@@ -318,51 +204,19 @@ void validate(const QuantDecodeAttentionArgs& a) {
 void attention_decode_03_split_kv_quant(const QuantDecodeAttentionArgs& qa, cudaStream_t stream) {
   validate(qa);
   const DecodeAttentionArgs& a = qa.base;
-  const int splits = decode_num_splits(a);
-  if (splits > 1 && a.workspace == nullptr) {
-    throw std::invalid_argument("attention_decode_03_split_kv_quant: workspace is null; " + std::to_string(splits) +
-                                " splits need decode_workspace_bytes = " + std::to_string(decode_workspace_bytes(a)) +
-                                " bytes");
-  }
   QuantSplitParams p{};
-  p.q = a.q;
-  p.out = a.out;
+  static_cast<split_kv::Shape&>(p) =
+      split_kv::split_shape(a, decode_num_splits(a), "attention_decode_03_split_kv_quant");
   p.k_codes = qa.k_codes;
   p.v_codes = qa.v_codes;
   p.k_scales = qa.k_scales;
   p.v_scales = qa.v_scales;
-  p.block_table = a.block_table;
-  p.seq_lens = a.seq_lens;
-  const std::size_t partials = static_cast<std::size_t>(a.batch) * a.n_heads * splits;
-  p.o_part = static_cast<float*>(a.workspace);
-  p.ml = p.o_part == nullptr ? nullptr : p.o_part + partials * a.head_dim;
-  p.n_heads = a.n_heads;
-  p.n_kv_heads = a.n_kv_heads;
-  p.group = a.n_heads / a.n_kv_heads;
-  const int gmax = group_tile(p.group);
-  p.head_chunks = ceil_div(p.group, gmax);
-  p.block_size = a.block_size;
-  p.block_shift = -1;
-  if ((a.block_size & (a.block_size - 1)) == 0) {
-    p.block_shift = 0;
-    while ((1 << p.block_shift) < a.block_size) ++p.block_shift;
-  }
-  p.max_blocks_per_seq = a.max_blocks_per_seq;
-  p.splits = splits;
-  p.split_len = ceil_div(a.max_seq_len, splits);
-  p.scale_log2 = kLog2e / sqrtf(static_cast<float>(a.head_dim));
-
-  const dim3 grid(splits, a.n_kv_heads * p.head_chunks, a.batch);
   if (qa.code == KvCode::int8)
-    launch<KvCode::int8>(p, a.head_dim, gmax, grid, stream);
+    launch<KvCode::int8>(p, a.head_dim, p.gmax, p.grid, stream);
   else
-    launch<KvCode::fp8_e4m3>(p, a.head_dim, gmax, grid, stream);
+    launch<KvCode::fp8_e4m3>(p, a.head_dim, p.gmax, p.grid, stream);
   CUDA_CHECK(cudaGetLastError());
-  if (splits > 1) {
-    merge_splits_kernel<<<dim3(a.n_heads, a.batch), kThreads, 0, stream>>>(p.o_part, p.ml, a.out, a.n_heads, splits,
-                                                                           a.head_dim);
-    CUDA_CHECK(cudaGetLastError());
-  }
+  split_kv::merge_splits(p, a.batch, a.head_dim, stream);
 }
 
 }  // namespace llm::cuda

@@ -31,6 +31,7 @@
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/quant_gemv/quant_gemv.cuh"
 #include "kernels/cuda/vector_loads.cuh"
+#include "kernels/cuda/warp_rows.cuh"
 
 namespace llm::cuda {
 
@@ -80,7 +81,6 @@ __device__ __forceinline__ void decode_piece(const std::uint8_t* blk, int k, flo
 template <QuantFormat F, int kN>
 __global__ void __launch_bounds__(kThreads)
     quant_gemv_01_kernel(const std::uint8_t* W, const __half* x, float* y, int in, int out, bool accumulate) {
-  static_assert(kN * kRows <= 32, "one lane writes each result");
   constexpr int BB = kBlockBytes<F>;
   __shared__ uint4 stage[kWarps][kRows][kSlotWords<F>];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -159,19 +159,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncwarp();  // the next tile overwrites the stage
   }
 
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int i = 0; i < kN; ++i) {
-      float v = acc[r][i];
-#pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-      if (lane == r * kN + i && row0 + r < out) {
-        float* dst = y + static_cast<std::size_t>(i) * out + row0 + r;
-        *dst = accumulate ? *dst + v : v;
-      }
-    }
-  }
+  warp_sum_store<kRows, kN>(acc, lane, row0, out, y, accumulate);
 }
 
 template <QuantFormat F, int kN>

@@ -25,7 +25,7 @@
 //
 // Launch: blocks of 4 warps; kRows = 2 rows per warp for n <= 2 (kSteps 4), 4 otherwise (kSteps
 // 2); grid ceil(out / (4 kRows)). Registers per thread (nvcc 13.0, sm_90, -Xptxas -v), n = 1..8:
-// 56 71 120 128 154 159 160 185 (2 blocks per SM at n = 8, where the fp32 FMAs bound the time
+// 56 71 122 128 157 157 164 185 (2 blocks per SM at n = 8, where the fp32 FMAs bound the time
 // anyway: 16 flops per weight byte); no spills.
 //
 // Run: build/kernels/kernel_harness check quant_gemv --version 3
@@ -37,6 +37,7 @@
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/quant_gemv/quant_gemv.cuh"
 #include "kernels/cuda/vector_loads.cuh"
+#include "kernels/cuda/warp_rows.cuh"
 
 namespace llm::cuda {
 
@@ -66,7 +67,6 @@ template <int kN, int kRows, int kSteps>
 __global__ void __launch_bounds__(kThreads) quant_gemv_03_kernel(const std::uint8_t* W, const float* scales,
                                                                  const __half* x, float* y, int in, int out,
                                                                  bool accumulate) {
-  static_assert(kN * kRows <= 32, "one lane writes each result");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row0 = (blockIdx.x * kWarps + warp) * kRows;
   if (row0 >= out) return;  // the whole warp leaves; no block-wide synchronisation follows
@@ -118,20 +118,7 @@ __global__ void __launch_bounds__(kThreads) quant_gemv_03_kernel(const std::uint
     }
   }
 
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int i = 0; i < kN; ++i) {
-      float v = acc[r][i];
-#pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-      if (lane == r * kN + i && row_ok[r]) {
-        v *= scales[row0 + r];
-        float* dst = y + static_cast<std::size_t>(i) * out + row0 + r;
-        *dst = accumulate ? *dst + v : v;
-      }
-    }
-  }
+  warp_sum_store<kRows, kN>(acc, lane, row0, out, y, accumulate, scales);  // the row's scale applied once
 }
 
 template <int kN>
