@@ -184,18 +184,23 @@ int worker(const Options& o) {
     std::cout << j.dump() << "\n";
     return 0;
   }
-  // Sequences running at once: the paged engines' scheduler, after every step.
-  std::size_t peak_running = 0;
+  // Sequences running at once: the paged engines' scheduler, after every step. The peak says how
+  // many were admitted; the mean over steps how many the pool let run (a pool that admits on the
+  // prompt's blocks and then preempts reaches a high peak and a low mean).
+  std::size_t peak_running = 0, running_sum = 0, steps = 0;
   if (built.paged)
-    built.paged->set_step_hook(
-        [&](const stage03::Scheduler& s) { peak_running = std::max(peak_running, s.running().size()); });
+    built.paged->set_step_hook([&](const stage03::Scheduler& s) {
+      peak_running = std::max(peak_running, s.running().size());
+      running_sum += s.running().size();
+      ++steps;
+    });
   // Warm up: threads started, buffers allocated, weights touched.
   Request warm = reqs.front();
   warm.max_new_tokens = std::min(warm.max_new_tokens, 4);
   warm.arrival_s = 0.0;
   engine->run({warm}, nullptr);
 
-  peak_running = 0;  // not the warm-up's
+  peak_running = running_sum = steps = 0;  // not the warm-up's
 
   Timer wall;
   const auto results = engine->run(reqs, nullptr);
@@ -221,6 +226,7 @@ int worker(const Options& o) {
                   {"block_size", built.kv.block_size},
                   {"blocks", built.kv.blocks}};
   j["peak_running"] = peak_running;
+  j["mean_running"] = steps > 0 ? static_cast<double>(running_sum) / static_cast<double>(steps) : 0.0;
   j["rss_at_start_bytes"] = rss_at_start;
   j["backend"] = built.backend;
   if (o.worker == "trace") {
@@ -423,6 +429,7 @@ json summarize(const std::vector<json>& all, const Options& o) {
   s["weights_count"] = first.value("weights_count", 0.0);
   s["kv_plan"] = first.value("kv_plan", json::object());
   s["peak_running"] = first.value("peak_running", 0);
+  s["mean_running"] = first.value("mean_running", 0.0);
   return s;
 }
 
@@ -540,17 +547,19 @@ std::string kv_budget_table(const json& r) {
   std::string md = "\n**KV cache at the same byte budget: " + fmt("%.2f MiB", budget) +
                    "** for every paged stage, in its own K/V format (blocks of " +
                    std::to_string(r["stages"].front()["median"]["kv_plan"].value("block_size", 0)) +
-                   " tokens; int8/fp8 pay for their fp32 scale per token, layer and KV head too). Peak running: the "
-                   "most sequences in one step; preemptions: sequences sent back to the queue to free blocks. "
+                   " tokens; int8/fp8 pay for their fp32 scale per token, layer and KV head too). Running: sequences "
+                   "in a step, the mean over the run's steps and the peak (admission takes a prompt's blocks, so "
+                   "a small pool reaches a high peak and then preempts); preemptions: sequences sent back to the "
+                   "queue to free blocks. "
                    "Throughput run: every request at t = 0";
   if (sweep) {
     const json& last = r["stages"].front()["qps"]["sweep"].back();
     md += "; at " + fmt("%.2f req/s", last["rate"].get<double>()) + ": the highest Poisson rate of the sweep";
   }
   md +=
-      ".\n\n| stage | K/V format | bytes/token | blocks (tokens) | throughput (tok/s) | peak running / preemptions "
-      "(throughput run) |" +
-      std::string(sweep ? " peak running / preemptions / p90 TTFT (ms) at the highest rate | QPS at SLO |" : "") +
+      ".\n\n| stage | K/V format | bytes/token | blocks (tokens) | throughput (tok/s) | running mean / peak, "
+      "preemptions (throughput run) |" +
+      std::string(sweep ? " running mean / peak, preemptions, p90 TTFT (ms) at the highest rate | QPS at SLO |" : "") +
       "\n|---|---|---|---|---|---|" + (sweep ? "---|---|" : "") + "\n";
   for (const auto& s : r["stages"]) {
     const json& m = s["median"];
@@ -560,13 +569,13 @@ std::string kv_budget_table(const json& r) {
     md += "| " + s["stage"].get<std::string>() + " | " + plan["format"].get<std::string>() + " | " +
           std::to_string(plan["bytes_per_token"].get<long>()) + " | " + std::to_string(blocks) + " (" +
           std::to_string(blocks * plan["block_size"].get<long>()) + ") | " +
-          throughput_cell(m, r["repeat"].get<int>()) + " | " + std::to_string(m["peak_running"].get<long>()) + " / " +
-          std::to_string(m["preemptions"].get<long>()) + " |";
+          throughput_cell(m, r["repeat"].get<int>()) + " | " + fmt("%.1f", m.value("mean_running", 0.0)) + " / " +
+          std::to_string(m["peak_running"].get<long>()) + ", " + std::to_string(m["preemptions"].get<long>()) + " |";
     if (sweep) {
       const json& last = s["qps"]["sweep"].back();
-      md += " " + std::to_string(last.value("peak_running", 0L)) + " / " +
-            std::to_string(last.value("preemptions", 0L)) + " / " +
-            fmt("%.0f", last["p90_ttft_s"].get<double>() * 1e3) + " | " + qps_cell(s) + " |";
+      md += " " + fmt("%.1f", last.value("mean_running", 0.0)) + " / " +
+            std::to_string(last.value("peak_running", 0L)) + ", " + std::to_string(last.value("preemptions", 0L)) +
+            ", " + fmt("%.0f", last["p90_ttft_s"].get<double>() * 1e3) + " | " + qps_cell(s) + " |";
     }
     md += "\n";
   }
@@ -850,6 +859,7 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
                          {"ttft_p50_s", run["ttft_s"]["p50"]},
                          {"tpot_mean_s", run["tpot_s"]["mean"]},
                          {"peak_running", run.value("peak_running", 0)},
+                         {"mean_running", run.value("mean_running", 0.0)},
                          {"preemptions", run["engine"]["preemptions"]}});
       }
       s["qps"] = {{"capacity_rps", capacity}, {"sweep", sweep}, {"max_rate_meeting_slo", best}};
