@@ -229,6 +229,8 @@ struct OpenAiServer::Impl {
   void routes() {
     http.new_task_queue = [n = options.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
     http.set_payload_max_length(options.max_body_bytes);
+    // An idle keep-alive connection holds an HTTP thread, and stop() waits for it: 2 s, not 5.
+    http.set_keep_alive_timeout(2);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (options.api_key.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
       if (req.get_header_value("Authorization") == "Bearer " + options.api_key)

@@ -89,6 +89,7 @@ def case_api(a):
                 check(e.status_code == 400 and e.body["param"] == "messages", f"chat without a template: {e.body}")
             print("chat: refused on a model without a template (400, messages)")
         s.wait_idle()
+        client.close()  # else the server's stop waits for the idle keep-alive connection
     if a.chat_model:
         cname = model_name(a.chat_model)
         with Server(a.server, a.chat_model) as s:
@@ -106,6 +107,7 @@ def case_api(a):
                     stream=True) for c in ev.choices)
                 check(streamed == r.choices[0].message.content, f"streamed chat {streamed!r}")
             s.wait_idle()
+            client.close()
         print(f"chat on {cname}: greedy tokens = stage 03 --chat's, streamed = whole")
 
 
@@ -134,9 +136,10 @@ def case_concurrency(a):
     with Server(a.server, a.model, "--batch", "8", "--max-queue", "64") as s:
         async def run(concurrent):
             client = openai.AsyncOpenAI(base_url=s.url + "/v1", api_key="none", timeout=120, max_retries=0)
-            if concurrent:
-                return await asyncio.wait_for(asyncio.gather(*(one_stream(client, name, *j) for j in jobs)), 300)
-            return [await one_stream(client, name, *j) for j in jobs]
+            async with client:
+                if concurrent:
+                    return await asyncio.wait_for(asyncio.gather(*(one_stream(client, name, *j) for j in jobs)), 300)
+                return [await one_stream(client, name, *j) for j in jobs]
         solo = asyncio.run(run(False))
         together = asyncio.run(run(True))
         for j, one, both in zip(jobs, solo, together):
@@ -247,12 +250,14 @@ def case_errors(a):
     with Server(a.server, a.model, "--api-key", "sesame") as s:
         expect_error(s, 401, None, ok, code="invalid_api_key")
         expect_error(s, 401, None, ok, headers={"Authorization": "Bearer wrong"}, code="invalid_api_key")
-        try:
-            openai.OpenAI(base_url=s.url + "/v1", api_key="wrong", max_retries=0).models.list()
-            check(False, "a wrong key must be refused")
-        except openai.AuthenticationError as e:
-            check(e.status_code == 401, f"openai: {e}")
-        r = openai.OpenAI(base_url=s.url + "/v1", api_key="sesame", max_retries=0).completions.create(**ok)
+        with openai.OpenAI(base_url=s.url + "/v1", api_key="wrong", max_retries=0) as client:
+            try:
+                client.models.list()
+                check(False, "a wrong key must be refused")
+            except openai.AuthenticationError as e:
+                check(e.status_code == 401, f"openai: {e}")
+        with openai.OpenAI(base_url=s.url + "/v1", api_key="sesame", max_retries=0) as client:
+            r = client.completions.create(**ok)
         check(r.usage.completion_tokens == 2, "the right key is served")
         check(s.request("GET", "/health")[0] == 200, "/health needs no key")
     print("--api-key: 401 without or with a wrong key, served with the right one")
