@@ -448,6 +448,12 @@ def publish(blocks, root=ROOT):
             text += stage03_summary([r for r, _, _ in shown])
         for _, md, pngs in shown:
             text += md + "\n" + "\n".join(f"![{pathlib.Path(p).stem}]({up}{p})" for p in pngs) + "\n\n"
+        if begin == "<!-- RESULTS:stage05 BEGIN -->":
+            # The quality tools' table (scripts/quality_table) beside the results, where it was written.
+            for folder in sorted({pathlib.Path(p).parent for _, _, pngs in shown for p in pngs}):
+                if (root / folder / "quality.md").is_file():
+                    text += (f"Accuracy of every format against fp32 (KL, top-1, max logit error; scripts/quality_table): "
+                             f"[{folder}/quality.md]({up}{folder}/quality.md)\n\n")
         if replace_block(target, begin, end, text):
             print(f"plot_bench: updated {target.relative_to(root)}")
 

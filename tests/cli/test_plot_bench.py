@@ -193,6 +193,8 @@ with tempfile.TemporaryDirectory() as tmp:
         n = d[:2]
         (root / "stages" / d / "README.md").write_text(f"<!-- RESULTS:stage{n} BEGIN -->\nold\n<!-- RESULTS:stage{n} END -->\n")
     (root / "README.md").write_text("<!-- BENCH:BEGIN -->\nold\n<!-- BENCH:END -->\n")
+    (root / "docs" / "results" / "x").mkdir(parents=True)
+    (root / "docs" / "results" / "x" / "quality.md").write_text("# quality\n")
     pb.publish([(r, "| chat table |\n", ["docs/results/x/chat_qps.png"]),
                 (q, "| quant table |\n", ["docs/results/x/quant-smollm2_speed_ppl.png"])], root)
     s05 = (root / "stages" / "05_quantization" / "README.md").read_text()
@@ -200,7 +202,9 @@ with tempfile.TemporaryDirectory() as tmp:
     top = (root / "README.md").read_text()
     check("| quant table |" in s05 and "| chat table |" not in s05, f"stage 05's block:\n{s05}")
     check("](../../docs/results/x/quant-smollm2_speed_ppl.png)" in s05, "stage 05's block lacks the speed-vs-PPL plot")
-    check("| chat table |" in s03 and "| quant table |" not in s03, f"stage 03's block:\n{s03}")
+    check("](../../docs/results/x/quality.md)" in s05, f"stage 05's block does not link quality.md:\n{s05}")
+    check("| chat table |" in s03 and "| quant table |" not in s03 and "quality.md" not in s03,
+          f"stage 03's block:\n{s03}")
     check("| chat table |" in top and "| quant table |" in top, "README.md lacks one of the results")
 
 if failures:
