@@ -214,7 +214,7 @@ std::vector<RequestResult> ContinuousBatchEngine::run_loop(std::vector<Request>&
         for (int i = s.proposed; i >= 0; --i) logit_rows.push_back(static_cast<int>(tokens.size()) - 1 - i);
       }
       rows.push_back(StepRows{s.blocks, ch.start, ch.count});
-      all_decode = all_decode && ch.count == 1;
+      all_decode = all_decode && ch.count == 1 + s.proposed;  // a verify chunk is a decode step too
       kv_read += static_cast<double>(ch.start + ch.count) * static_cast<double>(bytes_per_token);
     }
     Timer step_timer;
