@@ -107,6 +107,7 @@ class OnlineEngine::Feed : public stage03::RequestFeed {
     s.used_blocks = pool.used_blocks();
     s.num_blocks = pool.num_blocks();
     s.block_owner.assign(static_cast<std::size_t>(pool.num_blocks()), 0);
+    s.block_shared.assign(static_cast<std::size_t>(pool.num_blocks()), 0);
     s.running_ids.clear();
     for (int seq : scheduler.running()) {
       const stage03::Sequence& q = scheduler.sequence(seq);
@@ -115,6 +116,7 @@ class OnlineEngine::Feed : public stage03::RequestFeed {
       s.running_ids.push_back(id);
       for (int b : q.blocks) {
         auto& owner = s.block_owner[static_cast<std::size_t>(b)];
+        if (owner != 0 && owner != id) s.block_shared[static_cast<std::size_t>(b)] = 1;
         if (owner == 0) owner = id;
       }
     }

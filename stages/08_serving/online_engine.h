@@ -46,7 +46,8 @@ struct EngineSnapshot {
   int used_blocks = 0;   ///< KV blocks with a reference
   int num_blocks = 0;    ///< blocks in the pool (0 before the first run)
   long steps = 0;        ///< engine steps so far (polls after work)
-  std::vector<std::uint64_t> block_owner;  ///< per block: the request id holding it, 0 = free
+  std::vector<std::uint64_t> block_owner;  ///< per block: the (oldest) request id holding it, 0 = free
+  std::vector<std::uint8_t> block_shared;  ///< per block: 1 = held by more than one running request
   std::vector<std::uint64_t> running_ids;  ///< request ids running, oldest first
 };
 

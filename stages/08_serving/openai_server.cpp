@@ -276,7 +276,8 @@ struct OpenAiServer::Impl {
                             {"num_blocks", s.num_blocks},
                             {"steps", s.steps},
                             {"running_ids", s.running_ids},
-                            {"block_owner", s.block_owner}}),
+                            {"block_owner", s.block_owner},
+                            {"block_shared", s.block_shared}}),
                       "application/json");
     });
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
