@@ -3,9 +3,11 @@
 //
 //   quant_harness check [--quick]   every version x type x shape: fresh seeded inputs, output
 //                                   poisoned first, NaN fails, first mismatches printed
-//   quant_harness bench [--repeat N] [--rows 1,4,16,64]
-//                                   median time per call on SmolLM2-135M's shapes, GB/s of W
-//                                   as stored, and the ratio to the fp32 kernel (cpu::matmul)
+//   quant_harness bench [--repeat N] [--rows 1,4,16,64] [--all]
+//                                   median (min-max) time per call on SmolLM2-135M's shapes, the
+//                                   versions interleaved call by call, GB/s of W as read, and the
+//                                   ratio to the fp32 kernel (cpu::matmul); --all adds 01 and the
+//                                   scalar paths (the definitions, slow)
 //
 // Tolerances: 01 and 02 compute the same sums as the fp32 reference in another order (1e-5 of
 // the row's largest value). 03 also rounds each activation to 1/254 of its block's largest:
@@ -17,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <tuple>
@@ -198,54 +201,86 @@ int check(bool quick) {
   return failures == 0 ? 0 : 1;
 }
 
-template <class F>
-double median_seconds(F&& f, int repeat) {
-  std::vector<double> t;
-  f();  // warm-up
-  for (int r = 0; r < repeat; ++r) {
-    const auto a = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+double seconds(const std::function<void()>& f) {
+  const auto a = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
 }
 
-int bench(int repeat, const std::vector<int>& rows) {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int bench(int repeat, const std::vector<int>& rows, bool all_paths) {
   std::mt19937 rng(7);
-  // SmolLM2-135M: wqkv 576 -> 960, w13 576 -> 3072, w2 1536 -> 576, classifier 576 -> 49152.
-  const std::vector<std::pair<int, int>> shapes = {{576, 3072}, {1536, 576}, {576, 49152}};
-  std::printf("%-26s %-5s %4s %6s %6s %10s %9s %8s\n", "version", "type", "n", "in", "out", "us/call", "W GB/s",
-              "vs fp32");
+  // SmolLM2-135M's matrices, [out, in] as stage 04 packs them: wqkv [960, 576] (k and v alone
+  // [192, 576]), wo [576, 576], w13 [3072, 576] (w1 alone [1536, 576]), w2 [576, 1536], the tied
+  // classifier [49152, 576].
+  const std::vector<std::pair<int, int>> shapes = {{576, 576},  {576, 192},  {576, 960},  {576, 1536},
+                                                   {576, 3072}, {1536, 576}, {576, 49152}};
+  std::printf("%-26s %-5s %4s %6s %6s %10s %21s %9s %8s %15s\n", "version", "type", "n", "out", "in", "us/call",
+              "(min-max)", "W GB/s", "vs fp32", "(min-max)");
   for (auto t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
     for (const auto& shape : shapes) {
       const int in = shape.first, out = shape.second;
       for (int n : rows) {
         const Problem p = make_problem(t, n, in, out, rng);
-        std::vector<float> y(static_cast<std::size_t>(n) * out);
-        const double fp32 =
-            median_seconds([&] { llm::cpu::matmul(y.data(), p.x.data(), p.w.data(), n, in, out); }, repeat);
-        auto row = [&](const std::string& name, double s) {
-          std::printf("%-26s %-5s %4d %6d %6d %10.1f %9.1f %7.2fx\n", name.c_str(), llm::tensor_type_name(t).c_str(), n,
-                      in, out, s * 1e6, static_cast<double>(p.q.size()) / s / 1e9, fp32 / s);
-        };
-        std::printf("%-26s %-5s %4d %6d %6d %10.1f %9.1f %7s\n", "fp32 (cpu::matmul)", "F32", n, in, out, fp32 * 1e6,
-                    4.0 * in * out / fp32 / 1e9, "1.00x");
-        row("01_dequantize_row",
-            median_seconds([&] { qmm::matmul_01_dequantize_row(y.data(), p.x.data(), p.W(), n); }, repeat));
-        row("02_fused", median_seconds([&] { qmm::matmul_02_fused(y.data(), p.x.data(), p.W(), n); }, repeat));
-        for (auto path : qmm::available_int8_paths())
-          row(std::string("03_int8/") + qmm::int8_path_name(path),
-              median_seconds([&] { qmm::matmul_03_int8(y.data(), p.x.data(), p.W(), n, path); }, repeat));
         const qmm::PackedMatrix packed = qmm::pack_rows_16(p.W());
-        for (auto path : qmm::available_int8_paths())
-          row(std::string("04_int8_packed/") + qmm::int8_path_name(path),
-              median_seconds([&] { qmm::matmul_04_int8_packed(y.data(), p.x.data(), packed, n, path); }, repeat));
+        std::vector<float> y(static_cast<std::size_t>(n) * out);
+        struct Variant {
+          std::string name;
+          std::function<void()> run;
+          double bytes;
+          std::vector<double> s;
+        };
+        std::vector<Variant> vs;
+        vs.push_back({"fp32 (cpu::matmul)",
+                      [&] { llm::cpu::matmul(y.data(), p.x.data(), p.w.data(), n, in, out); },
+                      4.0 * in * out,
+                      {}});
+        const auto q = static_cast<double>(p.q.size());
+        if (all_paths)
+          vs.push_back(
+              {"01_dequantize_row", [&] { qmm::matmul_01_dequantize_row(y.data(), p.x.data(), p.W(), n); }, q, {}});
+        vs.push_back({"02_fused", [&] { qmm::matmul_02_fused(y.data(), p.x.data(), p.W(), n); }, q, {}});
+        for (auto path : qmm::available_int8_paths()) {
+          if (path == qmm::Int8Path::Scalar && !all_paths) continue;
+          vs.push_back({std::string("03_int8/") + qmm::int8_path_name(path),
+                        [&, path] { qmm::matmul_03_int8(y.data(), p.x.data(), p.W(), n, path); },
+                        q,
+                        {}});
+        }
+        for (auto path : qmm::available_int8_paths()) {
+          if (path == qmm::Int8Path::Scalar && !all_paths) continue;
+          vs.push_back({std::string("04_int8_packed/") + qmm::int8_path_name(path),
+                        [&, path] { qmm::matmul_04_int8_packed(y.data(), p.x.data(), packed, n, path); },
+                        static_cast<double>(packed.bytes()),
+                        {}});
+        }
+        for (auto& v : vs) v.run();  // warm-up
+        // Side by side: every repeat runs each variant once, in turn, so a busy moment of the
+        // machine falls on all of them; the ratio to fp32 is taken within each repeat.
+        for (int r = 0; r < repeat; ++r)
+          for (auto& v : vs) v.s.push_back(seconds(v.run));
+        for (const auto& v : vs) {
+          std::vector<double> ratio;
+          for (int r = 0; r < repeat; ++r)
+            ratio.push_back(vs[0].s[static_cast<std::size_t>(r)] / v.s[static_cast<std::size_t>(r)]);
+          const double med = median(v.s);
+          std::printf("%-26s %-5s %4d %6d %6d %10.1f (%8.1f-%9.1f) %9.1f %7.2fx (%5.2f-%6.2fx)\n", v.name.c_str(),
+                      &v == &vs[0] ? "F32" : llm::tensor_type_name(t).c_str(), n, out, in, med * 1e6,
+                      *std::min_element(v.s.begin(), v.s.end()) * 1e6, *std::max_element(v.s.begin(), v.s.end()) * 1e6,
+                      v.bytes / med / 1e9, median(ratio), *std::min_element(ratio.begin(), ratio.end()),
+                      *std::max_element(ratio.begin(), ratio.end()));
+        }
       }
     }
   }
-  std::printf("(%d threads; medians of %d calls; W GB/s counts W's bytes as stored once per call)\n",
-              llm::cpu::thread_count(), repeat);
+  std::printf(
+      "(%d threads; medians of %d interleaved calls; W cache-resident after the first call; W GB/s counts "
+      "W's bytes as each version reads them, once per call)\n",
+      llm::cpu::thread_count(), repeat);
   return 0;
 }
 
@@ -257,9 +292,20 @@ int main(int argc, char** argv) {
     if (cmd == "check") return check(argc > 2 && std::string(argv[2]) == "--quick");
     if (cmd == "bench") {
       int repeat = 20;
+      bool all_paths = false;
       std::vector<int> rows = {1, 4, 16, 64};
-      for (int a = 2; a + 1 < argc; a += 2) {
-        const std::string flag = argv[a], v = argv[a + 1];
+      for (int a = 2; a < argc; a += 2) {
+        const std::string flag = argv[a];
+        if (flag == "--all") {
+          all_paths = true;
+          --a;
+          continue;
+        }
+        if (a + 1 >= argc) {
+          std::fprintf(stderr, "error: quant_harness bench: %s needs a value\n", flag.c_str());
+          return 2;
+        }
+        const std::string v = argv[a + 1];
         if (flag == "--repeat") {
           repeat = std::stoi(v);
         } else if (flag == "--rows") {
@@ -278,12 +324,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "error: quant_harness bench: --repeat and --rows must be positive\n");
         return 2;
       }
-      return bench(repeat, rows);
+      return bench(repeat, rows, all_paths);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: quant_harness %s: %s\n", cmd.c_str(), e.what());
     return 2;
   }
-  std::fprintf(stderr, "usage: quant_harness check [--quick] | bench [--repeat N] [--rows 1,4,16]\n");
+  std::fprintf(stderr, "usage: quant_harness check [--quick] | bench [--repeat N] [--rows 1,4,16] [--all]\n");
   return 2;
 }
