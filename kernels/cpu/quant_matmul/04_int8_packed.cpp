@@ -35,19 +35,8 @@
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/quant_matmul/block_view.h"
 #include "kernels/cpu/quant_matmul/int8_activations.h"
+#include "kernels/cpu/quant_matmul/int8_build.h"
 #include "kernels/cpu/quant_matmul/quant_matmul.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define LLM_X86 1
-#endif
-
-#if defined(__clang__)
-#define LLM_NO_VECTORIZE
-#else
-// GCC 12.2 turns signed int8 dot loops into vpdpbusd with wrong sums (03_int8_dot.cpp says more).
-#define LLM_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
-#endif
 
 namespace llm::cpu::qmm {
 
