@@ -88,13 +88,17 @@ int serve(int argc, char** argv) {
   std::printf("stage08_serving: listening on http://%s:%d (model '%s', %d KV blocks of %d tokens)\n", so.host.c_str(),
               port, so.model_name.c_str(), engine->num_blocks(), o.block_size);
   std::fflush(stdout);
-  std::thread([&server, signals] {
+  std::thread waiter([&server, signals] {
     int sig = 0;
     sigwait(&signals, &sig);
     std::fprintf(stderr, "stage08_serving: signal %d, stopping\n", sig);
     server.stop();
-  }).detach();
+  });
   server.serve();
+  // serve() returns once stop() has closed the socket, maybe before stop() itself returns: wake
+  // the waiter if it still waits (serve() ended some other way) and join it before `server` goes.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
   return 0;
 }
 

@@ -103,11 +103,13 @@ TEST_CASE("cancelled requests leave at once and free their blocks", "[cancel]") 
   auto config = small_pool();
   config.scheduler.max_running = 2;
   config.num_blocks = 0;
-  std::vector<Request> requests(6);
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    requests[i].id = "r" + std::to_string(i);
-    requests[i].prompt = model.tokenizer->encode_prompt("Once upon a time " + std::to_string(i));
-    requests[i].max_new_tokens = 120;
+  std::vector<Request> requests;
+  for (int i = 0; i < 6; ++i) {
+    Request r;
+    r.id = std::to_string(i);
+    r.prompt = model.tokenizer->encode_prompt("Once upon a time " + std::to_string(i));
+    r.max_new_tokens = 120;
+    requests.push_back(std::move(r));
   }
   stage03::ContinuousBatchEngine offline(model.weights, model.tokenizer->stop_ids(), config);
   const std::vector<RequestResult> want = offline.run(requests, nullptr);
