@@ -14,6 +14,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 mkdir -p "$tmp/repo/datasets/models" "$tmp/repo/docs/results"
 cp -r "$src/scripts" "$src/datasets/workloads" "$tmp/repo/" && mv "$tmp/repo/workloads" "$tmp/repo/datasets/"
+mkdir -p "$tmp/repo/datasets/eval" && cp "$src"/datasets/eval/heldout_*.txt "$tmp/repo/datasets/eval/"  # stage 05's perplexity
 cp "$src/datasets/models/tiny-target.gguf" "$tmp/repo/datasets/models/"
 cp "$src/.gitignore" "$src/README.md" "$tmp/repo/"
 for d in "$src"/stages/[0-9][0-9]_*/; do
