@@ -6,8 +6,12 @@
 //     (q4_pair_bits, q8_pair_bits, minus the fp16 bias) gives y = x W^T of the dequantized GGUF
 //     rows (llm::cpu::dequantize, in double): the indexing and the nibble order the kernel relies
 //     on, checked where CI can run them;
+//   - 01_fused_16B.cu's staging of GGUF rows (gguf_tiles.h): every tile's 16-byte words stay inside
+//     the padded buffer and the shared-memory slot, and each lane finds its block's bytes at
+//     skew + lane * block_bytes;
 //   - bad types and shapes are refused naming the field and value.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -19,6 +23,7 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/half.h"
 #include "kernels/cpu/quantize.h"
+#include "kernels/cuda/quant_gemv/gguf_tiles.h"
 #include "kernels/cuda/quant_gemv/prepack.h"
 
 namespace {
@@ -193,4 +198,36 @@ TEST_CASE("prepacked GEMV layout: bad types and shapes are refused by name", "[q
   CHECK_THAT(message(TensorType::Q8_0, 0, 32), Catch::Contains("out = 0"));
   CHECK_THAT(message(TensorType::Q8_0, 1, 48), Catch::Contains("in = 48"));
   CHECK_THAT(message(TensorType::Q4_0, 1, 0), Catch::Contains("in = 0"));
+}
+
+TEST_CASE("GGUF tiles of version 01: every lane finds its block inside the words it copies", "[quant-gemv-pack]") {
+  for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0}) {
+    const bool q8 = t == TensorType::Q8_0;
+    const int bb = gguf_block_bytes(q8);
+    for (const Shape& s : kShapes) {
+      INFO(llm::tensor_type_name(t) << " out=" << s.out << " in=" << s.in);
+      const std::vector<std::uint8_t> rows = random_rows(t, s.out, s.in, 7u * s.out + s.in);
+      std::vector<std::uint8_t> buffer(gguf_buffer_bytes(q8, s.out, s.in), 0xFF);  // padding as the harness
+      REQUIRE(buffer.size() % 16 == 0);
+      REQUIRE(buffer.size() >= rows.size());
+      std::memcpy(buffer.data(), rows.data(), rows.size());
+      const int blocks = s.in / 32;
+      for (int row = 0; row < s.out; ++row)
+        for (int b0 = 0; b0 < blocks; b0 += kTileBlocks) {
+          const int nb = std::min(kTileBlocks, blocks - b0);
+          const TileSpan span = tile_span(q8, blocks, row, b0, nb);
+          INFO("row " << row << " tile at block " << b0 << ": words " << span.words << ", skew " << span.skew);
+          REQUIRE(span.words <= tile_slot_words(q8));
+          REQUIRE((span.first_word + static_cast<std::size_t>(span.words)) * 16 <= buffer.size());
+          REQUIRE(span.skew % 2 == 0);  // the fp16 scale and 16-bit quant reads stay aligned
+          REQUIRE(span.skew <= 14);
+          const std::uint8_t* stage = buffer.data() + span.first_word * 16;  // what the warp copies
+          for (int lane = 0; lane < nb; ++lane) {
+            const std::uint8_t* want = rows.data() + (static_cast<std::size_t>(row) * blocks + b0 + lane) * bb;
+            REQUIRE(std::memcmp(stage + span.skew + lane * bb, want, static_cast<std::size_t>(bb)) == 0);
+            REQUIRE(span.skew + (lane + 1) * bb <= span.words * 16);
+          }
+        }
+    }
+  }
 }

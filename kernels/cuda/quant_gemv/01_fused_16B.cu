@@ -21,7 +21,7 @@
 // memory 8960 (Q8_0) or 4864 (Q4_0) bytes per block. W's buffer must be padded to a multiple of
 // 16 bytes (quant_gemv_01_buffer_bytes): a tile's last 16-byte load may reach past the last row.
 // Registers per thread (nvcc 13.0, sm_90, -Xptxas -v), n = 1..8: Q8_0 32 40 56 72 72 90 92 110,
-// Q4_0 40 62 72 80 87 96 104 128; no spills except Q8_0 at n = 5 (12 bytes, ptxas's choice at 72
+// Q4_0 40 62 72 80 87 96 106 128; no spills except Q8_0 at n = 5 (12 bytes, ptxas's choice at 72
 // registers).
 //
 // Run: build/kernels/kernel_harness check quant_gemv --version 1
@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/quant_gemv/gguf_tiles.h"
 #include "kernels/cuda/quant_gemv/quant_gemv.cuh"
 #include "kernels/cuda/vector_loads.cuh"
 #include "kernels/cuda/warp_rows.cuh"
@@ -40,14 +41,14 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kRows = 2;        // rows of W per warp
-constexpr int kTileBlocks = 32; // blocks per tile: one per lane
+using qgemv::kTileBlocks;  // blocks per tile: one per lane (gguf_tiles.h)
 
 template <QuantFormat F>
-constexpr int kBlockBytes = F == QuantFormat::Q8_0 ? 34 : 18;
-// A tile's bytes plus up to 15 bytes before it (its start rounded down to 16) and the rounding
-// up of its end, in 16-byte words: 70 (Q8_0), 38 (Q4_0).
+constexpr int kBlockBytes = qgemv::gguf_block_bytes(F == QuantFormat::Q8_0);
+// A tile's bytes plus up to 14 bytes before it and the rounding up of its end, in 16-byte words:
+// 70 (Q8_0), 38 (Q4_0).
 template <QuantFormat F>
-constexpr int kSlotWords = (kTileBlocks * kBlockBytes<F> + 32) / 16;
+constexpr int kSlotWords = qgemv::tile_slot_words(F == QuantFormat::Q8_0);
 template <QuantFormat F>
 constexpr int kCopyIters = (kSlotWords<F> + 31) / 32;
 
@@ -88,7 +89,6 @@ __global__ void __launch_bounds__(kThreads)
   if (row0 >= out) return;  // the whole warp leaves; only __syncwarp follows
 
   const int blocks = in / 32;
-  const std::size_t rb = static_cast<std::size_t>(blocks) * BB;
   const uint4* W4 = reinterpret_cast<const uint4*>(W);
   const uint4* x4 = reinterpret_cast<const uint4*>(x);
   const int xcols = in / 8;
@@ -107,14 +107,13 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       const int row = min(row0 + r, out - 1);  // a row past the end re-reads the last one; never written
-      const std::size_t s = static_cast<std::size_t>(row) * rb + static_cast<std::size_t>(b0) * BB;
-      const std::size_t a0 = s / 16;
-      words[r] = static_cast<int>((s + static_cast<std::size_t>(nb) * BB + 15) / 16 - a0);
-      skew[r] = static_cast<int>(s - a0 * 16);
+      const qgemv::TileSpan span = qgemv::tile_span(F == QuantFormat::Q8_0, blocks, row, b0, nb);
+      words[r] = span.words;
+      skew[r] = span.skew;
 #pragma unroll
       for (int k = 0; k < kCopyIters<F>; ++k) {
         const int idx = lane + 32 * k;
-        tmp[r][k] = idx < words[r] ? __ldcs(W4 + a0 + idx) : make_uint4(0, 0, 0, 0);
+        tmp[r][k] = idx < words[r] ? __ldcs(W4 + span.first_word + idx) : make_uint4(0, 0, 0, 0);
       }
     }
 #pragma unroll

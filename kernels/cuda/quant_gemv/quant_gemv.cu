@@ -2,6 +2,8 @@
 // whether the device has FP8 conversions.
 #include "kernels/cuda/quant_gemv/quant_gemv.cuh"
 
+#include "kernels/cuda/quant_gemv/gguf_tiles.h"
+
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -21,9 +23,7 @@ const char* quant_format_name(QuantFormat f) {
 }
 
 std::size_t quant_gemv_01_buffer_bytes(QuantFormat f, int out, int in) {
-  const std::size_t block = f == QuantFormat::Q8_0 ? 34 : 18;
-  const std::size_t bytes = static_cast<std::size_t>(out) * static_cast<std::size_t>(in / 32) * block;
-  return (bytes + 15) / 16 * 16;
+  return qgemv::gguf_buffer_bytes(f == QuantFormat::Q8_0, out, in);
 }
 
 bool device_has_fp8() {
