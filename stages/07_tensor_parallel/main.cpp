@@ -1,0 +1,78 @@
+// Stage 07: tensor parallelism. `mpirun -np N stage07_tensor_parallel --model ...` runs one
+// process per rank; rank 0 runs stage 03's engine and prints, the others serve its steps on their
+// shards. Without mpirun it is rank 0 of 1. See README.md in this folder.
+#include <cstdio>
+#include <iostream>
+
+#include "common/error.h"
+#include "common/stage_main.h"
+#include "mpi_comm.h"
+#include "shard_plan.h"
+#include "stages/03_continuous_batching/continuous_batch_engine.h"
+#include "stages/04_cuda/packed_weights.h"
+#include "step_message.h"
+#include "tp_executor.h"
+
+namespace {
+
+llm::stage07::TpComm mpi_comm(const llm::stage07::MpiSession& mpi) {
+  return {mpi.rank(), mpi.size(), llm::stage07::all_reduce_sum, llm::stage07::broadcast_ints,
+          llm::stage07::wall_seconds};
+}
+
+/// Ranks > 0: wait for rank 0's model, then serve its steps. Quiet unless something fails.
+int serve(const llm::stage07::MpiSession& mpi) {
+  using namespace llm::stage07;
+  std::vector<int> m;
+  broadcast_ints(m);
+  if (m.empty() || m[0] == kStop) return 0;  // rank 0 stopped before loading (--help, a bad flag)
+  if (m[0] != kLoad) throw llm::Error("tensor parallel: expected the model's path from rank 0");
+  std::string model_path, tokenizer_path;
+  decode_load(m, model_path, tokenizer_path);
+  const llm::Model model = llm::load_model(model_path, tokenizer_path);
+  TpStepExecutor exec(model.weights, plan_shards(model.config(), mpi.size()), mpi_comm(mpi));
+  exec.serve();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    llm::stage07::MpiSession mpi(&argc, &argv);
+    if (mpi.rank() != 0) {
+      try {
+        return serve(mpi);
+      } catch (const std::exception& e) {
+        // Rank 0 waits in a collective for this rank: end the whole job.
+        std::fprintf(stderr, "rank %d: error: %s\n", mpi.rank(), e.what());
+        llm::stage07::MpiSession::abort_all(1);
+      }
+    }
+    llm::StageInfo stage{"07_tensor_parallel",
+                         "tensor parallelism: stage 04's CPU step split over MPI ranks (Megatron-LM), "
+                         "stage 03's scheduler on rank 0",
+                         16};
+    stage.paged_kv = true;
+    stage.weight_storage = "fp16";
+    stage.weight_storage_bytes = [](const llm::ModelWeights& w) {
+      return llm::stage04::packed_weight_bytes(w.config, w.output.empty());
+    };
+    const int rc = llm::stage_main(argc, argv, stage, [&](const llm::Model& model, const llm::CliOptions& o) {
+      using namespace llm::stage07;
+      const ShardPlan plan = plan_shards(model.config(), mpi.size());  // refused here, before the others load
+      std::vector<int> load = encode_load(model.path, o.tokenizer);
+      broadcast_ints(load);
+      std::cerr << "[07_tensor_parallel] " << mpi.size() << " rank(s):\n" << plan.describe();
+      return std::make_unique<llm::stage03::ContinuousBatchEngine>(
+          model.weights, model.tokenizer->stop_ids(), llm::stage03::continuous_batch_config(o),
+          std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi)));
+    });
+    std::vector<int> stop = {llm::stage07::kStop};
+    llm::stage07::broadcast_ints(stop);
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

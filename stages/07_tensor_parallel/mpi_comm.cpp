@@ -1,0 +1,51 @@
+#include "mpi_comm.h"
+
+#include <mpi.h>
+
+#include <climits>
+
+#include "common/error.h"
+
+namespace llm::stage07 {
+
+namespace {
+
+void check(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw Error(std::string("tensor parallel: ") + call + " failed: " + std::string(text, static_cast<std::size_t>(len)));
+}
+
+}  // namespace
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  check(MPI_Init(argc, argv), "MPI_Init");
+  check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+  check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+}
+
+MpiSession::~MpiSession() { MPI_Finalize(); }
+
+void MpiSession::abort_all(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; this is for the compiler
+}
+
+void all_reduce_sum(float* x, std::size_t n) {
+  if (n > static_cast<std::size_t>(INT_MAX)) throw Error("tensor parallel: all-reduce of " + std::to_string(n) + " floats");
+  check(MPI_Allreduce(MPI_IN_PLACE, x, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+}
+
+void broadcast_ints(std::vector<int>& ints) {
+  int n = static_cast<int>(ints.size());
+  check(MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast (count)");
+  ints.resize(static_cast<std::size_t>(n));
+  if (n > 0) check(MPI_Bcast(ints.data(), n, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast (values)");
+}
+
+double wall_seconds() { return MPI_Wtime(); }
+
+}  // namespace llm::stage07

@@ -1,0 +1,101 @@
+#include "tp_executor.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "common/error.h"
+#include "shard_weights.h"
+#include "step_message.h"
+#include "stages/04_cuda/packed_weights.h"
+
+namespace llm::stage07 {
+
+TpStepExecutor::TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpComm comm)
+    : full_(w.config), comm_(std::move(comm)) {
+  if (plan.ranks != comm_.ranks)
+    throw Error("tensor parallel: a plan for " + std::to_string(plan.ranks) + " ranks on " +
+                std::to_string(comm_.ranks) + " ranks");
+  const ModelWeights shard = shard_weights(w, plan.shards[static_cast<std::size_t>(comm_.rank)]);
+  const stage04::PackedWeights packed = stage04::pack_weights(shard);
+  auto matrices = std::make_unique<TpMatrices>(stage04::fp16_cpu_matrices(packed), w.config.dim, comm_.rank == 0,
+                                               comm_.all_reduce, comm_.clock);
+  matrices_ = matrices.get();
+  auto ops = std::make_unique<stage04::CpuOps>(shard, std::move(matrices),
+                                               stage04::KvStorage{cpu::KvCodeType::f16, {}});
+  local_ = std::make_unique<stage04::CpuStepExecutor>(shard.config, std::move(ops), packed.bytes_per_step());
+  // The failure test's fault: this rank leaves mid-run, as a crash would.
+  const char* er = std::getenv("LLM_TP_EXIT_RANK");
+  const char* es = std::getenv("LLM_TP_EXIT_STEP");
+  if (er && es && std::atoi(er) == comm_.rank) exit_at_step_ = std::atol(es);
+}
+
+TpStepExecutor::~TpStepExecutor() {
+  if (comm_.rank != 0 || steps_ == 0) return;
+  const CommTime& c = comm_time();
+  std::fprintf(stderr,
+               "[07_tensor_parallel] rank 0 of %d: %ld steps, forward %.3f s, of which all-reduce %.3f s (%ld calls, "
+               "%.1f us each) = %.1f%%\n",
+               comm_.ranks, steps_, forward_seconds_, c.seconds, c.calls,
+               c.calls ? 1e6 * c.seconds / static_cast<double>(c.calls) : 0.0,
+               forward_seconds_ > 0 ? 100.0 * c.seconds / forward_seconds_ : 0.0);
+}
+
+void TpStepExecutor::begin_run(stage03::BlockPool& pool) {
+  if (comm_.rank == 0) {
+    std::vector<int> m = {kBeginRun, pool.num_blocks(), pool.block_size()};
+    comm_.broadcast(m);
+  }
+  local_->begin_run(pool);
+}
+
+std::vector<float> TpStepExecutor::run_local(const stage03::StepBatch& step) {
+  if (steps_ == exit_at_step_) {
+    std::fprintf(stderr, "rank %d: leaving at step %ld (LLM_TP_EXIT_STEP)\n", comm_.rank, steps_);
+    std::_Exit(1);
+  }
+  const double t0 = comm_.clock();
+  std::vector<float> logits = local_->forward(step);
+  forward_seconds_ += comm_.clock() - t0;
+  ++steps_;
+  return logits;
+}
+
+std::vector<float> TpStepExecutor::forward(const stage03::StepBatch& step) {
+  if (comm_.rank == 0) {
+    std::vector<int> m = encode_step(step);
+    comm_.broadcast(m);
+  }
+  return run_local(step);
+}
+
+void TpStepExecutor::serve() {
+  for (;;) {
+    std::vector<int> m;
+    comm_.broadcast(m);
+    if (m.empty()) throw Error("tensor parallel: an empty message from rank 0");
+    switch (m[0]) {
+      case kStop:
+        return;
+      case kBeginRun:
+        if (m.size() != 3) throw Error("tensor parallel: a begin-run message of " + std::to_string(m.size()) + " ints");
+        worker_pool_ = std::make_unique<stage03::BlockPool>(full_, m[1], m[2], false, local_->kv_element_bytes());
+        local_->begin_run(*worker_pool_);
+        break;
+      case kStep: {
+        const DecodedStep d = decode_step(m);
+        (void)run_local(d.batch());
+        break;
+      }
+      default:
+        throw Error("tensor parallel: message kind " + std::to_string(m[0]) + " from rank 0");
+    }
+  }
+}
+
+void TpStepExecutor::stop() {
+  std::vector<int> m = {kStop};
+  comm_.broadcast(m);
+}
+
+}  // namespace llm::stage07

@@ -1,0 +1,62 @@
+// tp_executor.h: stage 03's StepExecutor for one rank of a tensor-parallel group. Every rank
+// holds its shard of the weights (shard_weights.h) and of the paged K/V cache (its KV heads, at
+// the block numbers rank 0's pool hands out) and runs stage 04's CPU step recipe on them, with
+// the all-reduces of tp_matrices.h. Rank 0 owns the engine (scheduler, pool books, sampling):
+// before it runs a step it broadcasts the step (step_message.h), and the other ranks, inside
+// serve(), run the same step on their shards.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "shard_plan.h"
+#include "stages/04_cuda/cpu_ops.h"
+#include "tp_matrices.h"
+
+namespace llm::stage07 {
+
+/// How the ranks talk (mpi_comm.h's functions in the executable).
+struct TpComm {
+  int rank = 0, ranks = 1;
+  AllReduce all_reduce;
+  std::function<void(std::vector<int>&)> broadcast;  ///< rank 0's ints on every rank
+  std::function<double()> clock;                     ///< seconds
+};
+
+class TpStepExecutor : public stage03::StepExecutor {
+ public:
+  /// This rank's shard of `w` (the whole model) under `plan`, fp16 weights and K/V (stage 04's).
+  TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpComm comm);
+  /// Rank 0, after steps ran: prints the time in all-reduces vs the whole forward to stderr.
+  ~TpStepExecutor() override;
+  bool uses_pool_storage() const override { return false; }
+  std::size_t kv_element_bytes() const override { return local_->kv_element_bytes(); }
+  /// The bytes of weights one rank reads per step (its shard, the replicated classifier included).
+  double weight_bytes_per_step() const override { return local_->weight_bytes_per_step(); }
+  void begin_run(stage03::BlockPool& pool) override;
+  std::vector<float> forward(const stage03::StepBatch& step) override;
+
+  /// Ranks other than 0: runs rank 0's messages until kStop. Throws llm::Error on a bad message.
+  void serve();
+  /// Rank 0: tells the other ranks to leave serve().
+  void stop();
+  /// Time in all-reduces, and in whole forward steps (all-reduces included), on this rank.
+  const CommTime& comm_time() const { return matrices_->comm_time(); }
+  double forward_seconds() const { return forward_seconds_; }
+  long steps() const { return steps_; }
+
+ private:
+  std::vector<float> run_local(const stage03::StepBatch& step);
+
+  ModelConfig full_;  // the whole model's config (the pool's books are kept in its terms)
+  TpComm comm_;
+  TpMatrices* matrices_ = nullptr;  // owned by local_'s CpuOps
+  std::unique_ptr<stage04::CpuStepExecutor> local_;
+  std::unique_ptr<stage03::BlockPool> worker_pool_;  // ranks > 0: the books' shape, for begin_run
+  double forward_seconds_ = 0.0;
+  long steps_ = 0;
+  long exit_at_step_ = -1;  // LLM_TP_EXIT_RANK / LLM_TP_EXIT_STEP (the failure test's fault)
+};
+
+}  // namespace llm::stage07
