@@ -131,6 +131,14 @@ def footer(fig, r, lead=""):
              color="#666666", ha="left", va="top")
 
 
+def finish(fig, ax, r, title):
+    """The title wrapped to fit, the machine's footer, a tight layout."""
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
+    footer(fig, r)
+    fig.tight_layout()
+    return fig
+
+
 def plot_throughput(r):
     stages = r["stages"]
     meas = [spread(r, s) for s in stages]
@@ -160,10 +168,7 @@ def plot_throughput(r):
     title = (f"Throughput, all requests at t = 0: {pathlib.Path(r['workload']['path']).name} on "
              f"{pathlib.Path(r['model']['path']).name}. Bars: median; whiskers: range of the agreeing runs "
              f"(hatched: runs never agreed)")
-    ax.set_title(textwrap.fill(title, 80), fontsize=9)
-    footer(fig, r)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, r, title)
 
 
 def decode_range(s):
@@ -297,10 +302,7 @@ def plot_speed_ppl(r):
     title = (f"Speed against quality: {pathlib.Path(r['workload']['path']).name} on "
              f"{pathlib.Path(r['model']['path']).name}; perplexity on {pathlib.Path(p0['text']).name}, "
              f"{p0['windows']} windows of {p0['ctx']} tokens ({p0['tokens']} scored). Up and left is better")
-    ax.set_title(textwrap.fill(title, 80), fontsize=9)
-    footer(fig, r)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, r, title)
 
 
 def save(fig, out):
