@@ -18,8 +18,9 @@ std::string ShardPlan::describe() const {
   for (std::size_t r = 0; r < shards.size(); ++r) {
     const RankShard& x = shards[r];
     s += "rank " + std::to_string(r) + ": q heads " + std::to_string(x.head_begin) + "-" +
-         std::to_string(x.head_begin + x.n_heads - 1) + ", kv heads " + std::to_string(x.kv_begin) + "-" +
-         std::to_string(x.kv_begin + x.n_kv_heads - 1) + (kv_replicated ? " (replicated)" : "") + ", hidden " +
+         std::to_string(x.head_begin + x.n_heads - 1) + ", kv heads";
+    for (int g : x.kv_heads) s += " " + std::to_string(g);
+    s += std::string(kv_replicated ? " (replicated)" : "") + ", hidden " +
          std::to_string(x.hidden_begin) + "-" + std::to_string(x.hidden_begin + x.hidden - 1) + "\n";
   }
   return s;
@@ -33,27 +34,28 @@ ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
     throw Error("tensor parallel: hidden_dim " + std::to_string(c.hidden_dim) + " cannot be split over " +
                 std::to_string(ranks) + " ranks");
   const int group = c.n_heads / c.n_kv_heads;  // query heads per KV head
+  if (c.n_heads < ranks)
+    throw Error("tensor parallel: " + counts(c, ranks) + " cannot be split: fewer query heads than ranks");
   ShardPlan plan;
   plan.ranks = ranks;
   plan.kv_replicated = c.n_kv_heads < ranks;
-  if (plan.kv_replicated && (ranks % c.n_kv_heads != 0 || group % (ranks / c.n_kv_heads) != 0))
-    throw Error("tensor parallel: " + counts(c, ranks) +
-                " cannot be split: with fewer KV heads than ranks, the rank count must be a multiple of "
-                "n_kv_heads and each KV head's " +
-                std::to_string(group) + " query heads must divide by ranks / n_kv_heads");
   for (int r = 0; r < ranks; ++r) {
     RankShard s;
     if (!plan.kv_replicated) {
-      s.kv_begin = static_cast<int>(static_cast<long long>(r) * c.n_kv_heads / ranks);
-      s.n_kv_heads = static_cast<int>(static_cast<long long>(r + 1) * c.n_kv_heads / ranks) - s.kv_begin;
-      s.head_begin = s.kv_begin * group;
-      s.n_heads = s.n_kv_heads * group;
+      // Whole KV groups, dealt out as evenly as they go.
+      const int kv_begin = static_cast<int>(static_cast<long long>(r) * c.n_kv_heads / ranks);
+      const int kv_end = static_cast<int>(static_cast<long long>(r + 1) * c.n_kv_heads / ranks);
+      for (int g = kv_begin; g < kv_end; ++g) s.kv_heads.push_back(g);
+      s.head_begin = kv_begin * group;
+      s.n_heads = (kv_end - kv_begin) * group;
     } else {
-      const int share = ranks / c.n_kv_heads;  // ranks that read one KV head
-      s.kv_begin = r / share;
-      s.n_kv_heads = 1;
-      s.n_heads = group / share;
-      s.head_begin = s.kv_begin * group + (r % share) * s.n_heads;
+      s.head_begin = static_cast<int>(static_cast<long long>(r) * c.n_heads / ranks);
+      s.n_heads = static_cast<int>(static_cast<long long>(r + 1) * c.n_heads / ranks) - s.head_begin;
+      const int first = s.head_begin / group, last = (s.head_begin + s.n_heads - 1) / group;
+      if (first == last)
+        s.kv_heads = {first};  // all its query heads read one KV head
+      else
+        for (int h = s.head_begin; h < s.head_begin + s.n_heads; ++h) s.kv_heads.push_back(h / group);
     }
     s.hidden_begin = static_cast<int>(static_cast<long long>(r) * c.hidden_dim / ranks);
     s.hidden = static_cast<int>(static_cast<long long>(r + 1) * c.hidden_dim / ranks) - s.hidden_begin;

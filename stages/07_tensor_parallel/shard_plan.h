@@ -13,11 +13,13 @@
 namespace llm::stage07 {
 
 /// One rank's part of every layer (the same for all layers).
-///   q heads [head_begin, head_begin + n_heads), KV heads [kv_begin, kv_begin + n_kv_heads),
-///   SwiGLU columns [hidden_begin, hidden_begin + hidden).
+///   q heads [head_begin, head_begin + n_heads); kv_heads: the model's KV heads the rank keeps,
+///   in its local order (the local grouping is n_heads / kv_heads.size() query heads per KV
+///   head; a KV head may appear twice when it is copied per query head); SwiGLU columns
+///   [hidden_begin, hidden_begin + hidden).
 struct RankShard {
   int head_begin = 0, n_heads = 0;
-  int kv_begin = 0, n_kv_heads = 0;
+  std::vector<int> kv_heads;
   int hidden_begin = 0, hidden = 0;
 };
 
@@ -25,7 +27,7 @@ struct RankShard {
 struct ShardPlan {
   int ranks = 1;
   /// True when there are fewer KV heads than ranks: each KV head is then kept (and computed) by
-  /// every rank whose query heads read it (N / n_kv_heads ranks each).
+  /// every rank whose query heads read it.
   bool kv_replicated = false;
   std::vector<RankShard> shards;  ///< [ranks]
   /// One line per rank: "rank 0: q heads 0-5, kv heads 0-1, hidden 0-767".
@@ -36,9 +38,12 @@ struct ShardPlan {
 /// n_heads / n_kv_heads query heads that read it), so its local heads keep the model's grouping.
 ///  - n_kv_heads >= ranks: the KV groups are dealt out as evenly as they go (9 heads in 3
 ///    groups over 2 ranks: 6 + 3 query heads; even when n_kv_heads divides by ranks).
-///  - n_kv_heads < ranks, ranks a multiple of n_kv_heads and each group's query heads dividing
-///    by ranks / n_kv_heads: the group's query heads are split and its KV head replicated.
-///  - anything else is refused: llm::Error naming n_heads, n_kv_heads and the rank count.
+///  - n_kv_heads < ranks: the query heads are split in near-equal ranges and each rank keeps
+///    the KV heads they read (replicated over ranks). When a rank's query heads straddle two
+///    groups unevenly (8 heads, 2 KV heads over 3 ranks: heads 3-5 read KV 0, 1, 1) the rank
+///    keeps one copy of the KV head per query head, so its local grouping stays uniform.
+///  - fewer query heads than ranks is refused: llm::Error naming n_heads, n_kv_heads and the
+///    rank count.
 /// The SwiGLU width is split in ranks near-equal slices (refused when hidden_dim < ranks).
 /// `align` > 1 (stage 05's block formats): every head and slice boundary must fall on a
 /// multiple of `align` input columns of Wo / W2, else llm::Error naming the widths.

@@ -32,7 +32,7 @@ ModelWeights shard_weights(const ModelWeights& w, const RankShard& s) {
   ModelWeights out;
   out.config = c;
   out.config.n_heads = s.n_heads;
-  out.config.n_kv_heads = s.n_kv_heads;
+  out.config.n_kv_heads = static_cast<int>(s.kv_heads.size());
   out.config.hidden_dim = s.hidden;
   out.token_embd = w.token_embd;
   out.output_norm = w.output_norm;
@@ -43,8 +43,11 @@ ModelWeights shard_weights(const ModelWeights& w, const RankShard& s) {
     o.attn_norm = L.attn_norm;
     o.ffn_norm = L.ffn_norm;
     o.wq = rows_of(L.wq, c.dim, s.head_begin * hd, s.n_heads * hd);
-    o.wk = rows_of(L.wk, c.dim, s.kv_begin * hd, s.n_kv_heads * hd);
-    o.wv = rows_of(L.wv, c.dim, s.kv_begin * hd, s.n_kv_heads * hd);
+    for (int g : s.kv_heads) {
+      const auto k = rows_of(L.wk, c.dim, g * hd, hd), v = rows_of(L.wv, c.dim, g * hd, hd);
+      o.wk.insert(o.wk.end(), k.begin(), k.end());
+      o.wv.insert(o.wv.end(), v.begin(), v.end());
+    }
     o.wo = columns_of(L.wo, c.dim, c.q_dim(), s.head_begin * hd, s.n_heads * hd);
     o.w_gate = rows_of(L.w_gate, c.dim, s.hidden_begin, s.hidden);
     o.w_up = rows_of(L.w_up, c.dim, s.hidden_begin, s.hidden);
