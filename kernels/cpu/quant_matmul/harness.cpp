@@ -105,7 +105,8 @@ std::vector<double> int8_bound(const Problem& p) {
 // built to hit the rounding ties (x / d = k + 0.5) and zeros: the same bytes, scale and sum.
 int check_activation_quantizer(std::mt19937& rng) {
 #if defined(__x86_64__)
-  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512dq"))
+    return 0;
   std::normal_distribution<float> normal;
   std::uniform_int_distribution<int> k(-127, 126);
   int bad = 0;

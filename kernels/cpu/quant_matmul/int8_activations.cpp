@@ -27,7 +27,7 @@ float quantize_block(const float* xb, std::int8_t* q, std::int32_t* sum) {
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bw"))) float quantize_block_avx512(const float* xb, std::int8_t* q,
+__attribute__((target("avx512f,avx512bw,avx512dq"))) float quantize_block_avx512(const float* xb, std::int8_t* q,
                                                                         std::int32_t* sum) {
   const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
   const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
@@ -59,7 +59,8 @@ Int8Activations quantize_activations(const float* x, int rows, int in) {
   a.s.resize(nb);
   a.t.resize(nb);
 #if defined(__x86_64__)
-  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512dq");  // _mm512_and_ps, _mm512_or_ps
 #else
   constexpr bool avx512 = false;
 #endif
