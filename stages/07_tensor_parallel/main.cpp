@@ -27,10 +27,12 @@ int serve(const llm::stage07::MpiSession& mpi) {
   broadcast_ints(m);
   if (m.empty() || m[0] == kStop) return 0;  // rank 0 stopped before loading (--help, a bad flag)
   if (m[0] != kLoad) throw llm::Error("tensor parallel: expected the model's path from rank 0");
-  std::string model_path, tokenizer_path;
-  decode_load(m, model_path, tokenizer_path);
-  const llm::Model model = llm::load_model(model_path, tokenizer_path);
-  TpStepExecutor exec(model.weights, plan_shards(model.config(), mpi.size()), mpi_comm(mpi));
+  const std::vector<std::string> s = decode_load(m);
+  if (s.size() != 5) throw llm::Error("tensor parallel: a load message of " + std::to_string(s.size()) + " strings");
+  const ShardFormats formats{s[2], s[3], s[4]};
+  const llm::Model model = llm::load_model(s[0], s[1]);
+  TpStepExecutor exec(model.weights, plan_shards(model.config(), mpi.size(), shard_alignment(formats, mpi.size())),
+                      mpi_comm(mpi), formats);
   exec.serve();
   return 0;
 }
@@ -54,19 +56,22 @@ int main(int argc, char** argv) {
                          "stage 03's scheduler on rank 0",
                          16};
     stage.paged_kv = true;
+    stage.quantization = true;  // --weights (auto = stage 04's fp16), --matmul, --kv-cache
     stage.weight_storage = "fp16";
     stage.weight_storage_bytes = [](const llm::ModelWeights& w) {
       return llm::stage04::packed_weight_bytes(w.config, w.output.empty());
     };
     const int rc = llm::stage_main(argc, argv, stage, [&](const llm::Model& model, const llm::CliOptions& o) {
       using namespace llm::stage07;
-      const ShardPlan plan = plan_shards(model.config(), mpi.size());  // refused here, before the others load
-      std::vector<int> load = encode_load(model.path, o.tokenizer);
+      // Refused here, before the other ranks load anything.
+      const ShardFormats formats{o.weights, o.matmul, o.kv_cache};
+      const ShardPlan plan = plan_shards(model.config(), mpi.size(), shard_alignment(formats, mpi.size()));
+      std::vector<int> load = encode_load({model.path, o.tokenizer, o.weights, o.matmul, o.kv_cache});
       broadcast_ints(load);
       std::cerr << "[07_tensor_parallel] " << mpi.size() << " rank(s):\n" << plan.describe();
       return std::make_unique<llm::stage03::ContinuousBatchEngine>(
           model.weights, model.tokenizer->stop_ids(), llm::stage03::continuous_batch_config(o),
-          std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi)));
+          std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi), formats));
     });
     std::vector<int> stop = {llm::stage07::kStop};
     llm::stage07::broadcast_ints(stop);

@@ -33,6 +33,10 @@ ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
   if (c.hidden_dim < ranks)
     throw Error("tensor parallel: hidden_dim " + std::to_string(c.hidden_dim) + " cannot be split over " +
                 std::to_string(ranks) + " ranks");
+  if (align < 1) align = 1;
+  if (c.hidden_dim % align != 0 || c.hidden_dim / align < ranks)
+    throw Error("tensor parallel: hidden_dim " + std::to_string(c.hidden_dim) + " in blocks of " +
+                std::to_string(align) + " cannot be split over " + std::to_string(ranks) + " ranks");
   const int group = c.n_heads / c.n_kv_heads;  // query heads per KV head
   if (c.n_heads < ranks)
     throw Error("tensor parallel: " + counts(c, ranks) + " cannot be split: fewer query heads than ranks");
@@ -57,17 +61,15 @@ ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
       else
         for (int h = s.head_begin; h < s.head_begin + s.n_heads; ++h) s.kv_heads.push_back(h / group);
     }
-    s.hidden_begin = static_cast<int>(static_cast<long long>(r) * c.hidden_dim / ranks);
-    s.hidden = static_cast<int>(static_cast<long long>(r + 1) * c.hidden_dim / ranks) - s.hidden_begin;
+    // The SwiGLU width in units of `align` columns (block formats: never cut a block of W2).
+    const int units = c.hidden_dim / align;
+    s.hidden_begin = static_cast<int>(static_cast<long long>(r) * units / ranks) * align;
+    s.hidden = static_cast<int>(static_cast<long long>(r + 1) * units / ranks) * align - s.hidden_begin;
     if (align > 1 && (s.head_begin * c.head_dim % align != 0 || s.n_heads * c.head_dim % align != 0))
       throw Error("tensor parallel: rank " + std::to_string(r) + "'s query heads start at column " +
                   std::to_string(s.head_begin * c.head_dim) + " of Wo and span " +
                   std::to_string(s.n_heads * c.head_dim) + ": not on the weight format's blocks of " +
                   std::to_string(align));
-    if (align > 1 && (s.hidden_begin % align != 0 || s.hidden % align != 0))
-      throw Error("tensor parallel: rank " + std::to_string(r) + "'s slice of hidden_dim " +
-                  std::to_string(c.hidden_dim) + " starts at " + std::to_string(s.hidden_begin) + " and spans " +
-                  std::to_string(s.hidden) + ": not on the weight format's blocks of " + std::to_string(align));
     plan.shards.push_back(s);
   }
   return plan;

@@ -44,9 +44,10 @@ struct ShardPlan {
 ///    keeps one copy of the KV head per query head, so its local grouping stays uniform.
 ///  - fewer query heads than ranks is refused: llm::Error naming n_heads, n_kv_heads and the
 ///    rank count.
-/// The SwiGLU width is split in ranks near-equal slices (refused when hidden_dim < ranks).
-/// `align` > 1 (stage 05's block formats): every head and slice boundary must fall on a
-/// multiple of `align` input columns of Wo / W2, else llm::Error naming the widths.
+/// The SwiGLU width is split in near-equal slices of whole units of `align` columns (1, or 32
+/// for stage 05's block formats, so that no block of W2's input columns is cut); refused when
+/// there are fewer units than ranks. The head boundaries (multiples of head_dim columns of Wo)
+/// must fall on multiples of `align` too, else llm::Error naming the widths.
 ShardPlan plan_shards(const ModelConfig& c, int ranks, int align = 1);
 
 }  // namespace llm::stage07

@@ -70,25 +70,27 @@ stage03::StepBatch DecodedStep::batch() const {
           std::span<const stage03::StepRows>(chunks)};
 }
 
-std::vector<int> encode_load(const std::string& model, const std::string& tokenizer) {
+std::vector<int> encode_load(const std::vector<std::string>& strings) {
   std::vector<int> m = {kLoad};
-  for (unsigned char ch : model) m.push_back(ch);
-  m.push_back(0);
-  for (unsigned char ch : tokenizer) m.push_back(ch);
+  for (const std::string& str : strings) {
+    for (unsigned char ch : str) m.push_back(ch);
+    m.push_back(0);
+  }
   return m;
 }
 
-void decode_load(const std::vector<int>& msg, std::string& model, std::string& tokenizer) {
-  model.clear();
-  tokenizer.clear();
-  std::string* into = &model;
+std::vector<std::string> decode_load(const std::vector<int>& msg) {
+  std::vector<std::string> out;
+  std::string cur;
   for (std::size_t i = 1; i < msg.size(); ++i) {
-    if (msg[i] == 0 && into == &model) {
-      into = &tokenizer;
-      continue;
+    if (msg[i] == 0) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(static_cast<char>(msg[i]));
     }
-    into->push_back(static_cast<char>(msg[i]));
   }
+  return out;
 }
 
 }  // namespace llm::stage07

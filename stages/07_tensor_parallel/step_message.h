@@ -2,7 +2,7 @@
 // each of its requests to the executor becomes one message of ints, sent with MPI_Bcast
 // (mpi_comm.h's broadcast_ints), which every other rank turns back into the same call:
 //   [kStop]
-//   [kLoad, path chars..., 0, tokenizer chars...]            load the model (rank 0 loaded it)
+//   [kLoad, chars of each string, 0 after each]               the model and its options
 //   [kBeginRun, num_blocks, block_size]                       a run starts: size the KV shard
 //   [kStep, n, rows, chunks, tokens[n], positions[n], logit_rows[rows],
 //    per chunk: start, count, table_len, table[table_len]]    one step's StepBatch
@@ -30,8 +30,8 @@ struct DecodedStep {
 /// Throws llm::Error when `msg` is not a well-formed kStep message (a short or overlong one).
 DecodedStep decode_step(const std::vector<int>& msg);
 
-/// [kLoad, ...] for a model path and a tokenizer path (empty for GGUF), and back.
-std::vector<int> encode_load(const std::string& model, const std::string& tokenizer);
-void decode_load(const std::vector<int>& msg, std::string& model, std::string& tokenizer);
+/// [kLoad, ...] for some strings (the model path, the tokenizer path, the shard's formats), and back.
+std::vector<int> encode_load(const std::vector<std::string>& strings);
+std::vector<std::string> decode_load(const std::vector<int>& msg);
 
 }  // namespace llm::stage07

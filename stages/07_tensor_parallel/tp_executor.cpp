@@ -7,23 +7,21 @@
 #include "common/error.h"
 #include "shard_weights.h"
 #include "step_message.h"
-#include "stages/04_cuda/packed_weights.h"
 
 namespace llm::stage07 {
 
-TpStepExecutor::TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpComm comm)
+TpStepExecutor::TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpComm comm, const ShardFormats& formats)
     : full_(w.config), comm_(std::move(comm)) {
   if (plan.ranks != comm_.ranks)
     throw Error("tensor parallel: a plan for " + std::to_string(plan.ranks) + " ranks on " +
                 std::to_string(comm_.ranks) + " ranks");
   const ModelWeights shard = shard_weights(w, plan.shards[static_cast<std::size_t>(comm_.rank)]);
-  const stage04::PackedWeights packed = stage04::pack_weights(shard);
-  auto matrices = std::make_unique<TpMatrices>(stage04::fp16_cpu_matrices(packed), w.config.dim, comm_.rank == 0,
+  ShardMatrices m = make_shard_matrices(shard, formats);
+  auto matrices = std::make_unique<TpMatrices>(std::move(m.matrices), w.config.dim, comm_.rank == 0,
                                                comm_.all_reduce, comm_.clock);
   matrices_ = matrices.get();
-  auto ops = std::make_unique<stage04::CpuOps>(shard, std::move(matrices),
-                                               stage04::KvStorage{cpu::KvCodeType::f16, {}});
-  local_ = std::make_unique<stage04::CpuStepExecutor>(shard.config, std::move(ops), packed.bytes_per_step());
+  auto ops = std::make_unique<stage04::CpuOps>(shard, std::move(matrices), shard_kv_storage(formats));
+  local_ = std::make_unique<stage04::CpuStepExecutor>(shard.config, std::move(ops), m.bytes_per_step);
   // The failure test's fault: this rank leaves mid-run, as a crash would.
   const char* er = std::getenv("LLM_TP_EXIT_RANK");
   const char* es = std::getenv("LLM_TP_EXIT_STEP");
@@ -79,7 +77,8 @@ void TpStepExecutor::serve() {
         return;
       case kBeginRun:
         if (m.size() != 3) throw Error("tensor parallel: a begin-run message of " + std::to_string(m.size()) + " ints");
-        worker_pool_ = std::make_unique<stage03::BlockPool>(full_, m[1], m[2], false, local_->kv_element_bytes());
+        worker_pool_ = std::make_unique<stage03::BlockPool>(full_, m[1], m[2], false, local_->kv_element_bytes(),
+                                                            local_->kv_scale_bytes());
         local_->begin_run(*worker_pool_);
         break;
       case kStep: {

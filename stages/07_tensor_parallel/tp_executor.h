@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "shard_formats.h"
 #include "shard_plan.h"
 #include "stages/04_cuda/cpu_ops.h"
 #include "tp_matrices.h"
@@ -26,12 +27,14 @@ struct TpComm {
 
 class TpStepExecutor : public stage03::StepExecutor {
  public:
-  /// This rank's shard of `w` (the whole model) under `plan`, fp16 weights and K/V (stage 04's).
-  TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpComm comm);
+  /// This rank's shard of `w` (the whole model) under `plan`, stored as `formats` says (default:
+  /// stage 04's fp16 weights and K/V). `plan` must have been made with shard_alignment(formats).
+  TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpComm comm, const ShardFormats& formats = {});
   /// Rank 0, after steps ran: prints the time in all-reduces vs the whole forward to stderr.
   ~TpStepExecutor() override;
   bool uses_pool_storage() const override { return false; }
   std::size_t kv_element_bytes() const override { return local_->kv_element_bytes(); }
+  std::size_t kv_scale_bytes() const override { return local_->kv_scale_bytes(); }
   /// The bytes of weights one rank reads per step (its shard, the replicated classifier included).
   double weight_bytes_per_step() const override { return local_->weight_bytes_per_step(); }
   void begin_run(stage03::BlockPool& pool) override;

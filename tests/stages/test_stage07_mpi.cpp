@@ -7,10 +7,15 @@
 //            only the sum order of the all-reduce differs: see kTol), bit-equal at N = 1, on the default model and random
 //            shapes whose heads and KV heads do and do not divide by N; shapes that cannot be
 //            split are refused with a message naming the counts
+//   quant    stage 05's formats sharded: each rank quantizes its shard; logits as above against
+//            stage 05's CPU executor on the whole quantized model (q8_0/q4_0/q4_1, fused and
+//            int8 matmul, int8 K/V), so the splits must not cut a block of 32 columns: a split
+//            that would is refused naming the widths, and fp8 (per-row scales) over > 1 rank
 //   engine   stage 03's engine on the sharded executor with staggered arrivals and a pool small
 //            enough to preempt: every request's tokens equal its solo run on stage 04's CPU
 //            backend (logits within kTol), on every rank count
 #include <algorithm>
+#include <functional>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -21,6 +26,7 @@
 #include "shard_plan.h"
 #include "stages/03_continuous_batching/continuous_batch_engine.h"
 #include "stages/04_cuda/cpu_ops.h"
+#include "stages/05_quantization/quant_cpu_ops.h"
 #include "tests/helpers/random_model.h"
 #include "tests/helpers/random_requests.h"
 #include "tp_executor.h"
@@ -121,15 +127,29 @@ bool plannable(const ModelConfig& c, int ranks, const std::string& name, ShardPl
   }
 }
 
-void check_logits(const MpiSession& mpi, const std::string& name, const ModelWeights& w) {
+/// Teacher-forced steps on the sharded executor (formats `f`) against `ref` (rank 0 only).
+void check_logits(const MpiSession& mpi, const std::string& name, const ModelWeights& w, const ShardFormats& f,
+                  const std::function<std::unique_ptr<stage03::StepExecutor>()>& make_ref) {
   ShardPlan plan;
-  if (!plannable(w.config, mpi.size(), name, plan)) return;
-  TpStepExecutor tp(w, plan, comm_of(mpi));
+  try {
+    plan = plan_shards(w.config, mpi.size(), shard_alignment(f, mpi.size()));
+  } catch (const Error& e) {
+    if (!plannable(w.config, mpi.size(), name, plan)) return;
+    // The heads split: the format refused. It must say why (blocks, or fp8's scales).
+    const std::string why = e.what();
+    if (why.find("blocks of 32") == std::string::npos && why.find("--weights fp8") == std::string::npos)
+      fail(name + ": refused without naming the block size or the format: " + why);
+    else if (mpi.rank() == 0)
+      std::fprintf(stderr, "  %s: refused over %d ranks (%s)\n", name.c_str(), mpi.size(), why.c_str());
+    return;
+  }
+  TpStepExecutor tp(w, plan, comm_of(mpi), f);
   const Steps s = make_steps(w.config.vocab_size, 6, static_cast<std::uint64_t>(w.config.dim));
-  stage03::BlockPool pool(w.config, s.num_blocks, s.block_size, false, tp.kv_element_bytes());
+  stage03::BlockPool pool(w.config, s.num_blocks, s.block_size, false, tp.kv_element_bytes(), tp.kv_scale_bytes());
   if (mpi.rank() != 0) return tp.serve();
-  stage04::CpuStepExecutor ref(w);
-  stage03::BlockPool ref_pool(w.config, s.num_blocks, s.block_size, false, ref.kv_element_bytes());
+  const std::unique_ptr<stage03::StepExecutor> ref_exec = make_ref();
+  stage03::StepExecutor& ref = *ref_exec;
+  stage03::BlockPool ref_pool(w.config, s.num_blocks, s.block_size, false, ref.kv_element_bytes(), ref.kv_scale_bytes());
   tp.begin_run(pool);
   ref.begin_run(ref_pool);
   double worst = 0.0;
@@ -145,7 +165,7 @@ void check_logits(const MpiSession& mpi, const std::string& name, const ModelWei
     }
   }
   tp.stop();
-  std::fprintf(stderr, "  %s over %d ranks: max relative logit error %.2e vs stage 04 CPU\n", name.c_str(), mpi.size(),
+  std::fprintf(stderr, "  %s over %d ranks: max relative logit error %.2e vs one process\n", name.c_str(), mpi.size(),
                worst);
 }
 
@@ -213,15 +233,40 @@ int main(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   g_rank = mpi.rank();
   const std::string check = argc > 1 ? argv[1] : "";
-  if (check != "logits" && check != "engine") {
-    if (mpi.rank() == 0) std::fprintf(stderr, "usage: [mpirun -np N] test_stage07_mpi logits|engine\n");
+  if (check != "logits" && check != "engine" && check != "quant") {
+    if (mpi.rank() == 0) std::fprintf(stderr, "usage: [mpirun -np N] test_stage07_mpi logits|quant|engine\n");
     return 2;
   }
   try {
     const Model m = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
     if (check == "logits") {
-      check_logits(mpi, "default model", m.weights);
-      for (const auto& spec : specs()) check_logits(mpi, spec.name, test::make_random_weights(spec));
+      auto stage04_ref = [](const ModelWeights& w) {
+        return [&w] { return std::unique_ptr<stage03::StepExecutor>(new stage04::CpuStepExecutor(w)); };
+      };
+      check_logits(mpi, "default model", m.weights, {}, stage04_ref(m.weights));
+      for (const auto& spec : specs()) {
+        const ModelWeights w = test::make_random_weights(spec);
+        check_logits(mpi, spec.name, w, {}, stage04_ref(w));
+      }
+    } else if (check == "quant") {
+      // head_dim 32 and hidden 128: 32-aligned over 2 ranks; over 3 the hidden slices (42) are not.
+      const ModelWeights w = test::make_random_weights({"quant", 128, 2, 4, 2, 128, 96, 40, 10000.0f, 1e-5f, false, 31});
+      const ShardFormats formats[] = {{"q8_0", "fused", "f16"}, {"q8_0", "int8", "int8"}, {"q4_0", "fused", "f16"},
+                                      {"q4_1", "int8", "f16"},  {"fp8", "auto", "fp8"}};
+      for (const ShardFormats& f : formats) {
+        const std::string name = "weights " + f.weights + ", matmul " + f.matmul + ", kv " + f.kv_cache;
+        check_logits(mpi, name, w, f, [&w, &f] {
+          return std::unique_ptr<stage03::StepExecutor>(stage05::make_quant_cpu_executor(
+              w, stage05::make_quant_weights(w, nullptr, f.weights), stage05::parse_matmul(f.matmul), f.kv_cache));
+        });
+      }
+      // head_dim 16: over 3 ranks (1, 1, 2 heads) a head boundary falls inside a block of Wo: refused.
+      const ModelWeights w16 = test::make_random_weights({"quant16", 64, 2, 4, 4, 96, 80, 40, 10000.0f, 1e-5f, true, 32});
+      const ShardFormats q8{"q8_0", "fused", "f16"};
+      check_logits(mpi, "head_dim 16, q8_0", w16, q8, [&w16, &q8] {
+        return std::unique_ptr<stage03::StepExecutor>(stage05::make_quant_cpu_executor(
+            w16, stage05::make_quant_weights(w16, nullptr, q8.weights), stage05::parse_matmul(q8.matmul), q8.kv_cache));
+      });
     } else {
       for (bool staggered : {true, false}) {
         check_engine(mpi, "default model", m.weights, default_requests(m), m.tokenizer->stop_ids(), staggered);
