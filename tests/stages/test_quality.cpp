@@ -379,10 +379,10 @@ TEST_CASE("quantized weights keep the held-out perplexity within their bound of 
   stage01::KvCacheEngine fp32(h.model.weights, h.model.tokenizer->stop_ids());
   const double base = h.ppl(fp32);
   // Bounds on the relative PPL change against stage 01 (fp32 weights, fp32 K/V). Measured on an
-  // Intel Xeon (Sapphire Rapids class, AVX-512 VNNI), Release, at 7ac88dc + this test: fp32 PPL
-  // 47.18 over the 512 tokens; q8_0 fused +0.06%, q8_0 int8 +0.06%; fp8 (E4M3, a scale per row)
-  // +0.08%; q4_0 +1.71%; q4_1 +0.62%, q4_1 int8 +0.67%. Bounds: 8-bit within 1% (the issue's),
-  // 4-bit within 3%.
+  // Intel Xeon (Sapphire Rapids class, AVX-512 VNNI), Release: fp32 PPL 47.18 over the 512
+  // tokens; q8_0 fused +0.06%; fp8 (E4M3, a scale per row) +0.08%; q4_0 +1.71%; q4_1 +0.62%;
+  // --matmul int8: q8_0 +0.06%, q4_1 +0.67% with version 03 (at 7ac88dc), +0.08% and +0.67% with
+  // version 04 (since f6395e5). Bounds: 8-bit within 1% (the issue's), 4-bit within 3%.
   struct Bound {
     const char* weights;
     const char* matmul;
