@@ -34,7 +34,7 @@ using llm::Error;
 struct EngineChoice {
   std::string stage = "01";
   std::string backend = "cpu";
-  std::string weights = "auto", kv_cache = "f16", matmul = "fused";  // stage 05 only
+  std::string weights = "auto", kv_cache = "f16", matmul = "auto";  // stage 05 only
 };
 
 /// The engine that scores the text: the one place a stage is chosen. `storage` gets the weights'
@@ -128,7 +128,7 @@ int run(int argc, char** argv) {
     ("backend", "stage 04/05's backend: cpu, cuda or auto", cxxopts::value(choice.backend)->default_value("cpu"))
     ("weights", "stage 05: auto|f32|f16|q8_0|q4_0|q4_1|fp8", cxxopts::value(choice.weights)->default_value("auto"))
     ("kv-cache", "stage 05: f32|f16|int8|fp8", cxxopts::value(choice.kv_cache)->default_value("f16"))
-    ("matmul", "stage 05: fused|int8", cxxopts::value(choice.matmul)->default_value("fused"))
+    ("matmul", "stage 05: auto (as the stage: int8 where the CPU has a SIMD int8 path, else fused)|fused|int8", cxxopts::value(choice.matmul)->default_value("auto"))
     ("save-logits", "write each scored token's log-probabilities (the base run for --kl-base)", cxxopts::value(save_path))
     ("kl-base", "compare against a --save-logits file: KL(base || this), top-1 agreement", cxxopts::value(base_path))
     ("json", "print the results as JSON")
