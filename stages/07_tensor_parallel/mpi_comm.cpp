@@ -46,6 +46,11 @@ void broadcast_ints(std::vector<int>& ints) {
   if (n > 0) check(MPI_Bcast(ints.data(), n, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast (values)");
 }
 
+void broadcast_bytes(void* data, std::size_t bytes) {
+  if (bytes > static_cast<std::size_t>(INT_MAX)) throw Error("tensor parallel: broadcast of " + std::to_string(bytes) + " bytes");
+  check(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast (bytes)");
+}
+
 double wall_seconds() { return MPI_Wtime(); }
 
 }  // namespace llm::stage07

@@ -32,6 +32,8 @@ class MpiSession {
 void all_reduce_sum(float* x, std::size_t n);
 /// Rank 0's `ints` (size included) on every rank (two MPI_Bcast: the count, then the values).
 void broadcast_ints(std::vector<int>& ints);
+/// Rank 0's `bytes` bytes at `data` on every rank (one MPI_Bcast; NCCL's ncclUniqueId).
+void broadcast_bytes(void* data, std::size_t bytes);
 /// Seconds since an arbitrary start (MPI_Wtime).
 double wall_seconds();
 

@@ -11,6 +11,9 @@
 //            stage 05's CPU executor on the whole quantized model (q8_0/q4_0/q4_1, fused and
 //            int8 matmul, int8 K/V), so the splits must not cut a block of 32 columns: a split
 //            that would is refused naming the widths, and fp8 (per-row scales) over > 1 rank
+//   nccl     (a `gpu` test; built with the CUDA toolkit's NCCL) the logits check with the
+//            all-reduce done by NCCL, one GPU per rank, after NCCL's sums are compared with MPI's
+//            on sizes 1 to 2^20 floats; exits 77 (skipped) with fewer GPUs than ranks or < 2 ranks
 //   engine   stage 03's engine on the sharded executor with staggered arrivals and a pool small
 //            enough to preempt: every request's tokens equal its solo run on stage 04's CPU
 //            backend (logits within kTol), on every rank count
@@ -28,6 +31,9 @@
 #include "stages/04_cuda/cpu_ops.h"
 #include "stages/05_quantization/quant_cpu_ops.h"
 #include "tests/helpers/random_model.h"
+#ifdef LLM_HAVE_NCCL
+#include "nccl_all_reduce.h"
+#endif
 #include "tests/helpers/random_requests.h"
 #include "tp_executor.h"
 
@@ -51,7 +57,9 @@ void fail(const std::string& what) {
   std::fprintf(stderr, "FAIL: %s\n", what.c_str());
 }
 
-TpComm comm_of(const MpiSession& mpi) { return {mpi.rank(), mpi.size(), all_reduce_sum, broadcast_ints, wall_seconds}; }
+AllReduce g_all_reduce = all_reduce_sum;  // the nccl check swaps in NCCL's
+
+TpComm comm_of(const MpiSession& mpi) { return {mpi.rank(), mpi.size(), g_all_reduce, broadcast_ints, wall_seconds}; }
 
 /// The shapes: the random ones every stage is tested on, plus GQA layouts that split unevenly,
 /// replicate a KV head, or cannot be split.
@@ -233,13 +241,42 @@ int main(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   g_rank = mpi.rank();
   const std::string check = argc > 1 ? argv[1] : "";
-  if (check != "logits" && check != "engine" && check != "quant") {
-    if (mpi.rank() == 0) std::fprintf(stderr, "usage: [mpirun -np N] test_stage07_mpi logits|quant|engine\n");
+  if (check != "logits" && check != "engine" && check != "quant" && check != "nccl") {
+    if (mpi.rank() == 0) std::fprintf(stderr, "usage: [mpirun -np N] test_stage07_mpi logits|quant|engine|nccl\n");
     return 2;
   }
+#ifdef LLM_HAVE_NCCL
+  std::unique_ptr<NcclAllReduce> nccl;
+  if (check == "nccl") {
+    std::vector<int> gpus = {cuda_device_count()};
+    broadcast_ints(gpus);  // rank 0's count decides for all
+    if (mpi.size() < 2 || gpus[0] < mpi.size()) {
+      if (mpi.rank() == 0)
+        std::fprintf(stderr, "SKIP: the NCCL check needs >= 2 ranks and one GPU each: %d rank(s), %d GPU(s)\n",
+                     mpi.size(), gpus[0]);
+      return 77;
+    }
+    nccl = std::make_unique<NcclAllReduce>(mpi.rank(), mpi.size());
+    for (std::size_t n = 1; n <= (std::size_t{1} << 20); n *= 8) {
+      std::vector<float> a(n), b(n);
+      for (std::size_t i = 0; i < n; ++i) a[i] = b[i] = static_cast<float>((i * 7 + static_cast<std::size_t>(mpi.rank()) * 13) % 101) / 7.0f;
+      all_reduce_sum(a.data(), n);
+      (*nccl)(b.data(), n);
+      const auto cmp = harness::compare_rows(b, a, n, 1e-6);
+      if (!cmp.ok) fail("NCCL all-reduce of " + std::to_string(n) + " floats differs from MPI's\n" + cmp.report);
+    }
+    NcclAllReduce* p = nccl.get();
+    g_all_reduce = [p](float* x, std::size_t n) { (*p)(x, n); };
+  }
+#else
+  if (check == "nccl") {
+    if (mpi.rank() == 0) std::fprintf(stderr, "SKIP: built without the CUDA toolkit's NCCL\n");
+    return 77;
+  }
+#endif
   try {
     const Model m = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
-    if (check == "logits") {
+    if (check == "logits" || check == "nccl") {
       auto stage04_ref = [](const ModelWeights& w) {
         return [&w] { return std::unique_ptr<stage03::StepExecutor>(new stage04::CpuStepExecutor(w)); };
       };
