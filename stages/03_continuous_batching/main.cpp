@@ -7,13 +7,7 @@ int main(int argc, char** argv) {
                        "continuous batching: requests join and leave the batch at every step; KV in blocks of a shared pool", 16};
   stage.paged_kv = true;
   return llm::stage_main(argc, argv, stage, [](const llm::Model& model, const llm::CliOptions& o) {
-    llm::stage03::ContinuousBatchConfig config;
-    config.scheduler.max_running = o.batch;
-    config.scheduler.token_budget = o.token_budget;
-    config.scheduler.max_queue = o.max_queue;
-    config.scheduler.prefix_caching = !o.no_prefix_cache;
-    config.block_size = o.block_size;
-    config.num_blocks = o.kv_blocks;
-    return std::make_unique<llm::stage03::ContinuousBatchEngine>(model.weights, model.tokenizer->stop_ids(), config);
+    return std::make_unique<llm::stage03::ContinuousBatchEngine>(model.weights, model.tokenizer->stop_ids(),
+                                                                 llm::stage03::continuous_batch_config(o));
   });
 }

@@ -15,6 +15,15 @@ std::string cuda_unsupported_model(const ModelConfig& c) {
   return "";
 }
 
+GpuEngineConfig gpu_engine_config(const CliOptions& o) {
+  GpuEngineConfig config;
+  config.batching = stage03::continuous_batch_config(o);
+  config.backend = o.backend;
+  config.cuda.memory_fraction = o.kv_memory_fraction;
+  config.cuda.cuda_graphs = o.cuda_graphs;
+  return config;
+}
+
 GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config) {
   GpuEngine out;
   std::string why_not = cuda_unavailable_reason();

@@ -19,6 +19,10 @@ struct GpuEngineConfig {
   CudaOptions cuda;
 };
 
+/// Stage 04's settings from a command line: stage 03's (continuous_batch_config) plus --backend,
+/// --kv-memory-fraction and --no-cuda-graphs.
+GpuEngineConfig gpu_engine_config(const CliOptions& o);
+
 /// What make_gpu_engine built.
 struct GpuEngine {
   std::unique_ptr<stage03::ContinuousBatchEngine> engine;

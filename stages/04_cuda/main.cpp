@@ -15,17 +15,8 @@ int main(int argc, char** argv) {
     return llm::stage04::packed_weight_bytes(w.config, w.output.empty());
   };
   return llm::stage_main(argc, argv, stage, [](const llm::Model& model, const llm::CliOptions& o) {
-    llm::stage04::GpuEngineConfig config;
-    config.batching.scheduler.max_running = o.batch;
-    config.batching.scheduler.token_budget = o.token_budget;
-    config.batching.scheduler.max_queue = o.max_queue;
-    config.batching.scheduler.prefix_caching = !o.no_prefix_cache;
-    config.batching.block_size = o.block_size;
-    config.batching.num_blocks = o.kv_blocks;
-    config.backend = o.backend;
-    config.cuda.memory_fraction = o.kv_memory_fraction;
-    config.cuda.cuda_graphs = o.cuda_graphs;
-    llm::stage04::GpuEngine built = llm::stage04::make_gpu_engine(model.weights, model.tokenizer->stop_ids(), config);
+    llm::stage04::GpuEngine built =
+        llm::stage04::make_gpu_engine(model.weights, model.tokenizer->stop_ids(), llm::stage04::gpu_engine_config(o));
     std::cerr << "stage 04 backend: " << built.backend << (built.note.empty() ? "" : " (" + built.note + ")") << "\n";
     return std::move(built.engine);
   });

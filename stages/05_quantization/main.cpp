@@ -16,16 +16,7 @@ int main(int argc, char** argv) {
   // The engine's stats name the storage --weights chose and its bytes (EngineStats::weight_storage).
   return llm::stage_main(argc, argv, stage, [](const llm::Model& model, const llm::CliOptions& o) {
     llm::stage05::QuantEngineConfig config;
-    auto& b = config.stage04.batching;
-    b.scheduler.max_running = o.batch;
-    b.scheduler.token_budget = o.token_budget;
-    b.scheduler.max_queue = o.max_queue;
-    b.scheduler.prefix_caching = !o.no_prefix_cache;
-    b.block_size = o.block_size;
-    b.num_blocks = o.kv_blocks;
-    config.stage04.backend = o.backend;
-    config.stage04.cuda.memory_fraction = o.kv_memory_fraction;
-    config.stage04.cuda.cuda_graphs = o.cuda_graphs;
+    config.stage04 = llm::stage04::gpu_engine_config(o);
     config.weights = o.weights;
     config.kv_cache = o.kv_cache;
     config.matmul = o.matmul;

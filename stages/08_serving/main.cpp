@@ -23,21 +23,10 @@ using namespace llm;
 
 std::unique_ptr<stage03::ContinuousBatchEngine> make_engine(const Model& model, const CliOptions& o,
                                                             const stage08::ServerOptions& so) {
-  stage03::ContinuousBatchConfig batching;
-  batching.scheduler.max_running = o.batch;
-  batching.scheduler.token_budget = o.token_budget;
-  batching.scheduler.max_queue = o.max_queue;
-  batching.scheduler.prefix_caching = !o.no_prefix_cache;
-  batching.block_size = o.block_size;
-  batching.num_blocks = o.kv_blocks;
   if (so.engine == "03")
-    return std::make_unique<stage03::ContinuousBatchEngine>(model.weights, model.tokenizer->stop_ids(), batching);
-  stage04::GpuEngineConfig config;
-  config.batching = batching;
-  config.backend = o.backend;
-  config.cuda.memory_fraction = o.kv_memory_fraction;
-  config.cuda.cuda_graphs = o.cuda_graphs;
-  stage04::GpuEngine built = stage04::make_gpu_engine(model.weights, model.tokenizer->stop_ids(), config);
+    return std::make_unique<stage03::ContinuousBatchEngine>(model.weights, model.tokenizer->stop_ids(),
+                                                            stage03::continuous_batch_config(o));
+  stage04::GpuEngine built = stage04::make_gpu_engine(model.weights, model.tokenizer->stop_ids(), stage04::gpu_engine_config(o));
   std::cerr << "stage 04 backend: " << built.backend << (built.note.empty() ? "" : " (" + built.note + ")") << "\n";
   return std::move(built.engine);
 }
