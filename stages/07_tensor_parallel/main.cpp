@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
     if (mpi.rank() != 0) {
       try {
         return serve(mpi);
+      } catch (const llm::NotImplemented&) {
+        // A student tree's blank exercise: rank 0 meets the same one and says so; exit 3 as it does.
+        llm::stage07::MpiSession::abort_all(3);
       } catch (const std::exception& e) {
         // Rank 0 waits in a collective for this rank: end the whole job.
         std::fprintf(stderr, "rank %d: error: %s\n", mpi.rank(), e.what());
@@ -61,6 +64,7 @@ int main(int argc, char** argv) {
     stage.weight_storage_bytes = [](const llm::ModelWeights& w) {
       return llm::stage04::packed_weight_bytes(w.config, w.output.empty());
     };
+    bool others_loaded = false;  // the other ranks left the wait for the model: they run steps now
     const int rc = llm::stage_main(argc, argv, stage, [&](const llm::Model& model, const llm::CliOptions& o) {
       using namespace llm::stage07;
       // Refused here, before the other ranks load anything.
@@ -68,11 +72,15 @@ int main(int argc, char** argv) {
       const ShardPlan plan = plan_shards(model.config(), mpi.size(), shard_alignment(formats, mpi.size()));
       std::vector<int> load = encode_load({model.path, o.tokenizer, o.weights, o.matmul, o.kv_cache});
       broadcast_ints(load);
+      others_loaded = true;
       std::cerr << "[07_tensor_parallel] " << mpi.size() << " rank(s):\n" << plan.describe();
       return std::make_unique<llm::stage03::ContinuousBatchEngine>(
           model.weights, model.tokenizer->stop_ids(), llm::stage03::continuous_batch_config(o),
           std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi), formats));
     });
+    // After an error the other ranks may be inside a step's all-reduce, where a stop message
+    // would not match what they wait for: end them (MPI_Abort) instead.
+    if (rc != 0 && others_loaded && mpi.size() > 1) llm::stage07::MpiSession::abort_all(rc);
     std::vector<int> stop = {llm::stage07::kStop};
     llm::stage07::broadcast_ints(stop);
     return rc;
