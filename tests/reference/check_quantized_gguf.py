@@ -18,6 +18,14 @@ when gguf or numpy cannot be imported.
 import sys
 from pathlib import Path
 
+# With --venv DIR (as ctest runs it), a missing gguf/numpy is installed into that venv from PyPI
+# (the versions of tests/reference/requirements.txt) and the check re-runs there.
+if len(sys.argv) == 5 and sys.argv[3] == "--venv":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "helpers"))
+    from pypi_venv import ensure_packages
+    ensure_packages(sys.argv[4], ["numpy", "gguf"], ["gguf==0.19.0", "numpy"])
+    del sys.argv[3:]
+
 try:
     import numpy as np
     from gguf import GGMLQuantizationType as T

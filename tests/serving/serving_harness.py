@@ -3,7 +3,6 @@ folder when it is missing; exit 77 when that cannot be done), a server on 127.0.
 port, raw HTTP for what the client library hides, and the offline engine's tokens to compare.
 Every wait is bounded; every server is stopped at the end."""
 import json
-import os
 import re
 import socket
 import subprocess
@@ -12,35 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-SKIP = 77
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "helpers"))
+from pypi_venv import SKIP, ensure_packages  # noqa: E402
 
 
 def ensure_openai(venv_dir):
-    """Imports openai, or re-runs this script under a venv that has it."""
-    try:
-        import openai  # noqa: F401
-        return
-    except ImportError:
-        pass
-    if os.environ.get("LLM_SERVING_REEXEC"):
-        print("skipped: openai not importable in", sys.executable)
-        sys.exit(SKIP)
-    venv = Path(venv_dir)
-    py = venv / "bin" / "python"
-    try:
-        if not py.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if subprocess.run([str(py), "-c", "import openai"], capture_output=True, timeout=60).returncode != 0:
-            print("installing openai from PyPI into", venv, flush=True)
-            subprocess.run([str(py), "-m", "pip", "install", "-q", "openai"], check=True, timeout=300,
-                           capture_output=True)
-    except (subprocess.SubprocessError, OSError) as e:
-        print(f"skipped: cannot install the openai package ({e}); pip install openai to run this test")
-        sys.exit(SKIP)
-    env = dict(os.environ, LLM_SERVING_REEXEC="1")
-    sys.stdout.flush()
-    os.execve(str(py), [str(py)] + sys.argv, env)
+    """Imports openai, or re-runs this script under a venv that has it (tests/helpers/pypi_venv.py)."""
+    ensure_packages(venv_dir, ["openai"], ["openai"])
 
 
 class Server:
