@@ -46,12 +46,13 @@ ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
   for (int r = 0; r < ranks; ++r) {
     RankShard s;
     if (!plan.kv_replicated) {
-      // Whole KV groups, dealt out as evenly as they go.
+      // BEGIN EXERCISE(tp-kv-groups): deal whole KV groups to the ranks, as evenly as they go
       const int kv_begin = static_cast<int>(static_cast<long long>(r) * c.n_kv_heads / ranks);
       const int kv_end = static_cast<int>(static_cast<long long>(r + 1) * c.n_kv_heads / ranks);
       for (int g = kv_begin; g < kv_end; ++g) s.kv_heads.push_back(g);
       s.head_begin = kv_begin * group;
       s.n_heads = (kv_end - kv_begin) * group;
+      // END EXERCISE
     } else {
       s.head_begin = static_cast<int>(static_cast<long long>(r) * c.n_heads / ranks);
       s.n_heads = static_cast<int>(static_cast<long long>(r + 1) * c.n_heads / ranks) - s.head_begin;

@@ -17,11 +17,13 @@ std::vector<float> rows_of(const std::vector<float>& m, int cols, int begin, int
 std::vector<float> columns_of(const std::vector<float>& m, int rows, int cols, int begin, int count) {
   std::vector<float> out;
   out.reserve(static_cast<std::size_t>(rows) * static_cast<std::size_t>(count));
+  // BEGIN EXERCISE(tp-row-slice): append columns [begin, begin + count) of every row
   for (int r = 0; r < rows; ++r) {
     const auto at = static_cast<std::size_t>(r) * static_cast<std::size_t>(cols) + static_cast<std::size_t>(begin);
     out.insert(out.end(), m.begin() + static_cast<std::ptrdiff_t>(at),
                m.begin() + static_cast<std::ptrdiff_t>(at + static_cast<std::size_t>(count)));
   }
+  // END EXERCISE
   return out;
 }
 
