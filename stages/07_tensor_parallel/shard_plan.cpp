@@ -1,5 +1,7 @@
 #include "shard_plan.h"
 
+#include <sstream>
+
 #include "common/error.h"
 
 namespace llm::stage07 {
@@ -14,16 +16,15 @@ std::string counts(const ModelConfig& c, int ranks) {
 }  // namespace
 
 std::string ShardPlan::describe() const {
-  std::string s;
+  std::ostringstream out;
   for (std::size_t r = 0; r < shards.size(); ++r) {
     const RankShard& x = shards[r];
-    s += "rank " + std::to_string(r) + ": q heads " + std::to_string(x.head_begin) + "-" +
-         std::to_string(x.head_begin + x.n_heads - 1) + ", kv heads";
-    for (int g : x.kv_heads) s += " " + std::to_string(g);
-    s += std::string(kv_replicated ? " (replicated)" : "") + ", hidden " +
-         std::to_string(x.hidden_begin) + "-" + std::to_string(x.hidden_begin + x.hidden - 1) + "\n";
+    out << "rank " << r << ": q heads " << x.head_begin << "-" << x.head_begin + x.n_heads - 1 << ", kv heads";
+    for (int g : x.kv_heads) out << ' ' << g;
+    out << (kv_replicated ? " (replicated)" : "") << ", hidden " << x.hidden_begin << "-"
+        << x.hidden_begin + x.hidden - 1 << "\n";
   }
-  return s;
+  return out.str();
 }
 
 ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
