@@ -2,6 +2,8 @@
 // process per rank; rank 0 runs stage 03's engine and prints, the others serve its steps on their
 // shards. Without mpirun it is rank 0 of 1. See README.md in this folder.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <iostream>
 
 #include "common/error.h"
@@ -16,8 +18,12 @@
 namespace {
 
 llm::stage07::TpComm mpi_comm(const llm::stage07::MpiSession& mpi) {
-  return {mpi.rank(), mpi.size(), llm::stage07::all_reduce_sum, llm::stage07::broadcast_ints,
-          llm::stage07::wall_seconds};
+  llm::stage07::TpComm c{mpi.rank(), mpi.size(), llm::stage07::all_reduce_sum, llm::stage07::broadcast_ints,
+                         llm::stage07::wall_seconds, {}};
+  // LLM_TP_SPLIT_WAIT=1 (every rank: mpirun passes the environment): time the wait apart.
+  const char* split = std::getenv("LLM_TP_SPLIT_WAIT");
+  if (split && std::string(split) == "1") c.barrier = llm::stage07::barrier;
+  return c;
 }
 
 /// Ranks > 0: wait for rank 0's model, then serve its steps. Quiet unless something fails.

@@ -51,6 +51,8 @@ void broadcast_bytes(void* data, std::size_t bytes) {
   check(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast (bytes)");
 }
 
+void barrier() { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
 double wall_seconds() { return MPI_Wtime(); }
 
 }  // namespace llm::stage07

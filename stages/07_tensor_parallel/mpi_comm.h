@@ -34,6 +34,8 @@ void all_reduce_sum(float* x, std::size_t n);
 void broadcast_ints(std::vector<int>& ints);
 /// Rank 0's `bytes` bytes at `data` on every rank (one MPI_Bcast; NCCL's ncclUniqueId).
 void broadcast_bytes(void* data, std::size_t bytes);
+/// Waits until every rank has called it (MPI_Barrier).
+void barrier();
 /// Seconds since an arbitrary start (MPI_Wtime).
 double wall_seconds();
 

@@ -20,6 +20,7 @@ TpStepExecutor::TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpC
   auto matrices = std::make_unique<TpMatrices>(std::move(m.matrices), w.config.dim, comm_.rank == 0,
                                                comm_.all_reduce, comm_.clock);
   matrices_ = matrices.get();
+  if (comm_.barrier) matrices_->set_barrier(comm_.barrier);
   auto ops = std::make_unique<stage04::CpuOps>(shard, std::move(matrices), shard_kv_storage(formats));
   local_ = std::make_unique<stage04::CpuStepExecutor>(shard.config, std::move(ops), m.bytes_per_step);
   // The failure test's fault: this rank leaves mid-run, as a crash would.
@@ -37,6 +38,9 @@ TpStepExecutor::~TpStepExecutor() {
                comm_.ranks, steps_, forward_seconds_, c.seconds, c.calls,
                c.calls ? 1e6 * c.seconds / static_cast<double>(c.calls) : 0.0,
                forward_seconds_ > 0 ? 100.0 * c.seconds / forward_seconds_ : 0.0);
+  if (comm_.barrier)
+    std::fprintf(stderr, "[07_tensor_parallel] rank 0: waiting for the other ranks (barrier) %.3f s, %.1f us per all-reduce\n",
+                 c.wait_seconds, c.calls ? 1e6 * c.wait_seconds / static_cast<double>(c.calls) : 0.0);
 }
 
 void TpStepExecutor::begin_run(stage03::BlockPool& pool) {

@@ -23,6 +23,9 @@ struct TpComm {
   AllReduce all_reduce;
   std::function<void(std::vector<int>&)> broadcast;  ///< rank 0's ints on every rank
   std::function<double()> clock;                     ///< seconds
+  /// Optional (LLM_TP_SPLIT_WAIT=1 in the executable): a barrier before each all-reduce, so that
+  /// the time waiting for the slowest rank is measured apart from the transfer.
+  std::function<void()> barrier;
 };
 
 class TpStepExecutor : public stage03::StepExecutor {

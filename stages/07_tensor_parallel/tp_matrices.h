@@ -17,9 +17,12 @@ namespace llm::stage07 {
 /// x[0..n) = the sum over the ranks (mpi_comm.h's all_reduce_sum, or a stand-in in tests).
 using AllReduce = std::function<void(float* x, std::size_t n)>;
 
-/// Seconds a rank spent in all-reduces (waiting for the slowest rank included) and their count.
+/// Seconds a rank spent in all-reduces (waiting for the slowest rank included) and their count;
+/// with a barrier hook, wait_seconds is the part spent in the barrier before each all-reduce
+/// (waiting for the other ranks) and seconds the all-reduce alone (the transfer).
 struct CommTime {
   double seconds = 0.0;
+  double wait_seconds = 0.0;
   long calls = 0;
 };
 
@@ -34,6 +37,8 @@ class TpMatrices : public stage04::CpuMatrices {
   void classify(float* y, const float* x, int n) override;
   void embed_row(float* out, int t) override { shard_->embed_row(out, t); }
   const CommTime& comm_time() const { return comm_; }
+  /// Calls `barrier` before every all-reduce, to time the waiting apart from the transfer.
+  void set_barrier(std::function<void()> barrier) { barrier_ = std::move(barrier); }
 
  private:
   std::unique_ptr<stage04::CpuMatrices> shard_;
@@ -41,6 +46,7 @@ class TpMatrices : public stage04::CpuMatrices {
   bool classifies_;
   AllReduce all_reduce_;
   std::function<double()> clock_;
+  std::function<void()> barrier_;
   CommTime comm_;
 };
 

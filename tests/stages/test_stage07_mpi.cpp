@@ -59,7 +59,7 @@ void fail(const std::string& what) {
 
 AllReduce g_all_reduce = all_reduce_sum;  // the nccl check swaps in NCCL's
 
-TpComm comm_of(const MpiSession& mpi) { return {mpi.rank(), mpi.size(), g_all_reduce, broadcast_ints, wall_seconds}; }
+TpComm comm_of(const MpiSession& mpi) { return {mpi.rank(), mpi.size(), g_all_reduce, broadcast_ints, wall_seconds, {}}; }
 
 /// The shapes: the random ones every stage is tested on, plus GQA layouts that split unevenly,
 /// replicate a KV head, or cannot be split.
