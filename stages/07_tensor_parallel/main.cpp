@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/stage_main.h"
 #include "mpi_comm.h"
+#include "stages/05_quantization/quant_engine.h"
 #include "shard_plan.h"
 #include "stages/03_continuous_batching/continuous_batch_engine.h"
 #include "stages/04_cuda/packed_weights.h"
@@ -80,9 +81,14 @@ int main(int argc, char** argv) {
       broadcast_ints(load);
       others_loaded = true;
       std::cerr << "[07_tensor_parallel] " << mpi.size() << " rank(s):\n" << plan.describe();
-      return std::make_unique<llm::stage03::ContinuousBatchEngine>(
-          model.weights, model.tokenizer->stop_ids(), llm::stage03::continuous_batch_config(o),
-          std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi), formats));
+      auto executor = std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi), formats);
+      // The metrics name what rank 0 holds: its shard in --weights' format, and the bytes it reads a step.
+      const auto bytes = static_cast<std::size_t>(executor->weight_bytes_per_step());
+      const std::string storage = (o.weights == "auto" ? std::string("fp16") : o.weights) + ", rank 0's shard of " +
+                                  std::to_string(mpi.size());
+      auto engine = std::make_unique<llm::stage03::ContinuousBatchEngine>(
+          model.weights, model.tokenizer->stop_ids(), llm::stage03::continuous_batch_config(o), std::move(executor));
+      return std::make_unique<llm::stage05::QuantEngine>(std::move(engine), storage, bytes);
     });
     // After an error the other ranks may be inside a step's all-reduce, where a stop message
     // would not match what they wait for: end them (MPI_Abort) instead.
