@@ -28,6 +28,11 @@ context). Arrival times: a Poisson process (exponential gaps) at the given rate.
                16 requests of ~32-token prompts, 64 new tokens each, all at t = 0: the batching
                workload of scripts/bench_threads (batch 1, 4, 16 against stage 01 on SmolLM2).
                Its own generator (seed + 200).
+  copy.jsonl   8 requests "Repeat the following passage exactly, word for word: <passage>", the
+               passage ~96 tokens of held-out text, 128 new tokens, all at t = 0: a workload whose
+               output copies its prompt, where prompt lookup (stage 06) pays. Meant for an
+               instruction-tuned model with --chat (SmolLM2-135M-Instruct). Its own generator
+               (seed + 300).
 """
 import argparse
 import json
@@ -41,6 +46,7 @@ SP = spm.SentencePieceProcessor(model_file="datasets/models/tiny_tokenizer.model
 DOCS = [l for f in ("datasets/eval/heldout_kjv.txt", "datasets/eval/heldout_austen.txt")
         for l in Path(f).read_text(encoding="utf-8").split("\n") if l]
 WORDS = [d.split(" ") for d in DOCS]
+COPY_INSTRUCTION = "Repeat the following passage exactly, word for word: "
 
 
 def n_tokens(text):
@@ -136,6 +142,10 @@ def main():
     rng = np.random.default_rng(a.seed + 200)
     write("batch16", [{"id": f"batch16-{i:03d}", "prompt": prompt_of(rng, 32), "max_new_tokens": 64, "arrival_s": 0.0}
                       for i in range(16)])
+    # copy: its own generator too (seed + 300).
+    rng = np.random.default_rng(a.seed + 300)
+    write("copy", [{"id": f"copy-{i:03d}", "prompt": COPY_INSTRUCTION + prompt_of(rng, 96), "max_new_tokens": 128,
+                    "arrival_s": 0.0} for i in range(8)])
 
 
 if __name__ == "__main__":
