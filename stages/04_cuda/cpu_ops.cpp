@@ -27,6 +27,14 @@ float to_half(float x) {
   return cpu::half_to_float(cpu::float_to_half(x));
 }
 
+/// Rounds src[0..n) to fp16 into dst, or copies it when activations stay fp32.
+void store_activation(const float* src, std::size_t n, float* dst, bool fp16) {
+  if (fp16)
+    std::transform(src, src + n, dst, to_half);
+  else if (src != dst)
+    std::copy_n(src, n, dst);
+}
+
 /// Stage 04's storage: every matrix as fp16-exact floats.
 class Fp16CpuMatrices : public CpuMatrices {
  public:
@@ -77,8 +85,13 @@ CpuOps::CpuOps(const PackedWeights& w)
   for (const PackedLayer& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
 }
 
-CpuOps::CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvStorage kv_storage)
-    : c_(w.config), matrices_(std::move(matrices)), kv_storage_(std::move(kv_storage)), output_norm_(w.output_norm) {
+CpuOps::CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvStorage kv_storage,
+               bool fp16_activations)
+    : c_(w.config),
+      matrices_(std::move(matrices)),
+      kv_storage_(std::move(kv_storage)),
+      output_norm_(w.output_norm),
+      fp16_activations_(fp16_activations) {
   if (cpu::kv_code_has_scale(kv_storage_.type) && !kv_storage_.encode_head)
     throw Error(std::string("CpuOps: K/V storage ") + cpu::kv_code_name(kv_storage_.type) + " needs an encoder");
   for (const LayerWeights& L : w.layers) layers_.push_back(Norms{L.attn_norm, L.ffn_norm});
@@ -191,7 +204,7 @@ void CpuOps::embed(const StepLayout& L) {
 void CpuOps::attention_norm(int layer, const StepLayout& L) {
   cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].attn_norm.data(), L.n, c_.dim,
                c_.norm_eps);
-  std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(L.n) * c_.dim, h16_.begin(), to_half);
+  store_activation(h16_.data(), static_cast<std::size_t>(L.n) * c_.dim, h16_.data(), fp16_activations_);
 }
 
 void CpuOps::qkv(int layer, const StepLayout& L) {
@@ -204,7 +217,7 @@ void CpuOps::rope_store_kv(int layer, const StepLayout& L) {
     float* src = &qkv_[static_cast<std::size_t>(r) * row];
     // q and k heads are adjacent in the row: rotate them together, as the kernel does.
     cpu::rope(src, c_.n_heads + c_.n_kv_heads, c_.head_dim, L.positions[static_cast<std::size_t>(r)], c_.rope_theta);
-    std::transform(src, src + qd, &q16_[static_cast<std::size_t>(r) * qd], to_half);
+    store_activation(src, static_cast<std::size_t>(qd), &q16_[static_cast<std::size_t>(r) * qd], fp16_activations_);
     const auto slot = static_cast<std::size_t>(L.slots[static_cast<std::size_t>(r)]);
     store_kv_row(k_cache_[static_cast<std::size_t>(layer)], slot, src + qd);
     store_kv_row(v_cache_[static_cast<std::size_t>(layer)], slot, src + qd + kvd);
@@ -234,7 +247,7 @@ void CpuOps::attention(int layer, const StepLayout& L) {
                                        &q16_[static_cast<std::size_t>(ch.row_begin) * qd], ch.count, c_.n_heads, 0,
                                        view, 64);
   }
-  std::transform(att16_.begin(), att16_.begin() + static_cast<std::ptrdiff_t>(L.n) * qd, att16_.begin(), to_half);
+  store_activation(att16_.data(), static_cast<std::size_t>(L.n) * qd, att16_.data(), fp16_activations_);
 }
 
 void CpuOps::o_proj(int layer, const StepLayout& L) {
@@ -244,7 +257,7 @@ void CpuOps::o_proj(int layer, const StepLayout& L) {
 void CpuOps::ffn_norm(int layer, const StepLayout& L) {
   cpu::rmsnorm(h16_.data(), x_.data(), layers_[static_cast<std::size_t>(layer)].ffn_norm.data(), L.n, c_.dim,
                c_.norm_eps);
-  std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(L.n) * c_.dim, h16_.begin(), to_half);
+  store_activation(h16_.data(), static_cast<std::size_t>(L.n) * c_.dim, h16_.data(), fp16_activations_);
 }
 
 void CpuOps::gate_up(int layer, const StepLayout& L) {
@@ -255,7 +268,7 @@ void CpuOps::swiglu(const StepLayout& L) {
   const std::size_t ff = static_cast<std::size_t>(c_.hidden_dim);
   for (std::size_t r = 0; r < static_cast<std::size_t>(L.n); ++r) {
     cpu::swiglu(&f16_[r * ff], &gu_[r * 2 * ff], &gu_[r * 2 * ff + ff], ff);
-    std::transform(&f16_[r * ff], &f16_[r * ff] + ff, &f16_[r * ff], to_half);
+    store_activation(&f16_[r * ff], ff, &f16_[r * ff], fp16_activations_);
   }
 }
 
@@ -273,7 +286,7 @@ std::vector<float> CpuOps::logits(const StepLayout& L) {
                 &x_[static_cast<std::size_t>(L.logit_rows[static_cast<std::size_t>(r)]) * c_.dim],
                 sizeof(float) * c_.dim);
   cpu::rmsnorm(h16_.data(), tmp_.data(), output_norm_.data(), rows, c_.dim, c_.norm_eps);
-  std::transform(h16_.begin(), h16_.begin() + static_cast<std::ptrdiff_t>(rows) * c_.dim, h16_.begin(), to_half);
+  store_activation(h16_.data(), static_cast<std::size_t>(rows) * c_.dim, h16_.data(), fp16_activations_);
   matrices_->classify(out.data(), h16_.data(), rows);
   return out;
 }

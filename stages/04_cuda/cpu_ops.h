@@ -53,8 +53,11 @@ class CpuOps {
   /// Stage 04's CPU backend: fp16 matrices and an fp16 K/V cache.
   explicit CpuOps(const PackedWeights& w);
   /// Any matrices (the norms and the config from `w`) and any K/V storage. Throws llm::Error
-  /// when a type with a scale comes without its encoder.
-  CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvStorage kv_storage);
+  /// when a type with a scale comes without its encoder. `fp16_activations` false keeps every
+  /// activation fp32 (no rounding where the GPU stores fp16): with an f32 K/V cache the step is
+  /// then fp32 arithmetic on fp16-exact weights, which stage 07's tests compare at 1e-4.
+  CpuOps(const ModelWeights& w, std::unique_ptr<CpuMatrices> matrices, KvStorage kv_storage,
+         bool fp16_activations = true);
   /// Sizes the K/V cache for a pool of num_blocks blocks of block_size tokens: per layer, K and
   /// V code planes of num_blocks * block_size * kv_dim codes, and for int8/fp8 scale planes of
   /// num_blocks * block_size * n_kv_heads floats (QuantPagedKvView's layout).
@@ -108,6 +111,7 @@ class CpuOps {
   std::vector<KvPlane> k_cache_, v_cache_;  // per layer
   // Activations (fp16 ones hold fp16-exact floats).
   std::vector<float> x_, h16_, qkv_, q16_, att16_, gu_, f16_, tmp_;
+  bool fp16_activations_ = true;  // round h16_, q16_, att16_, f16_ to fp16 (the GPU's storage)
 };
 
 /// Stage 04's CPU backend as a StepExecutor.

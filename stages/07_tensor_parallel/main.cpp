@@ -19,8 +19,13 @@
 namespace {
 
 llm::stage07::TpComm mpi_comm(const llm::stage07::MpiSession& mpi) {
-  llm::stage07::TpComm c{mpi.rank(), mpi.size(), llm::stage07::all_reduce_sum, llm::stage07::broadcast_ints,
-                         llm::stage07::wall_seconds, {}};
+  llm::stage07::TpComm c{mpi.rank(),
+                         mpi.size(),
+                         llm::stage07::all_reduce_sum,
+                         llm::stage07::broadcast_ints,
+                         llm::stage07::wall_seconds,
+                         {},
+                         llm::stage07::gather_floats};
   // LLM_TP_SPLIT_WAIT=1 (every rank: mpirun passes the environment): time the wait apart.
   const char* split = std::getenv("LLM_TP_SPLIT_WAIT");
   if (split && std::string(split) == "1") c.barrier = llm::stage07::barrier;

@@ -39,6 +39,21 @@ void all_reduce_sum(float* x, std::size_t n) {
   check(MPI_Allreduce(MPI_IN_PLACE, x, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
 }
 
+void gather_floats(const float* local, float* all, const std::vector<int>& counts) {
+  int rank = 0;
+  check(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank");
+  std::vector<int> displs(counts.size(), 0);
+  long long at = 0;
+  for (std::size_t r = 0; r < counts.size(); ++r) {
+    if (at > INT_MAX) throw Error("tensor parallel: a gather of " + std::to_string(at) + "+ floats");
+    displs[r] = static_cast<int>(at);
+    at += counts[r];
+  }
+  check(MPI_Gatherv(local, counts[static_cast<std::size_t>(rank)], MPI_FLOAT, all, counts.data(), displs.data(),
+                    MPI_FLOAT, 0, MPI_COMM_WORLD),
+        "MPI_Gatherv");
+}
+
 void broadcast_ints(std::vector<int>& ints) {
   int n = static_cast<int>(ints.size());
   check(MPI_Bcast(&n, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast (count)");

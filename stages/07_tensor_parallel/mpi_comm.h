@@ -30,6 +30,9 @@ class MpiSession {
 
 /// x[0..n) = the sum over the ranks of every rank's x (MPI_Allreduce, in place, fp32).
 void all_reduce_sum(float* x, std::size_t n);
+/// Rank 0's all[0..sum of counts) = every rank's local[0..counts[rank]) in rank order
+/// (MPI_Gatherv); `all` is only written (and may be null) on the other ranks.
+void gather_floats(const float* local, float* all, const std::vector<int>& counts);
 /// Rank 0's `ints` (size included) on every rank (two MPI_Bcast: the count, then the values).
 void broadcast_ints(std::vector<int>& ints);
 /// Rank 0's `bytes` bytes at `data` on every rank (one MPI_Bcast; NCCL's ncclUniqueId).

@@ -16,6 +16,8 @@ namespace llm::stage07 {
 /// --weights / --matmul / --kv-cache as stage 05 takes them; "auto" weights = stage 04's fp16.
 struct ShardFormats {
   std::string weights = "auto", matmul = "auto", kv_cache = "f16";
+  /// false: activations stay fp32 (CpuOps' fp16_activations); the tests' 1e-4 check, with kv_cache f32.
+  bool fp16_activations = true;
 };
 
 /// The column alignment the weight format needs of the row-parallel splits (1 or 32). Throws

@@ -22,7 +22,7 @@ std::string ShardPlan::describe() const {
     out << "rank " << r << ": q heads " << x.head_begin << "-" << x.head_begin + x.n_heads - 1 << ", kv heads";
     for (int g : x.kv_heads) out << ' ' << g;
     out << (kv_replicated ? " (replicated)" : "") << ", hidden " << x.hidden_begin << "-"
-        << x.hidden_begin + x.hidden - 1 << "\n";
+        << x.hidden_begin + x.hidden - 1 << ", vocab " << x.vocab_begin << "-" << x.vocab_begin + x.vocab - 1 << "\n";
   }
   return out.str();
 }
@@ -38,6 +38,9 @@ ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
   if (c.hidden_dim % align != 0 || c.hidden_dim / align < ranks)
     throw Error("tensor parallel: hidden_dim " + std::to_string(c.hidden_dim) + " in blocks of " +
                 std::to_string(align) + " cannot be split over " + std::to_string(ranks) + " ranks");
+  if (c.vocab_size < ranks)
+    throw Error("tensor parallel: vocab_size " + std::to_string(c.vocab_size) + " cannot be split over " +
+                std::to_string(ranks) + " ranks");
   const int group = c.n_heads / c.n_kv_heads;  // query heads per KV head
   if (c.n_heads < ranks)
     throw Error("tensor parallel: " + counts(c, ranks) + " cannot be split: fewer query heads than ranks");
@@ -72,6 +75,9 @@ ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
                   std::to_string(s.head_begin * c.head_dim) + " of Wo and span " +
                   std::to_string(s.n_heads * c.head_dim) + ": not on the weight format's blocks of " +
                   std::to_string(align));
+    // The classifier's rows (whole rows of [vocab, dim]: a block format's blocks stay whole).
+    s.vocab_begin = static_cast<int>(static_cast<long long>(r) * c.vocab_size / ranks);
+    s.vocab = static_cast<int>(static_cast<long long>(r + 1) * c.vocab_size / ranks) - s.vocab_begin;
     plan.shards.push_back(s);
   }
   return plan;

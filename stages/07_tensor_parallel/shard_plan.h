@@ -16,11 +16,13 @@ namespace llm::stage07 {
 ///   q heads [head_begin, head_begin + n_heads); kv_heads: the model's KV heads the rank keeps,
 ///   in its local order (the local grouping is n_heads / kv_heads.size() query heads per KV
 ///   head; a KV head may appear twice when it is copied per query head); SwiGLU columns
-///   [hidden_begin, hidden_begin + hidden).
+///   [hidden_begin, hidden_begin + hidden); classifier rows (vocabulary entries)
+///   [vocab_begin, vocab_begin + vocab): the rank computes those logits, rank 0 gathers them.
 struct RankShard {
   int head_begin = 0, n_heads = 0;
   std::vector<int> kv_heads;
   int hidden_begin = 0, hidden = 0;
+  int vocab_begin = 0, vocab = 0;
 };
 
 /// The split of a model over `ranks` ranks.
@@ -30,7 +32,7 @@ struct ShardPlan {
   /// every rank whose query heads read it.
   bool kv_replicated = false;
   std::vector<RankShard> shards;  ///< [ranks]
-  /// One line per rank: "rank 0: q heads 0-5, kv heads 0-1, hidden 0-767".
+  /// One line per rank: "rank 0: q heads 0-5, kv heads 0-1, hidden 0-767, vocab 0-24575".
   std::string describe() const;
 };
 
@@ -47,7 +49,8 @@ struct ShardPlan {
 /// The SwiGLU width is split in near-equal slices of whole units of `align` columns (1, or 32
 /// for stage 05's block formats, so that no block of W2's input columns is cut); refused when
 /// there are fewer units than ranks. The head boundaries (multiples of head_dim columns of Wo)
-/// must fall on multiples of `align` too, else llm::Error naming the widths.
+/// must fall on multiples of `align` too, else llm::Error naming the widths. The classifier is
+/// split by vocabulary rows in near-equal ranges (a row is whole, so no block is ever cut).
 ShardPlan plan_shards(const ModelConfig& c, int ranks, int align = 1);
 
 }  // namespace llm::stage07

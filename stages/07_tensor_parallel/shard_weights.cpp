@@ -37,8 +37,7 @@ ModelWeights shard_weights(const ModelWeights& w, const RankShard& s) {
   out.config.n_kv_heads = static_cast<int>(s.kv_heads.size());
   out.config.hidden_dim = s.hidden;
   out.token_embd = w.token_embd;
-  out.output_norm = w.output_norm;
-  out.output = w.output;
+  out.output_norm = w.output_norm;  // out.output stays empty: the classifier is shard_classifier's
   const int hd = c.head_dim;
   for (const LayerWeights& L : w.layers) {
     LayerWeights o;
@@ -56,6 +55,16 @@ ModelWeights shard_weights(const ModelWeights& w, const RankShard& s) {
     o.w_down = columns_of(L.w_down, c.dim, c.hidden_dim, s.hidden_begin, s.hidden);
     out.layers.push_back(std::move(o));
   }
+  return out;
+}
+
+ModelWeights shard_classifier(const ModelWeights& w, const RankShard& s) {
+  ModelWeights out;
+  out.config = w.config;
+  out.config.n_layers = 0;
+  out.config.vocab_size = s.vocab;
+  out.token_embd = rows_of(w.output.empty() ? w.token_embd : w.output, w.config.dim, s.vocab_begin, s.vocab);
+  out.output_norm = w.output_norm;
   return out;
 }
 

@@ -15,14 +15,24 @@ TpStepExecutor::TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpC
   if (plan.ranks != comm_.ranks)
     throw Error("tensor parallel: a plan for " + std::to_string(plan.ranks) + " ranks on " +
                 std::to_string(comm_.ranks) + " ranks");
-  const ModelWeights shard = shard_weights(w, plan.shards[static_cast<std::size_t>(comm_.rank)]);
+  const RankShard& mine = plan.shards[static_cast<std::size_t>(comm_.rank)];
+  const ModelWeights shard = shard_weights(w, mine);
   ShardMatrices m = make_shard_matrices(shard, formats);
-  auto matrices = std::make_unique<TpMatrices>(std::move(m.matrices), w.config.dim, comm_.rank == 0,
-                                               comm_.all_reduce, comm_.clock);
+  ShardMatrices cls = make_shard_matrices(shard_classifier(w, mine), formats);
+  // The shard's bytes count a whole classifier (it is stored tied to the whole embedding); a rank
+  // reads its rows of it instead. Bytes scale with rows (whole rows in every format); the output
+  // norm (dim fp32) is in both counts.
+  const double norm = 4.0 * w.config.dim, cls_rows = cls.bytes_per_step - norm;
+  bytes_per_step_ = m.bytes_per_step - cls_rows * w.config.vocab_size / mine.vocab + cls_rows;
+  std::vector<int> vocab_counts;
+  for (const RankShard& s : plan.shards) vocab_counts.push_back(s.vocab);
+  auto matrices = std::make_unique<TpMatrices>(std::move(m.matrices), std::move(cls.matrices), w.config.dim, comm_.rank,
+                                               vocab_counts, comm_.all_reduce, comm_.gather, comm_.clock);
   matrices_ = matrices.get();
   if (comm_.barrier) matrices_->set_barrier(comm_.barrier);
-  auto ops = std::make_unique<stage04::CpuOps>(shard, std::move(matrices), shard_kv_storage(formats));
-  local_ = std::make_unique<stage04::CpuStepExecutor>(shard.config, std::move(ops), m.bytes_per_step);
+  auto ops = std::make_unique<stage04::CpuOps>(shard, std::move(matrices), shard_kv_storage(formats),
+                                               formats.fp16_activations);
+  local_ = std::make_unique<stage04::CpuStepExecutor>(shard.config, std::move(ops), bytes_per_step_);
   // The failure test's fault: this rank leaves mid-run, as a crash would.
   const char* er = std::getenv("LLM_TP_EXIT_RANK");
   const char* es = std::getenv("LLM_TP_EXIT_STEP");
@@ -38,6 +48,9 @@ TpStepExecutor::~TpStepExecutor() {
                comm_.ranks, steps_, forward_seconds_, c.seconds, c.calls,
                c.calls ? 1e6 * c.seconds / static_cast<double>(c.calls) : 0.0,
                forward_seconds_ > 0 ? 100.0 * c.seconds / forward_seconds_ : 0.0);
+  if (c.gathers > 0)
+    std::fprintf(stderr, "[07_tensor_parallel] rank 0: logits gathered %ld times, %.3f s (%.1f us each)\n", c.gathers,
+                 c.gather_seconds, 1e6 * c.gather_seconds / static_cast<double>(c.gathers));
   if (comm_.barrier)
     std::fprintf(stderr, "[07_tensor_parallel] rank 0: waiting for the other ranks (barrier) %.3f s, %.1f us per all-reduce\n",
                  c.wait_seconds, c.calls ? 1e6 * c.wait_seconds / static_cast<double>(c.calls) : 0.0);

@@ -26,6 +26,7 @@ struct TpComm {
   /// Optional (LLM_TP_SPLIT_WAIT=1 in the executable): a barrier before each all-reduce, so that
   /// the time waiting for the slowest rank is measured apart from the transfer.
   std::function<void()> barrier;
+  Gather gather;  ///< the classifier's logits to rank 0 (mpi_comm.h's gather_floats); may be empty at 1 rank
 };
 
 class TpStepExecutor : public stage03::StepExecutor {
@@ -38,8 +39,8 @@ class TpStepExecutor : public stage03::StepExecutor {
   bool uses_pool_storage() const override { return false; }
   std::size_t kv_element_bytes() const override { return local_->kv_element_bytes(); }
   std::size_t kv_scale_bytes() const override { return local_->kv_scale_bytes(); }
-  /// The bytes of weights one rank reads per step (its shard, the replicated classifier included).
-  double weight_bytes_per_step() const override { return local_->weight_bytes_per_step(); }
+  /// The bytes of weights one rank reads per step (its shard of the layers and of the classifier).
+  double weight_bytes_per_step() const override { return bytes_per_step_; }
   void begin_run(stage03::BlockPool& pool) override;
   std::vector<float> forward(const stage03::StepBatch& step) override;
 
@@ -60,6 +61,7 @@ class TpStepExecutor : public stage03::StepExecutor {
   TpMatrices* matrices_ = nullptr;  // owned by local_'s CpuOps
   std::unique_ptr<stage04::CpuStepExecutor> local_;
   std::unique_ptr<stage03::BlockPool> worker_pool_;  // ranks > 0: the books' shape, for begin_run
+  double bytes_per_step_ = 0.0;
   double forward_seconds_ = 0.0;
   long steps_ = 0;
   long exit_at_step_ = -1;  // LLM_TP_EXIT_RANK / LLM_TP_EXIT_STEP (the failure test's fault)

@@ -22,4 +22,22 @@ std::vector<Request> random_requests(int vocab, int context, std::uint64_t seed,
   return reqs;
 }
 
+std::vector<Request> default_model_requests(const Model& m) {
+  const char* prompts[] = {
+      "And God said", "It is a truth universally acknowledged, that a single man",
+      "Mr.",          "The LORD is my shepherd; I shall not want. He maketh me to lie down",
+      "Emma",         "In the beginning God created the heaven and the earth. And the earth was without form"};
+  const int max_new[] = {30, 5, 17, 1, 24, 40};
+  std::vector<Request> reqs;
+  for (std::size_t i = 0; i < 6; ++i) {
+    Request r;
+    r.id = std::string(1, static_cast<char>('a' + i));
+    r.prompt = m.tokenizer->encode_prompt(prompts[i]);
+    r.max_new_tokens = max_new[i];
+    if (i == 4) r.sampling = {0.8f, 20, 0.95f, 3};
+    reqs.push_back(r);
+  }
+  return reqs;
+}
+
 }  // namespace llm::test

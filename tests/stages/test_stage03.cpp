@@ -99,29 +99,13 @@ void stagger(std::vector<Request>& reqs, double gap_s) {
   for (std::size_t i = 0; i < reqs.size(); ++i) reqs[i].arrival_s = gap_s * static_cast<double>(i);
 }
 
-std::vector<Request> default_model_requests(const Model& m) {
-  const char* prompts[] = {"And God said", "It is a truth universally acknowledged, that a single man", "Mr.",
-                           "The LORD is my shepherd; I shall not want. He maketh me to lie down", "Emma",
-                           "In the beginning God created the heaven and the earth. And the earth was without form"};
-  const int max_new[] = {30, 5, 17, 1, 24, 40};
-  std::vector<Request> reqs;
-  for (std::size_t i = 0; i < 6; ++i) {
-    Request r;
-    r.id = std::string(1, static_cast<char>('a' + i));
-    r.prompt = m.tokenizer->encode_prompt(prompts[i]);
-    r.max_new_tokens = max_new[i];
-    if (i == 4) r.sampling = {0.8f, 20, 0.95f, 3};
-    reqs.push_back(r);
-  }
-  return reqs;
-}
 }  // namespace
 
 TEST_CASE("stage 03 gives every request its solo stage-01 result, with staggered arrivals", "[vs-stage01]") {
   {
     INFO("default model");
     Model m = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
-    auto reqs = default_model_requests(m);
+    auto reqs = test::default_model_requests(m);
     stagger(reqs, 0.003);
     const auto stops = m.tokenizer->stop_ids();
     const auto want = solo_results(m.weights, reqs, stops);
@@ -144,7 +128,7 @@ TEST_CASE("stage 03 preempts when the pool runs out and every request still gets
   {
     INFO("default model");
     Model m = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
-    auto reqs = default_model_requests(m);
+    auto reqs = test::default_model_requests(m);
     const auto stops = m.tokenizer->stop_ids();
     const auto want = solo_results(m.weights, reqs, stops);
     // Enough blocks for the largest request alone, far too few for all six at once.
