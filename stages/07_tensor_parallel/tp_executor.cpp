@@ -33,6 +33,17 @@ TpStepExecutor::TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpC
   auto ops = std::make_unique<stage04::CpuOps>(shard, std::move(matrices), shard_kv_storage(formats),
                                                formats.fp16_activations);
   local_ = std::make_unique<stage04::CpuStepExecutor>(shard.config, std::move(ops), bytes_per_step_);
+  read_fault();
+}
+
+TpStepExecutor::TpStepExecutor(const ModelConfig& full, TpComm comm, std::unique_ptr<stage03::StepExecutor> local,
+                               double bytes_per_step)
+    : full_(full), comm_(std::move(comm)), local_(std::move(local)), bytes_per_step_(bytes_per_step) {
+  if (!local_) throw Error("tensor parallel: a rank without an executor");
+  read_fault();
+}
+
+void TpStepExecutor::read_fault() {
   // The failure test's fault: this rank leaves mid-run, as a crash would.
   const char* er = std::getenv("LLM_TP_EXIT_RANK");
   const char* es = std::getenv("LLM_TP_EXIT_STEP");
@@ -41,6 +52,11 @@ TpStepExecutor::TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpC
 
 TpStepExecutor::~TpStepExecutor() {
   if (comm_.rank != 0 || steps_ == 0) return;
+  if (!matrices_) {
+    std::fprintf(stderr, "[07_tensor_parallel] rank 0 of %d: %ld steps, forward %.3f s (all-reduces on the device, not timed apart)\n",
+                 comm_.ranks, steps_, forward_seconds_);
+    return;
+  }
   const CommTime& c = comm_time();
   std::fprintf(stderr,
                "[07_tensor_parallel] rank 0 of %d: %ld steps, forward %.3f s, of which all-reduce %.3f s (%ld calls, "

@@ -34,6 +34,12 @@ class TpStepExecutor : public stage03::StepExecutor {
   /// This rank's shard of `w` (the whole model) under `plan`, stored as `formats` says (default:
   /// stage 04's fp16 weights and K/V). `plan` must have been made with shard_alignment(formats).
   TpStepExecutor(const ModelWeights& w, const ShardPlan& plan, TpComm comm, const ShardFormats& formats = {});
+  /// A rank whose shard runs elsewhere (the CUDA backend, nccl_executor.h): `local` runs the
+  /// shard, its all-reduces inside; `full`: the whole model's config; `bytes_per_step`: what
+  /// weight_bytes_per_step() reports. The host does not time the all-reduces (comm_time() stays
+  /// zero): they are queued on the device with the rest of the step.
+  TpStepExecutor(const ModelConfig& full, TpComm comm, std::unique_ptr<stage03::StepExecutor> local,
+                 double bytes_per_step);
   /// Rank 0, after steps ran: prints the time in all-reduces vs the whole forward to stderr.
   ~TpStepExecutor() override;
   bool uses_pool_storage() const override { return false; }
@@ -49,17 +55,19 @@ class TpStepExecutor : public stage03::StepExecutor {
   /// Rank 0: tells the other ranks to leave serve().
   void stop();
   /// Time in all-reduces, and in whole forward steps (all-reduces included), on this rank.
-  const CommTime& comm_time() const { return matrices_->comm_time(); }
+  const CommTime& comm_time() const { return matrices_ ? matrices_->comm_time() : no_comm_; }
   double forward_seconds() const { return forward_seconds_; }
   long steps() const { return steps_; }
 
  private:
   std::vector<float> run_local(const stage03::StepBatch& step);
+  void read_fault();
 
   ModelConfig full_;  // the whole model's config (the pool's books are kept in its terms)
   TpComm comm_;
-  TpMatrices* matrices_ = nullptr;  // owned by local_'s CpuOps
-  std::unique_ptr<stage04::CpuStepExecutor> local_;
+  TpMatrices* matrices_ = nullptr;  // owned by local_'s CpuOps (null on the CUDA backend)
+  CommTime no_comm_;
+  std::unique_ptr<stage03::StepExecutor> local_;
   std::unique_ptr<stage03::BlockPool> worker_pool_;  // ranks > 0: the books' shape, for begin_run
   double bytes_per_step_ = 0.0;
   double forward_seconds_ = 0.0;
