@@ -35,6 +35,7 @@
 #include "backend.h"
 #include "common/error.h"
 #include "cpu_ops.h"
+#include "cuda_executor.cuh"
 #include "cuda_ops.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device.h"
@@ -190,16 +191,12 @@ std::string cuda_unavailable_reason() { return llm::cuda::device_count() > 0 ? "
 
 std::string cuda_device_name() { return llm::cuda::device_name(); }
 
-std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelWeights& weights, const CudaOptions& options,
-                                                          int* num_blocks) {
+std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelConfig& c, const CudaWeightPlan& weights,
+                                                          const CudaOptions& options, int* num_blocks) {
   const std::string why_not = cuda_unavailable_reason();
   if (!why_not.empty()) throw Error("--backend cuda: " + why_not);
-  const ModelConfig& c = weights.config;
-  const bool synthetic = weights.layers.empty();
-  if (synthetic) c.validate("synthetic model");
   if (options.block_size < 1) throw Error("--block-size " + std::to_string(options.block_size) + ": must be at least 1");
   const CudaOpsLimits limits{options.token_budget, options.max_running};
-  const bool tied = !synthetic && weights.output.empty();
 
   // Plan before allocating anything: what is free now, minus weights and workspace, in blocks.
   std::size_t free_bytes = 0, total_bytes = 0;
@@ -208,21 +205,33 @@ std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelWeights& we
       CudaOps::workspace_bytes(c, limits, options.block_size, options.max_useful_blocks) + kCublasReserve + kGraphReserve;
   const std::size_t bytes_per_block =
       2 * static_cast<std::size_t>(c.n_layers) * options.block_size * static_cast<std::size_t>(c.kv_dim()) * 2;
-  const MemoryPlan plan = plan_memory(free_bytes, options.memory_fraction, packed_weight_bytes(c, tied), workspace,
+  const MemoryPlan plan = plan_memory(free_bytes, options.memory_fraction, weights.device_bytes, workspace,
                                       bytes_per_block, options.max_useful_blocks, cuda_device_name());
 
-  std::unique_ptr<CudaOps> ops;
   double bytes_per_step = 0.0;
-  if (synthetic) {
-    ops = std::make_unique<CudaOps>(c, kSyntheticSeed, limits);
-    bytes_per_step = static_cast<double>(packed_weight_bytes(c, /*tied_embeddings=*/true));  // classifier, not embed
-  } else {
-    const PackedWeights packed = pack_weights(weights);
-    bytes_per_step = packed.bytes_per_step();
-    ops = std::make_unique<CudaOps>(packed, limits);
-  }
+  std::unique_ptr<CudaOps> ops = weights.make_ops(limits, &bytes_per_step);
   if (num_blocks) *num_blocks = plan.num_blocks;
   return std::make_unique<CudaStepExecutor>(std::move(ops), options, bytes_per_step);
+}
+
+std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelWeights& weights, const CudaOptions& options,
+                                                          int* num_blocks) {
+  const ModelConfig& c = weights.config;
+  const bool synthetic = weights.layers.empty();
+  if (synthetic) c.validate("synthetic model");
+  const bool tied = !synthetic && weights.output.empty();
+  CudaWeightPlan plan;
+  plan.device_bytes = packed_weight_bytes(c, tied);
+  plan.make_ops = [&](const CudaOpsLimits& limits, double* bytes_per_step) -> std::unique_ptr<CudaOps> {
+    if (synthetic) {
+      *bytes_per_step = static_cast<double>(packed_weight_bytes(c, /*tied_embeddings=*/true));  // classifier, not embed
+      return std::make_unique<CudaOps>(c, kSyntheticSeed, limits);
+    }
+    const PackedWeights packed = pack_weights(weights);
+    *bytes_per_step = packed.bytes_per_step();
+    return std::make_unique<CudaOps>(packed, limits);
+  };
+  return make_cuda_executor(c, plan, options, num_blocks);
 }
 
 bool cuda_step_counts(const stage03::StepExecutor& exec, long long* graph_launches, long long* graph_captures,

@@ -192,6 +192,26 @@ CudaOps::CudaOps(const PackedWeights& w, const CudaOpsLimits& limits) : CudaOps(
   CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+CudaOps::CudaOps(const ModelWeights& w, std::unique_ptr<CudaMatrices> matrices, const CudaOpsLimits& limits)
+    : CudaOps(w.config, limits) {
+  if (!matrices) throw Error("stage 04 cuda: CudaOps without matrices");
+  if (static_cast<int>(w.layers.size()) != c_.n_layers)
+    throw Error("stage 04 cuda: the weights hold " + std::to_string(w.layers.size()) + " layers, the config says " +
+                std::to_string(c_.n_layers));
+  const size_t dim = static_cast<size_t>(c_.dim);
+  matrices_ = std::move(matrices);
+  embed_ = matrices_->embed_table();
+  output_norm_ = upload_float(w.output_norm, dim, "output norm");
+  for (const LayerWeights& L : w.layers) {
+    Layer d;  // the matrices stay null: project() goes to matrices_
+    d.attn_norm = upload_float(L.attn_norm, dim, "attention norm");
+    d.ffn_norm = upload_float(L.ffn_norm, dim, "ffn norm");
+    layers_.push_back(d);
+  }
+  allocate_activations();
+  CUDA_CHECK(cudaDeviceSynchronize());  // as above: the pageable uploads have landed
+}
+
 CudaOps::CudaOps(const ModelConfig& c, std::uint64_t seed, const CudaOpsLimits& limits) : CudaOps(c, limits) {
   c_.validate("synthetic model");
   const size_t dim = static_cast<size_t>(c_.dim), qkv = static_cast<size_t>(c_.q_dim() + 2 * c_.kv_dim()),
@@ -443,13 +463,15 @@ void CudaOps::upload_for_graph(const StepLayout& L) { upload(L, true); }
 
 bool CudaOps::graph_capable(int n, int rows) const {
   const bool widths = c_.dim % 8 == 0 && c_.q_dim() % 8 == 0 && c_.hidden_dim % 8 == 0;
-  return widths && n >= 1 && n <= llm::cuda::kGemvMaxRows && n <= limits_.token_budget && rows >= 0 && rows <= logit_cap_;
+  return widths && n >= 1 && n <= llm::cuda::kGemvMaxRows && n <= limits_.token_budget && rows >= 0 && rows <= logit_cap_ &&
+         (!matrices_ || (matrices_->graph_capable(n) && matrices_->graph_capable(rows)));
 }
 
 // ---------------------------------------------------------------------------------------------
 // The operations.
 
-void CudaOps::matmul(float* y, const __half* x, const __half* W, int n, int in, int out, bool accumulate) {
+void fp16_matmul(cuda::CublasGemm& gemm, float* y, const __half* x, const __half* W, int n, int in, int out,
+                 bool accumulate, cudaStream_t stream) {
   if (n == 0) return;
   if (n <= llm::cuda::kGemvMaxRows && in % 8 == 0) {
     llm::cuda::GemvArgs a;
@@ -460,9 +482,26 @@ void CudaOps::matmul(float* y, const __half* x, const __half* W, int n, int in, 
     a.in = in;
     a.out = out;
     a.accumulate = accumulate;
-    llm::cuda::gemv_02_warp_vectorized(a, stream());
+    llm::cuda::gemv_02_warp_vectorized(a, stream);
   } else {
-    gemm_.run(y, x, W, n, in, out, accumulate, stream());
+    gemm.run(y, x, W, n, in, out, accumulate, stream);
+  }
+}
+
+void CudaOps::project(float* y, const __half* x, int layer, CudaMatrices::Matrix m, int n, bool accumulate) {
+  if (n == 0) return;
+  if (matrices_) return matrices_->matmul(y, x, n, layer, m, accumulate, gemm_, stream());
+  const Layer& d = layers_[static_cast<size_t>(layer)];
+  const int qkv = c_.q_dim() + 2 * c_.kv_dim();
+  switch (m) {
+    case CudaMatrices::Matrix::wqkv:
+      return fp16_matmul(gemm_, y, x, d.wqkv, n, c_.dim, qkv, accumulate, stream());
+    case CudaMatrices::Matrix::wo:
+      return fp16_matmul(gemm_, y, x, d.wo, n, c_.q_dim(), c_.dim, accumulate, stream());
+    case CudaMatrices::Matrix::w13:
+      return fp16_matmul(gemm_, y, x, d.w13, n, c_.dim, 2 * c_.hidden_dim, accumulate, stream());
+    case CudaMatrices::Matrix::w2:
+      return fp16_matmul(gemm_, y, x, d.w2, n, c_.hidden_dim, c_.dim, accumulate, stream());
   }
 }
 
@@ -484,7 +523,7 @@ void CudaOps::attention_norm(int layer, const StepLayout& L) {
 }
 
 void CudaOps::qkv(int layer, const StepLayout& L) {
-  matmul(qkv_.get(), h16_.get(), layers_[static_cast<size_t>(layer)].wqkv, L.n, c_.dim, c_.q_dim() + 2 * c_.kv_dim(), false);
+  project(qkv_.get(), h16_.get(), layer, CudaMatrices::Matrix::wqkv, L.n, false);
 }
 
 void CudaOps::rope_store_kv(int layer, const StepLayout& L) {
@@ -556,7 +595,7 @@ void CudaOps::attention(int layer, const StepLayout& L) {
 }
 
 void CudaOps::o_proj(int layer, const StepLayout& L) {
-  matmul(x_.get(), att16_.get(), layers_[static_cast<size_t>(layer)].wo, L.n, c_.q_dim(), c_.dim, true);
+  project(x_.get(), att16_.get(), layer, CudaMatrices::Matrix::wo, L.n, true);
 }
 
 void CudaOps::ffn_norm(int layer, const StepLayout& L) {
@@ -565,13 +604,13 @@ void CudaOps::ffn_norm(int layer, const StepLayout& L) {
 }
 
 void CudaOps::gate_up(int layer, const StepLayout& L) {
-  matmul(gu_.get(), h16_.get(), layers_[static_cast<size_t>(layer)].w13, L.n, c_.dim, 2 * c_.hidden_dim, false);
+  project(gu_.get(), h16_.get(), layer, CudaMatrices::Matrix::w13, L.n, false);
 }
 
 void CudaOps::swiglu(const StepLayout& L) { llm::cuda::swiglu_to_half(f16_.get(), gu_.get(), L.n, c_.hidden_dim, stream()); }
 
 void CudaOps::down(int layer, const StepLayout& L) {
-  matmul(x_.get(), f16_.get(), layers_[static_cast<size_t>(layer)].w2, L.n, c_.hidden_dim, c_.dim, true);
+  project(x_.get(), f16_.get(), layer, CudaMatrices::Matrix::w2, L.n, true);
 }
 
 void CudaOps::logits_device(int first, int rows) {
@@ -579,7 +618,10 @@ void CudaOps::logits_device(int first, int rows) {
   gather_rows_kernel<<<rows, 256, 0, stream()>>>(xg_.get(), x_.get(), d_logit_rows_ + first, c_.dim);
   CUDA_CHECK(cudaGetLastError());
   llm::cuda::add_rmsnorm_to_half(hl16_.get(), xg_.get(), nullptr, output_norm_, rows, c_.dim, c_.norm_eps, stream());
-  matmul(logits_.get(), hl16_.get(), classifier_, rows, c_.dim, c_.vocab_size, false);
+  if (matrices_)
+    matrices_->classify(logits_.get(), hl16_.get(), rows, gemm_, stream());
+  else
+    fp16_matmul(gemm_, logits_.get(), hl16_.get(), classifier_, rows, c_.dim, c_.vocab_size, false, stream());
 }
 
 std::vector<float> CudaOps::logits(const StepLayout& L) {

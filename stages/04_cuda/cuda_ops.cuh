@@ -28,12 +28,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/model_config.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/device_buffer.cuh"
 #include "kernels/cuda/gemm_cublas.cuh"
+#include "cpu_ops.h"
 #include "packed_weights.h"
 #include "stages/03_continuous_batching/step_executor.h"
 #include "step_layout.h"
@@ -89,6 +91,33 @@ class CudaStream {
   cudaStream_t s_ = nullptr;
 };
 
+/// y[n, out] = x[n, in] W^T (or y += with `accumulate`) with fp16 W [out, in]: the GEMV
+/// (kernels/cuda/gemv) for n <= kGemvMaxRows rows when in % 8 == 0, cuBLAS otherwise. Device
+/// memory; queued on `stream`. Stage 04's every matmul, and stage 05's after a dequantization.
+void fp16_matmul(cuda::CublasGemm& gemm, float* y, const __half* x, const __half* W, int n, int in, int out,
+                 bool accumulate, cudaStream_t stream);
+
+/// The weight matrices CudaOps multiplies by, wherever and however they are stored on the device:
+/// the twin of CpuMatrices (cpu_ops.h). Stage 04's own are the fp16 matrices CudaOps uploads
+/// itself (no CudaMatrices); stage 05 plugs in quantized ones (quant_cuda_matrices.cu). Shapes as
+/// in packed_weights.h; x is fp16 [n, in] (16-byte aligned), y fp32 [n, out]; every call only
+/// queues work on `stream`.
+class CudaMatrices {
+ public:
+  using Matrix = CpuMatrices::Matrix;
+  virtual ~CudaMatrices() = default;
+  /// y[n, out] = x[n, in] W^T (y += with `accumulate`) for matrix m of `layer`.
+  virtual void matmul(float* y, const __half* x, int n, int layer, Matrix m, bool accumulate, cuda::CublasGemm& gemm,
+                      cudaStream_t stream) = 0;
+  /// y[n, vocab] = x[n, dim] Wcls^T.
+  virtual void classify(float* y, const __half* x, int n, cuda::CublasGemm& gemm, cudaStream_t stream) = 0;
+  /// The embedding table the lookup kernel reads: fp16 [vocab, dim], device memory.
+  virtual const __half* embed_table() const = 0;
+  /// Whether every matmul of a step of n rows runs without cuBLAS or an allocation (so that the
+  /// step can be captured in a CUDA graph).
+  virtual bool graph_capable(int n) const = 0;
+};
+
 /// The sizes CudaOps allocates its step buffers for.
 struct CudaOpsLimits {
   int token_budget = 256;  ///< most rows in one step: sizes every activation buffer [rows, ...]
@@ -116,6 +145,9 @@ class CudaOps {
  public:
   /// Uploads a packed model (fp16 matrices, fp32 norms).
   CudaOps(const PackedWeights& w, const CudaOpsLimits& limits);
+  /// Any matrices already on the device (stage 05's quantized ones); uploads the norms of `w`
+  /// (fp32) and takes the config from it.
+  CudaOps(const ModelWeights& w, std::unique_ptr<CudaMatrices> matrices, const CudaOpsLimits& limits);
   /// A synthetic model of shape `c`: matrices uniform in [-0.02, 0.02] and norm weights 1,
   /// generated on the device from `seed` (no host copy), untied classifier.
   CudaOps(const ModelConfig& c, std::uint64_t seed, const CudaOpsLimits& limits);
@@ -194,8 +226,9 @@ class CudaOps {
   __half* random_half(std::size_t count, std::uint64_t seed);
   float* ones(std::size_t count);
   void upload(const StepLayout& L, bool for_graph);
-  /// y[n, out] = x W^T (or += with accumulate): GEMV for n <= 8 rows, cuBLAS otherwise.
-  void matmul(float* y, const __half* x, const __half* W, int n, int in, int out, bool accumulate);
+  /// y[n, out] = x W^T (or += with accumulate) for matrix m of `layer`: matrices_ when set,
+  /// else fp16_matmul on this object's fp16 weights.
+  void project(float* y, const __half* x, int layer, CudaMatrices::Matrix m, int n, bool accumulate);
   /// Device logits of rows logit_rows[first .. first + rows) into logits_ (rows <= logit_cap_).
   void logits_device(int first, int rows);
   __half* k_cache(int layer) const;
@@ -216,6 +249,9 @@ class CudaOps {
   const __half* classifier_ = nullptr;  // [vocab, dim] (== embed_ when tied)
   const float* output_norm_ = nullptr;  // [dim]
   std::vector<Layer> layers_;
+  // Stage 05's matrices (null: the fp16 ones above). Declared after the stream and the handle:
+  // destroyed before them.
+  std::unique_ptr<CudaMatrices> matrices_;
 
   // Activations.
   cuda::DeviceBuffer<float> x_, qkv_, gu_, xg_, logits_;

@@ -24,6 +24,26 @@ GpuEngineConfig gpu_engine_config(const CliOptions& o) {
   return config;
 }
 
+GpuEngine make_cuda_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config,
+                           const CudaExecutorFactory& make_exec) {
+  config.cuda.max_running = config.batching.scheduler.max_running;
+  config.cuda.token_budget = config.batching.scheduler.token_budget;
+  config.cuda.block_size = config.batching.block_size;
+  const int per_seq = ceil_div(weights.config.context_length, config.batching.block_size);
+  config.cuda.max_useful_blocks =
+      checked_mul(config.batching.scheduler.max_running, per_seq, "--batch x blocks per sequence");
+  int fits = 0;
+  auto exec = make_exec(config.cuda, &fits);
+  // --kv-blocks still wins when given (and when it fits).
+  if (config.batching.num_blocks == 0 || config.batching.num_blocks > fits) config.batching.num_blocks = fits;
+  GpuEngine out;
+  out.engine = std::make_unique<stage03::ContinuousBatchEngine>(weights, std::move(stop_ids), config.batching,
+                                                                std::move(exec));
+  out.backend = "cuda";
+  out.note = cuda_device_name();
+  return out;
+}
+
 GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config) {
   GpuEngine out;
   std::string why_not = cuda_unavailable_reason();
@@ -32,23 +52,9 @@ GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids
     if (!shape.empty()) why_not = "the CUDA backend cannot run this model: " + shape;
   }
   if (config.backend == "cuda" && !why_not.empty()) throw Error("--backend cuda: " + why_not);
-  if (config.backend != "cpu" && why_not.empty()) {
-    config.cuda.max_running = config.batching.scheduler.max_running;
-    config.cuda.token_budget = config.batching.scheduler.token_budget;
-    config.cuda.block_size = config.batching.block_size;
-    const int per_seq = ceil_div(weights.config.context_length, config.batching.block_size);
-    config.cuda.max_useful_blocks =
-        checked_mul(config.batching.scheduler.max_running, per_seq, "--batch x blocks per sequence");
-    int fits = 0;
-    auto exec = make_cuda_executor(weights, config.cuda, &fits);
-    // --kv-blocks still wins when given (and when it fits).
-    if (config.batching.num_blocks == 0 || config.batching.num_blocks > fits) config.batching.num_blocks = fits;
-    out.engine = std::make_unique<stage03::ContinuousBatchEngine>(weights, std::move(stop_ids), config.batching,
-                                                                  std::move(exec));
-    out.backend = "cuda";
-    out.note = cuda_device_name();
-    return out;
-  }
+  if (config.backend != "cpu" && why_not.empty())
+    return make_cuda_engine(weights, std::move(stop_ids), std::move(config),
+                            [&](const CudaOptions& options, int* fits) { return make_cuda_executor(weights, options, fits); });
   out.engine = std::make_unique<stage03::ContinuousBatchEngine>(weights, std::move(stop_ids), config.batching,
                                                                 std::make_unique<CpuStepExecutor>(weights));
   out.backend = "cpu";

@@ -3,6 +3,7 @@
 // GPU (CUDA), or by the CPU twin of the same step (CpuStepExecutor).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,5 +39,15 @@ std::string cuda_unsupported_model(const ModelConfig& c);
 /// and says why in `note` (also for a model the kernels cannot run); with "cuda" it throws
 /// llm::Error with the reason instead.
 GpuEngine make_gpu_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config);
+
+/// Builds a CUDA executor for these options and sets *num_blocks to the KV pool that fits it.
+using CudaExecutorFactory = std::function<std::unique_ptr<stage03::StepExecutor>(const CudaOptions&, int* num_blocks)>;
+
+/// Stage 03's engine on a CUDA executor from `make_exec` (make_gpu_engine: stage 04's fp16 one;
+/// stage 05: its quantized one): the CUDA options follow the batching settings (most running
+/// sequences, token budget, block size, blocks worth having), and the pool is --kv-blocks when
+/// given and it fits, else what fits. backend "cuda", note the device's name.
+GpuEngine make_cuda_engine(const ModelWeights& weights, std::vector<int> stop_ids, GpuEngineConfig config,
+                           const CudaExecutorFactory& make_exec);
 
 }  // namespace llm::stage04

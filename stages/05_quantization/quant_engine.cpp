@@ -6,6 +6,7 @@
 #include "common/checked.h"
 #include "common/error.h"
 #include "kv_quant.h"
+#include "quant_cuda.h"
 
 namespace llm::stage05 {
 
@@ -52,9 +53,26 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
   const std::string& backend = config.stage04.backend;
   // Stage 04's CUDA backend stores fp16 weights and an fp16 K/V cache: exactly --weights f16.
   const bool stage04_storage = q.storage == "f16" || q.storage == "f16 (as stored)";
-  const bool fp16_kv = config.kv_cache == "f16";
-  if (backend != "cpu" && stage04::cuda_unavailable_reason().empty()) {
-    if (stage04_storage && fp16_kv) {
+  // What the CUDA backend cannot run, decided before any device is asked for (the same answer on
+  // every machine): a quantized K/V cache, f32 matrices, a model shape the kernels do not take.
+  std::string cuda_refusal;
+  if (config.kv_cache != "f16")
+    cuda_refusal = "--kv-cache " + config.kv_cache +
+                   ": the CUDA backend keeps an fp16 K/V cache (int8/fp8 K/V run on --backend cpu only; "
+                   "kernels/cuda/attention_decode/03_split_kv_quant.cu is not wired in yet)";
+  if (cuda_refusal.empty() && !stage04_storage) {
+    const std::string why = cuda_weights_unsupported(q);
+    if (!why.empty()) cuda_refusal = "--weights " + config.weights + " (" + q.storage + "): " + why;
+  }
+  if (cuda_refusal.empty()) {
+    const std::string shape = stage04::cuda_unsupported_model(w.config);
+    if (!shape.empty()) cuda_refusal = "the CUDA backend cannot run this model: " + shape;
+  }
+  const std::string no_gpu = stage04::cuda_unavailable_reason();
+  if (backend == "cuda" && !cuda_refusal.empty()) throw Error("--backend cuda: " + cuda_refusal);
+  if (backend == "cuda" && !no_gpu.empty()) throw Error("--backend cuda: " + no_gpu);
+  if (backend != "cpu" && no_gpu.empty() && cuda_refusal.empty()) {
+    if (stage04_storage) {  // stage 04 itself
       stage04::GpuEngine g = make_gpu_engine(w, std::move(stop_ids), config.stage04);
       out.engine = std::make_unique<QuantEngine>(std::move(g.engine), "fp16",
                                                  stage04::packed_weight_bytes(w.config, w.output.empty()));
@@ -62,13 +80,17 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
       out.note = g.note;
       return out;
     }
-    if (backend == "cuda")
-      throw Error("--backend cuda with --weights " + config.weights + " (" + q.storage + ") and --kv-cache " +
-                  config.kv_cache +
-                  ": stage 05's CUDA kernels are not built yet (the GPU runs f16 weights with an f16 "
-                  "KV cache; use --backend cpu for the others)");
-  } else if (backend == "cuda") {
-    throw Error("--backend cuda: " + stage04::cuda_unavailable_reason());
+    // Stage 04's executor and step recipe with the quantized matrices (quant_cuda.h).
+    stage04::GpuEngine g = stage04::make_cuda_engine(
+        w, std::move(stop_ids), config.stage04,
+        [&](const stage04::CudaOptions& options, int* fits) { return make_quant_cuda_executor(w, q, options, fits); });
+    char mib[96];
+    std::snprintf(mib, sizeof mib, "; %.2f MiB of weights on the device",
+                  static_cast<double>(cuda_weight_bytes(q)) / (1024.0 * 1024.0));
+    out.note = g.note + mib + " (quantized GEMV for decode, dequantize + cuBLAS for prefill; not yet run on a GPU)";
+    out.engine = std::make_unique<QuantEngine>(std::move(g.engine), q.storage, q.bytes());
+    out.backend = g.backend;
+    return out;
   }
   const std::string storage = q.storage;
   const std::size_t bytes = q.bytes();
@@ -77,10 +99,9 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
   if (batching.num_blocks == 0 && batching.block_size >= 1)
     batching.num_blocks = kv_pool_blocks(w.config, config.kv_cache, config.kv_pool_bytes, batching.block_size,
                                          batching.scheduler.max_running);
-  out.note = backend == "cpu" ? "CPU backend (--backend cpu)"
-             : stage04::cuda_unavailable_reason().empty()
-                 ? "stage 05's CUDA kernels are not built yet for " + storage + "; running the CPU backend"
-                 : stage04::cuda_unavailable_reason() + "; running the CPU backend";
+  out.note = backend == "cpu"     ? "CPU backend (--backend cpu)"
+             : !no_gpu.empty()    ? no_gpu + "; running the CPU backend"
+                                  : cuda_refusal + "; running the CPU backend";
   auto exec = make_quant_cpu_executor(w, std::move(q), kind, config.kv_cache);
   const stage04::CpuStepExecutor* cpu = exec.get();
   auto engine = std::make_unique<stage03::ContinuousBatchEngine>(w, std::move(stop_ids), batching, std::move(exec));

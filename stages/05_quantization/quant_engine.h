@@ -1,6 +1,7 @@
 // quant_engine.h: stage 05's engine: stage 04's (stage 03's scheduler and paged KV, steps run by
 // the step recipe) with the weights resident in the format --weights asks for and a K/V cache
-// stored in fp32, fp16, int8 or fp8 (kv_quant.h). The CPU backend runs every format; the CUDA kernels for them are not built yet.
+// stored in fp32, fp16, int8 or fp8 (kv_quant.h). The CPU backend runs every format; the CUDA backend
+// (quant_cuda.h, not yet run on a GPU) runs f16, q8_0, q4_0, q4_1 and fp8 weights with an fp16 K/V cache.
 // Without --kv-blocks, the pool gets as many blocks as kv_pool_bytes holds at the K/V format's
 // own size (scales included), so int8/fp8 hold about 2x the tokens of f16 in the same bytes.
 #pragma once
@@ -62,10 +63,12 @@ struct BuiltQuantEngine {
 };
 
 /// Builds the engine for `w` (loaded from `file` when it is a GGUF: --weights auto keeps its
-/// blocks; null otherwise). --backend cuda with weights other than f16 is refused (llm::Error:
-/// "stage 05's CUDA kernels are not built yet"); auto runs them on the CPU and says why in note;
-/// f16 weights with an fp16 KV cache on a GPU run stage 04's CUDA backend. Throws llm::Error for
-/// a bad --weights, --kv-cache or --matmul value.
+/// blocks; null otherwise). On a GPU (--backend auto or cuda): f16 weights with an fp16 K/V cache
+/// run stage 04's CUDA backend as it is; q8_0, q4_0, q4_1 and fp8 (mixed with f16) run it with
+/// the quantized matrices of quant_cuda.h. --backend cuda refuses (llm::Error naming the flag and
+/// the value, before any device is asked for) an int8/fp8 --kv-cache, f32 matrices and shapes the
+/// kernels cannot take; auto runs those on the CPU and says why in note. Throws llm::Error for a
+/// bad --weights, --kv-cache or --matmul value.
 BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, std::vector<int> stop_ids,
                                    QuantEngineConfig config);
 
