@@ -11,6 +11,8 @@
 //   [kv-cache]    --kv-cache f32/int8/fp8 against f16 (stage 04's), each bound beside its measured
 //                 value; at one byte budget the pool's blocks, the stats' bytes and the bytes the
 //                 CPU backend really holds, per format
+//   [cuda-plan]   stage 05 on the CUDA backend without a GPU: each format's kernel at decode and
+//                 prefill rows, the bytes uploaded, the refusals (int8/fp8 K/V, f32 matrices)
 //   [ex:kv-int8]  one K/V head row to int8: the scale max|x| / 127 and the codes
 //   [ex:fp8-decode-row]  the FP8 row decode against fp8_to_fp32, and fp8_matmul against fp64
 //   [ex:q8-quantize-block]  kernels/cpu's Q8_0 quantizer: bytes equal gguf-py's, and a block's
@@ -33,10 +35,12 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/fp8.h"
 #include "kernels/cpu/quantize.h"
+#include "kernels/cuda/quant_gemv/gguf_tiles.h"
 #include "stages/04_cuda/gpu_engine.h"
 #include "stages/05_quantization/fp8_matmul.h"
 #include "stages/05_quantization/kv_quant.h"
 #include "stages/05_quantization/quality.h"
+#include "stages/05_quantization/quant_cuda.h"
 #include "stages/05_quantization/quant_engine.h"
 #include "tests/helpers/random_model.h"
 #include "tests/helpers/random_requests.h"
@@ -576,5 +580,110 @@ TEST_CASE("a Q8_0 block is an fp16 scale max|x| / 127 and 32 int8 values, byte f
       CHECK(std::fabs(v * d - xb[j]) <= 0.5 * amax / 127 * 1.001 + std::fabs(127 * d - amax));
     }
     if (amax == 0) CHECK(d16 == 0);
+  }
+}
+
+// ---- stage 05 on the CUDA backend: what can be checked without a GPU (quant_cuda.h). The device
+// side is tests/stages/test_stage05_gpu.cpp (gpu_stage05).
+
+TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, uploads, refusals", "[cuda-plan]") {
+  using stage05::CudaMatmulPath;
+  using stage05::WeightFormat;
+  SECTION("each format's kernel at decode (n <= 8) and prefill (n > 8) rows") {
+    const std::map<WeightFormat, std::pair<CudaMatmulPath, CudaMatmulPath>> want = {
+        {WeightFormat::f16, {CudaMatmulPath::fp16_gemv, CudaMatmulPath::fp16_cublas}},
+        {WeightFormat::q8_0, {CudaMatmulPath::quant_gemv_01, CudaMatmulPath::dequantize_cublas}},
+        {WeightFormat::q4_0, {CudaMatmulPath::quant_gemv_01, CudaMatmulPath::dequantize_cublas}},
+        {WeightFormat::q4_1, {CudaMatmulPath::dequantize_gemv, CudaMatmulPath::dequantize_cublas}},
+        {WeightFormat::fp8, {CudaMatmulPath::fp8_gemv_03, CudaMatmulPath::dequantize_cublas}}};
+    for (const auto& [f, paths] : want) {
+      INFO(stage05::format_name(f));
+      for (int n : {1, 5, 8}) CHECK(stage05::cuda_matmul_path(f, n) == paths.first);
+      for (int n : {9, 16, 256}) CHECK(stage05::cuda_matmul_path(f, n) == paths.second);
+    }
+    CHECK_THROWS_WITH(stage05::cuda_matmul_path(WeightFormat::f32, 1), Catch::Contains("f32") && Catch::Contains("--weights f16"));
+  }
+  const ModelWeights w = quantizable_random_model();
+  SECTION("the bytes each matrix uploads, and the device bytes planned") {
+    for (const char* mode : {"q8_0", "q4_0", "q4_1", "fp8", "f16"}) {
+      INFO("--weights " << mode);
+      const stage05::QuantWeights q = stage05::make_quant_weights(w, nullptr, mode);
+      CHECK(stage05::cuda_weights_unsupported(q) == "");
+      std::size_t want_bytes = 0, most = 0;
+      auto check_image = [&](const stage05::StoredMatrix& m) {
+        const stage05::DeviceMatrixImage img = stage05::device_image(m);
+        CHECK(img.rows == m.rows);
+        CHECK(img.cols == m.cols);
+        const std::size_t n = static_cast<std::size_t>(m.rows) * static_cast<std::size_t>(m.cols);
+        if (m.format == WeightFormat::f16) {
+          REQUIRE(img.bytes.size() == 2 * n);
+          for (std::size_t i = 0; i < n; i += 7) {
+            const auto bits = static_cast<std::uint16_t>(img.bytes[2 * i] | (img.bytes[2 * i + 1] << 8));
+            CHECK(cpu::fp16_to_fp32(bits) == m.values[i]);
+          }
+        } else {
+          // quant_gemv 01's buffer rule (gguf_tiles.h): the rows, rounded up to 16 bytes.
+          const std::size_t padded = (m.bytes.size() + 15) / 16 * 16;
+          if (m.format == WeightFormat::q8_0 || m.format == WeightFormat::q4_0)
+            CHECK(padded == cuda::qgemv::gguf_buffer_bytes(m.format == WeightFormat::q8_0, m.rows, m.cols));
+          REQUIRE(img.bytes.size() == padded);
+          CHECK(std::equal(m.bytes.begin(), m.bytes.end(), img.bytes.begin()));
+          CHECK(std::all_of(img.bytes.begin() + static_cast<std::ptrdiff_t>(m.bytes.size()), img.bytes.end(),
+                            [](std::uint8_t b) { return b == 0; }));
+          CHECK(img.row_scales == m.row_scales);
+          CHECK(img.row_scales.size() == (m.format == WeightFormat::fp8 ? static_cast<std::size_t>(m.rows) : 0u));
+          most = std::max(most, n);
+        }
+        want_bytes += img.bytes.size() + 4 * img.row_scales.size();
+      };
+      check_image(q.classifier_or_embed());
+      for (const stage05::QuantLayer& L : q.layers)
+        for (const stage05::StoredMatrix* m : {&L.wqkv, &L.wo, &L.w13, &L.w2}) check_image(*m);
+      CHECK(stage05::cuda_scratch_elements(q) == most);
+      const std::size_t table = 2 * static_cast<std::size_t>(w.config.vocab_size) * w.config.dim;
+      const std::size_t norms = 4 * static_cast<std::size_t>(w.config.dim) * (1 + 2 * w.config.n_layers);
+      CHECK(stage05::cuda_weight_bytes(q) == want_bytes + table + 2 * most + norms);
+      // The lookup table: every embedding row dequantized, to the nearest fp16.
+      const std::vector<std::uint16_t> t = stage05::fp16_table(q.embed);
+      REQUIRE(t.size() == static_cast<std::size_t>(w.config.vocab_size) * w.config.dim);
+      std::vector<float> row(static_cast<std::size_t>(w.config.dim));
+      for (int r = 0; r < w.config.vocab_size; r += 10) {
+        q.embed.dequantize_row(r, row.data());
+        for (int j = 0; j < w.config.dim; ++j) {
+          const float h = cpu::fp16_to_fp32(t[static_cast<std::size_t>(r) * w.config.dim + j]);
+          CHECK(std::fabs(h - row[static_cast<std::size_t>(j)]) <= std::ldexp(std::fabs(row[static_cast<std::size_t>(j)]), -11) + 1e-8f);
+        }
+      }
+    }
+  }
+  SECTION("what the CUDA backend refuses, by flag and value, before asking for a device") {
+    CHECK_THROWS_WITH(stage05::device_image(stage05::make_quant_weights(w, nullptr, "f32").embed), Catch::Contains("f32"));
+    CHECK_THAT(stage05::cuda_weights_unsupported(stage05::make_quant_weights(w, nullptr, "f32")),
+               Catch::Contains("the embedding is f32") && Catch::Contains("--weights f16"));
+    // dim 42: FP8 rows of 42 codes are no whole number of the FP8 GEMV's 16-byte loads.
+    const ModelWeights odd = test::make_random_weights(test::awkward_specs().at(1));
+    CHECK_THAT(stage05::cuda_weights_unsupported(stage05::make_quant_weights(odd, nullptr, "fp8")),
+               Catch::Contains("42 FP8 weights") && Catch::Contains("multiple of 16"));
+    stage05::QuantEngineConfig c;
+    c.stage04.batching = batching(1, 256, 16);
+    c.stage04.backend = "cuda";
+    c.weights = "q4_1";
+    for (const char* kv : {"int8", "fp8", "f32"}) {
+      c.kv_cache = kv;
+      CHECK_THROWS_WITH(stage05::make_quant_engine(w, nullptr, {}, c),
+                        Catch::Contains("--backend cuda") && Catch::Contains("--kv-cache " + std::string(kv)) &&
+                            Catch::Contains("fp16 K/V cache"));
+    }
+    c.kv_cache = "f16";
+    c.weights = "f32";
+    CHECK_THROWS_WITH(stage05::make_quant_engine(w, nullptr, {}, c),
+                      Catch::Contains("--backend cuda") && Catch::Contains("--weights f32") && Catch::Contains("f32"));
+    // --backend auto runs what CUDA refuses on the CPU, and says why.
+    c.stage04.backend = "auto";
+    c.weights = "q8_0";
+    c.kv_cache = "int8";
+    const stage05::BuiltQuantEngine e = stage05::make_quant_engine(w, nullptr, {}, c);
+    CHECK(e.backend == "cpu");
+    if (stage04::cuda_unavailable_reason().empty()) CHECK_THAT(e.note, Catch::Contains("--kv-cache int8"));
   }
 }
