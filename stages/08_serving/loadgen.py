@@ -3,9 +3,16 @@
 
 Requests from a workload file (JSONL: prompt, max_new_tokens) arrive as a Poisson process at
 each given rate, over loopback, streamed (SSE); from the client side it measures per request
-TTFT (send -> first text), TPOT ((last - first) / (tokens - 1)), every inter-token latency (ITL)
-and end-to-end latency, then p50/p90/p99, request throughput and output tokens/s per rate, and the
-highest rate whose p90 TTFT and p90 TPOT meet the SLO (the bench's rule, stages/bench).
+TTFT (arrival -> first text), TPOT ((last - first) / (tokens - 1)), every inter-token latency
+(ITL) and end-to-end latency, then p50/p90/p99, request throughput and output tokens/s per rate,
+and the highest rate whose p90 TTFT and p90 TPOT meet the SLO (the bench's rule, stages/bench).
+
+Measured as the bench measures its in-process QPS sweep, so the two can be compared:
+- the arrival times are the bench's own (its seeded xorshift generator, `bench_arrivals`): the
+  same requests arrive at the same moments;
+- TTFT and end-to-end latency count from a request's *scheduled* arrival, as the bench's
+  `token_time - arrival_s` does, not from when this client got round to sending it (a client
+  that falls behind would otherwise hide its own delay: "coordinated omission").
 
     python3 stages/08_serving/loadgen.py --url http://127.0.0.1:8000 \
         --workload datasets/workloads/chat.jsonl --rates 1,2,4,8 [--requests 64] [--out r.json]
@@ -14,11 +21,12 @@ Bounded: at most --requests per rate, and each rate stops after --max-seconds.""
 import argparse
 import asyncio
 import json
-import random
-import statistics
+import math
 import sys
 import time
 from urllib.parse import urlparse
+
+MASK64 = (1 << 64) - 1
 
 
 def percentile(xs, p):
@@ -30,11 +38,27 @@ def percentile(xs, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-async def one_request(host, port, model, req, timeout):
-    """Streams one completion; returns (ok, ttft, token times relative to send, tokens, e2e, error)."""
+def bench_arrivals(n, rate, seed=1):
+    """The bench's Poisson arrival times (stages/bench/bench.cpp, worker "rate"), in seconds from
+    the start: exponential gaps of mean 1/rate from its seeded xorshift64* generator, bit for bit."""
+    state = (seed * 0x9E3779B97F4A7C15 + 1) & MASK64
+    t, out = 0.0, []
+    for _ in range(n):
+        state ^= state >> 12
+        state ^= (state << 25) & MASK64
+        state ^= state >> 27
+        u = ((state * 0x2545F4914F6CDD1D) & MASK64) >> 11
+        t += -math.log(1.0 - u / 9007199254740992.0) / rate
+        out.append(t)
+    return out
+
+
+async def one_request(host, port, model, req, timeout, t0):
+    """Streams one completion scheduled to arrive at perf_counter() time t0; returns (ok, ttft,
+    token times relative to t0, tokens, e2e, error, send lag)."""
     body = json.dumps({"model": model, "prompt": req["prompt"], "max_tokens": req["max_new_tokens"],
                        "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}).encode()
-    t0 = time.perf_counter()
+    lag = time.perf_counter() - t0
     times, tokens = [], None
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -44,7 +68,7 @@ async def one_request(host, port, model, req, timeout):
         status = (await asyncio.wait_for(reader.readline(), timeout)).split()
         if len(status) < 2 or status[1] != b"200":
             writer.close()
-            return False, None, [], 0, None, f"HTTP {status[1:2]}"
+            return False, None, [], 0, None, f"HTTP {status[1:2]}", lag
         buf = b""
         deadline = t0 + timeout
         while time.perf_counter() < deadline:
@@ -63,28 +87,29 @@ async def one_request(host, port, model, req, timeout):
                 if data == b"[DONE]":
                     writer.close()
                     e2e = time.perf_counter() - t0
-                    return True, times[0] if times else None, times, tokens or len(times), e2e, None
+                    return True, times[0] if times else None, times, tokens or len(times), e2e, None, lag
                 obj = json.loads(data)
                 if obj.get("usage"):
                     tokens = obj["usage"]["completion_tokens"]
                 if obj.get("choices") and obj["choices"][0].get("text"):
                     times.append(now)
         writer.close()
-        return False, None, times, 0, None, "stream ended early"
+        return False, None, times, 0, None, "stream ended early", lag
     except (OSError, asyncio.TimeoutError, ValueError) as e:
-        return False, None, times, 0, None, repr(e)
+        return False, None, times, 0, None, repr(e), lag
 
 
-async def run_rate(host, port, model, reqs, rate, seed, max_seconds, timeout):
-    rng = random.Random(seed)
-    tasks, t = [], 0.0
-    start = time.perf_counter()
-    for req in reqs:
-        await asyncio.sleep(max(0.0, start + t - time.perf_counter()))
+async def run_rate_async(host, port, model, reqs, rate, seed, max_seconds, timeout):
+    arrivals = bench_arrivals(len(reqs), rate, seed)
+    tasks = []
+    # Time 0 is the first arrival: the bench's engine starts its clock when its run starts and
+    # its first request arrives after one gap; both sides count latency from each arrival.
+    start = time.perf_counter() - arrivals[0]
+    for req, at in zip(reqs, arrivals):
+        await asyncio.sleep(max(0.0, start + at - time.perf_counter()))
         if time.perf_counter() - start > max_seconds:
             break
-        tasks.append(asyncio.create_task(one_request(host, port, model, req, timeout)))
-        t += rng.expovariate(rate)
+        tasks.append(asyncio.create_task(one_request(host, port, model, req, timeout, start + at)))
     results = await asyncio.gather(*tasks)
     wall = time.perf_counter() - start
     ok = [r for r in results if r[0]]
@@ -97,10 +122,30 @@ async def run_rate(host, port, model, reqs, rate, seed, max_seconds, timeout):
            "request_throughput": round(len(ok) / wall, 3),
            "output_tokens_per_s": round(sum(r[3] for r in ok) / wall, 1),
            "errors": sorted({r[5] for r in results if not r[0]})[:5]}
-    for name, xs in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2e", e2e)):
+    for name, xs in (("ttft", ttft), ("tpot", tpot), ("itl", itl), ("e2e", e2e), ("send_lag", [r[6] for r in results])):
         for p in (50, 90, 99):
             out[f"{name}_p{p}_ms"] = ms(xs, p)
     return out
+
+
+def run_rate(url, model, reqs, rate, seed=1, max_seconds=120, timeout=300, slo_ttft_ms=250, slo_tpot_ms=50):
+    """One rate: the row of figures (milliseconds), with meets_slo by the bench's rule."""
+    u = urlparse(url)
+    row = asyncio.run(run_rate_async(u.hostname, u.port or 80, model, reqs, rate, seed, max_seconds, timeout))
+    row["meets_slo"] = row["ok"] == row["sent"] and row["ttft_p90_ms"] <= slo_ttft_ms and \
+        row["tpot_p90_ms"] <= slo_tpot_ms
+    return row
+
+
+def served_model(url):
+    import urllib.request
+    with urllib.request.urlopen(url + "/v1/models", timeout=10) as r:
+        return json.load(r)["data"][0]["id"]
+
+
+def read_workload(path, n):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()][:n]
 
 
 def main():
@@ -113,7 +158,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=300, help="seconds one request may take")
     ap.add_argument("--slo-ttft-ms", type=float, default=250)
     ap.add_argument("--slo-tpot-ms", type=float, default=50)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1, help="the arrival generator's seed (the bench's is 1)")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
     u = urlparse(a.url)
@@ -125,16 +170,11 @@ def main():
             raise ValueError
     except ValueError:
         sys.exit(f"error: --rates {a.rates!r}: expected positive numbers separated by commas")
-    with open(a.workload) as f:
-        reqs = [json.loads(line) for line in f if line.strip()][:a.requests]
-    import urllib.request
-    with urllib.request.urlopen(a.url + "/v1/models", timeout=10) as r:
-        model = json.load(r)["data"][0]["id"]
+    reqs = read_workload(a.workload, a.requests)
+    model = served_model(a.url)
     rows = []
     for rate in rates:
-        row = asyncio.run(run_rate(u.hostname, u.port or 80, model, reqs, rate, a.seed, a.max_seconds, a.timeout))
-        row["meets_slo"] = row["ok"] == row["sent"] and row["ttft_p90_ms"] <= a.slo_ttft_ms and \
-            row["tpot_p90_ms"] <= a.slo_tpot_ms
+        row = run_rate(a.url, model, reqs, rate, a.seed, a.max_seconds, a.timeout, a.slo_ttft_ms, a.slo_tpot_ms)
         rows.append(row)
         print(f"rate {rate:g}/s: {row['ok']}/{row['sent']} ok, {row['request_throughput']} req/s, "
               f"{row['output_tokens_per_s']} tok/s, TTFT p50/p90/p99 {row['ttft_p50_ms']}/{row['ttft_p90_ms']}/"

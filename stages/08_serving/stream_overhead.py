@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Streaming overhead: decode tokens/s of one request streamed by stage08_serving (client side:
-(tokens - 1) / (last token - first token), SSE over loopback) against the offline engine on the
-same prompt (stage03 --json: the same span from its token times). Runs alternate, R times each;
-prints medians and min-max.
+"""Streaming overhead: decode tokens/s of one request streamed by stage08_serving (client side,
+SSE over loopback) against the offline engine on the same prompt (stage03 --json, its token
+times). Both rates are taken over the same span, tokens --skip .. the last, so a cold first step
+(the offline process is fresh, the server is not) does not count. The runs come in interleaved
+pairs (offline then streamed, then streamed then offline, ...), so a noisy neighbour hits both
+alike; the figure is the median of the per-pair ratios, with min and max.
 
-    python3 stages/08_serving/stream_overhead.py --server build/stages/08_serving/stage08_serving \
-        --stage03 build/stages/03_continuous_batching/stage03_continuous_batching \
+    python3 stages/08_serving/stream_overhead.py --server build/stages/08_serving/stage08_serving \\
+        --stage03 build/stages/03_continuous_batching/stage03_continuous_batching \\
         --model datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf [--tokens 128] [--repeat 5]"""
 import argparse
 import json
@@ -19,55 +21,90 @@ import urllib.request
 PROMPT = "Once upon a time, in a small village by the sea,"
 
 
-def offline(a):
-    out = subprocess.run([a.stage03, "--model", a.model, "--prompt", PROMPT, "--max-new-tokens", str(a.tokens),
-                          "--json"], capture_output=True, text=True, timeout=600, check=True).stdout
-    t = json.loads(out[out.index("{"):])["outputs"][0]["token_time_s"]
-    return (len(t) - 1) / (t[-1] - t[0])
+def rate(times, skip):
+    """Tokens per second from token `skip` to the last."""
+    if len(times) < skip + 2:
+        raise RuntimeError(f"only {len(times)} tokens: too few to skip {skip} and time the rest")
+    return (len(times) - 1 - skip) / (times[-1] - times[skip])
 
 
-def streamed(url, model, a):
-    body = json.dumps({"model": model, "prompt": PROMPT, "max_tokens": a.tokens, "temperature": 0,
-                       "stream": True}).encode()
+def offline(stage03, model, tokens, skip):
+    out = subprocess.run([stage03, "--model", model, "--prompt", PROMPT, "--max-new-tokens", str(tokens), "--json"],
+                         capture_output=True, text=True, timeout=600, check=True).stdout
+    return rate(json.loads(out[out.index("{"):])["outputs"][0]["token_time_s"], skip)
+
+
+def streamed(url, served, tokens, skip):
+    """One event per token is what the server sends for this prompt's text; the usage chunk says
+    how many tokens there were, and a mismatch (a token that completed no character) is an error."""
+    body = json.dumps({"model": served, "prompt": PROMPT, "max_tokens": tokens, "temperature": 0, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
     req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
-    times = []
+    times, n = [], None
     with urllib.request.urlopen(req, timeout=600) as r:
         for line in r:
-            if line.startswith(b"data: {") and json.loads(line[6:])["choices"][0]["text"]:
+            if not line.startswith(b"data: {"):
+                continue
+            obj = json.loads(line[6:])
+            if obj.get("usage"):
+                n = obj["usage"]["completion_tokens"]
+            if obj.get("choices") and obj["choices"][0]["text"]:
                 times.append(time.perf_counter())
-    return (len(times) - 1) / (times[-1] - times[0])
+    if n is not None and n not in (len(times), len(times) + 1):  # + 1: an end-of-text token has no text
+        raise RuntimeError(f"{len(times)} text events for {n} tokens: the rate would be wrong")
+    return rate(times, skip)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--server", required=True)
-    ap.add_argument("--stage03", required=True)
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--repeat", type=int, default=5)
-    a = ap.parse_args()
-    srv = subprocess.Popen([a.server, "--model", a.model, "--port", "0"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True)
+def measure(server, stage03, model, tokens=128, repeat=5, skip=8, log=print):
+    """The pairs and their medians, as a dict (tokens/s)."""
+    srv = subprocess.Popen([server, "--model", model, "--port", "0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         m = re.search(r"http://[\d.]+:\d+", srv.stdout.readline())
         if not m:
-            sys.exit("error: the server did not start")
+            raise RuntimeError("the server did not start")
         url = m.group(0)
         with urllib.request.urlopen(url + "/v1/models", timeout=10) as r:
-            model = json.load(r)["data"][0]["id"]
+            served = json.load(r)["data"][0]["id"]
+        streamed(url, served, min(tokens, skip + 2), skip)  # the server's first request warms it up
         off, on = [], []
-        for i in range(a.repeat):  # alternate, so a noisy neighbour hits both alike
-            off.append(offline(a))
-            on.append(streamed(url, model, a))
-            print(f"run {i + 1}: offline {off[-1]:.1f} tok/s, streamed {on[-1]:.1f} tok/s", flush=True)
-        ratios = [b / o for o, b in zip(off, on)]
-        print(f"offline  median {statistics.median(off):.1f} tok/s (min {min(off):.1f}, max {max(off):.1f})")
-        print(f"streamed median {statistics.median(on):.1f} tok/s (min {min(on):.1f}, max {max(on):.1f})")
-        print(f"streamed / offline, per pair: median {statistics.median(ratios):.3f} "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+        for i in range(repeat):
+            if i % 2 == 0:
+                off.append(offline(stage03, model, tokens, skip))
+                on.append(streamed(url, served, tokens, skip))
+            else:
+                on.append(streamed(url, served, tokens, skip))
+                off.append(offline(stage03, model, tokens, skip))
+            log(f"pair {i + 1}: offline {off[-1]:.1f} tok/s, streamed {on[-1]:.1f} tok/s, ratio {on[-1] / off[-1]:.3f}")
     finally:
         srv.terminate()
         srv.wait(timeout=30)
+    ratios = [b / o for o, b in zip(off, on)]
+    return {"model": model, "prompt": PROMPT, "tokens": tokens, "skip": skip, "pairs": repeat,
+            "offline_tok_s": off, "streamed_tok_s": on, "ratios": ratios,
+            "offline_median": statistics.median(off), "streamed_median": statistics.median(on),
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--stage03", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tokens", type=int, default=128, help="tokens per request (default 128)")
+    ap.add_argument("--repeat", type=int, default=5, help="pairs of runs (default 5)")
+    ap.add_argument("--skip", type=int, default=8, help="tokens left out of the rate at the start (default 8)")
+    a = ap.parse_args()
+    if a.repeat < 1 or a.skip < 0 or a.tokens < a.skip + 2:
+        sys.exit(f"error: --repeat {a.repeat} --skip {a.skip} --tokens {a.tokens}: need repeat >= 1 and "
+                 "tokens >= skip + 2")
+    r = measure(a.server, a.stage03, a.model, a.tokens, a.repeat, a.skip)
+    print(f"offline  median {r['offline_median']:.1f} tok/s (min {min(r['offline_tok_s']):.1f}, "
+          f"max {max(r['offline_tok_s']):.1f})")
+    print(f"streamed median {r['streamed_median']:.1f} tok/s (min {min(r['streamed_tok_s']):.1f}, "
+          f"max {max(r['streamed_tok_s']):.1f})")
+    print(f"streamed / offline, per pair: median {r['ratio_median']:.3f} (min {r['ratio_min']:.3f}, "
+          f"max {r['ratio_max']:.3f})")
 
 
 if __name__ == "__main__":
