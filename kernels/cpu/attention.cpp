@@ -317,6 +317,18 @@ inline float quant_dot(bool exact, const float* q, const float* k, float k_scale
   return k_scale * dot(q, k, hd);
 }
 
+/// Keys whose exact dots paged_decode_attention_quant sums side by side.
+constexpr int kDotRows = 8;
+
+/// out[t] = q . k[t] for kDotRows keys, each summed in one chain over d exactly as quant_dot's
+/// exact branch: the same operations in the same order per key, interleaved across keys.
+inline void exact_dots(const float* q, const float* const* k, int hd, float* out) {
+  float s[kDotRows] = {};
+  for (int d = 0; d < hd; ++d)
+    for (int t = 0; t < kDotRows; ++t) s[t] += q[d] * k[t][d];
+  for (int t = 0; t < kDotRows; ++t) out[t] = s[t];
+}
+
 }  // namespace
 
 void paged_decode_attention_quant(float* out, const float* q, int batch, int n_heads, const QuantPagedKvView& kv,
@@ -330,7 +342,7 @@ void paged_decode_attention_quant(float* out, const float* q, int batch, int n_h
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool exact = !kv_code_has_scale(kv.type);
   const CodeRows K(kv, kv.k_codes, kv.k_scales), V(kv, kv.v_codes, kv.v_scales);
-  std::vector<float> kbuf(uhd), vbuf(uhd), dots;
+  std::vector<float> kbuf(kDotRows * uhd), vbuf(uhd), dots;
   // Per split and query head of the group: (m, l, unnormalised o), as in paged_decode_attention.
   const auto parts = static_cast<std::size_t>(num_splits) * static_cast<std::size_t>(group);
   std::vector<float> o_split(parts * uhd), m_split(parts), l_split(parts);
@@ -344,12 +356,25 @@ void paged_decode_attention_quant(float* out, const float* q, int batch, int n_h
       const float* qg = q + (static_cast<std::size_t>(b) * n_heads + static_cast<std::size_t>(g) * group) * uhd;
       for (int sp = 0; sp < num_splits; ++sp) {
         const int p0 = std::min(len, sp * per_split), p1 = std::min(len, p0 + per_split);
-        // Pass 1: the raw dots and each head's max score.
-        for (int p = p0; p < p1; ++p) {
+        // Pass 1: the raw dots and each head's max score. f32/f16: kDotRows keys at a time, their
+        // dots summed side by side (each still one chain in d, the same bits as one at a time;
+        // one chain alone waits on every add's latency).
+        int pk = p0;
+        if (exact) {
+          for (; pk + kDotRows <= p1; pk += kDotRows) {
+            const float* kr[kDotRows];
+            float k_scale;
+            for (int t = 0; t < kDotRows; ++t)
+              kr[t] = K.decode(&kbuf[static_cast<std::size_t>(t) * uhd], quant_slot(fn, kv, b, pk + t), g, &k_scale);
+            for (int j = 0; j < group; ++j)
+              exact_dots(qg + j * uhd, kr, hd, &dots[static_cast<std::size_t>(j) * per_split + (pk - p0)]);
+          }
+        }
+        for (; pk < p1; ++pk) {
           float k_scale;
-          const float* kr = K.decode(kbuf.data(), quant_slot(fn, kv, b, p), g, &k_scale);
+          const float* kr = K.decode(kbuf.data(), quant_slot(fn, kv, b, pk), g, &k_scale);
           for (int j = 0; j < group; ++j)
-            dots[static_cast<std::size_t>(j) * per_split + (p - p0)] = quant_dot(exact, qg + j * uhd, kr, k_scale, hd);
+            dots[static_cast<std::size_t>(j) * per_split + (pk - p0)] = quant_dot(exact, qg + j * uhd, kr, k_scale, hd);
         }
         for (int j = 0; j < group; ++j) {
           const std::size_t part = static_cast<std::size_t>(sp) * group + j;

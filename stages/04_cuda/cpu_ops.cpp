@@ -22,15 +22,10 @@ void grow(std::vector<float>& v, std::size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
-/// What storing in fp16 does to a value.
-float to_half(float x) {
-  return cpu::half_to_float(cpu::float_to_half(x));
-}
-
 /// Rounds src[0..n) to fp16 into dst, or copies it when activations stay fp32.
 void store_activation(const float* src, std::size_t n, float* dst, bool fp16) {
   if (fp16)
-    std::transform(src, src + n, dst, to_half);
+    cpu::round_to_half(src, n, dst);  // what storing in fp16 does (F16C where the CPU has it)
   else if (src != dst)
     std::copy_n(src, n, dst);
 }

@@ -94,6 +94,40 @@ TEST_CASE("fp16 conversion rounds like the CPU's F16C instructions", "[twins]") 
 #endif
 }
 
+TEST_CASE("round_to_half over a buffer gives float_to_half's values, in place or not, any length", "[twins]") {
+  // The bulk rounding CpuOps stores its activations with (F16C 8 at a time on x86, else scalar)
+  // against the scalar definition, itself checked against the CPU above.
+  std::mt19937 rng(11);
+  std::vector<float> xs = {0.0f, -0.0f, 65504.0f, 65519.99f, 65520.0f, -65520.0f, 1e-8f, 2.9802322e-8f, 5.96e-8f,
+                           6.1035156e-5f, 1.0f + 1.0f / 2048.0f, 1.0f + 3.0f / 2048.0f,
+                           std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  for (int i = 0; i < 50000; ++i) {
+    const std::uint32_t u = rng();
+    float f;
+    std::memcpy(&f, &u, 4);
+    xs.push_back(f);
+    xs.push_back(std::ldexp(static_cast<float>(rng() % 100000) / 1000.0f, static_cast<int>(rng() % 50) - 30));
+  }
+  for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{13},
+                              xs.size()}) {
+    std::vector<float> out(n + 1, 123.0f), inplace(xs.begin(), xs.begin() + static_cast<std::ptrdiff_t>(n));
+    cpu::round_to_half(xs.data(), n, out.data());
+    cpu::round_to_half(inplace.data(), n, inplace.data());
+    REQUIRE(out[n] == 123.0f);  // nothing written past n
+    for (std::size_t i = 0; i < n; ++i) {
+      const float want = cpu::half_to_float(cpu::float_to_half(xs[i]));
+      INFO("n = " << n << ", x[" << i << "] = " << xs[i]);
+      if (std::isnan(want)) {
+        REQUIRE(std::isnan(out[i]));
+        REQUIRE(std::isnan(inplace[i]));
+      } else {
+        REQUIRE(std::memcmp(&want, &out[i], 4) == 0);
+        REQUIRE(std::memcmp(&want, &inplace[i], 4) == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("bf16 conversion picks the nearest bf16, ties to even", "[twins]") {
   std::mt19937 rng(11);
   for (int i = 0; i < 200000; ++i) {
