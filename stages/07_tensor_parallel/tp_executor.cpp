@@ -67,9 +67,17 @@ TpStepExecutor::~TpStepExecutor() {
   if (c.gathers > 0)
     std::fprintf(stderr, "[07_tensor_parallel] rank 0: logits gathered %ld times, %.3f s (%.1f us each)\n", c.gathers,
                  c.gather_seconds, 1e6 * c.gather_seconds / static_cast<double>(c.gathers));
-  if (comm_.barrier)
-    std::fprintf(stderr, "[07_tensor_parallel] rank 0: waiting for the other ranks (barrier) %.3f s, %.1f us per all-reduce\n",
-                 c.wait_seconds, c.calls ? 1e6 * c.wait_seconds / static_cast<double>(c.calls) : 0.0);
+  if (!comm_.barrier) return;
+  std::fprintf(stderr,
+               "[07_tensor_parallel] rank 0: waiting for the other ranks (barrier) %.3f s, %.1f us per all-reduce\n",
+               c.wait_seconds, c.calls ? 1e6 * c.wait_seconds / static_cast<double>(c.calls) : 0.0);
+  // By tokens per step (scripts/bench_tp reads these lines).
+  for (const auto& [rows, p] : c.by_rows)
+    std::fprintf(stderr,
+                 "[07_tensor_parallel] rank 0: all-reduce of %d rows (%zu bytes): %ld calls, %.1f us each after "
+                 "a barrier of %.1f us\n",
+                 rows, static_cast<std::size_t>(rows) * static_cast<std::size_t>(full_.dim) * sizeof(float), p.calls,
+                 1e6 * p.seconds / static_cast<double>(p.calls), 1e6 * p.wait_seconds / static_cast<double>(p.calls));
 }
 
 void TpStepExecutor::begin_run(stage03::BlockPool& pool) {

@@ -30,15 +30,18 @@ void TpMatrices::matmul(float* y, const float* x, int n, int layer, Matrix m) {
   // BEGIN EXERCISE(tp-all-reduce): sum the partial products over the ranks where they are partial
   // Wo and W2 are row-parallel: y is this rank's partial sum of the residual update.
   if (m == Matrix::wo || m == Matrix::w2) {
+    CommTime::Part& part = comm_.by_rows[n];
     if (barrier_) {
       const double w0 = clock_();
       barrier_();
-      comm_.wait_seconds += clock_() - w0;
+      const double w = clock_() - w0;
+      comm_.wait_seconds += w, part.wait_seconds += w;
     }
     const double t0 = clock_();
     all_reduce_(y, static_cast<std::size_t>(n) * static_cast<std::size_t>(dim_));
-    comm_.seconds += clock_() - t0;
-    ++comm_.calls;
+    const double t = clock_() - t0;
+    comm_.seconds += t, part.seconds += t;
+    ++comm_.calls, ++part.calls;
   }
   // END EXERCISE
 }

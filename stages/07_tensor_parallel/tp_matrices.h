@@ -9,6 +9,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -26,12 +27,19 @@ using Gather = std::function<void(const float* local, float* all, const std::vec
 /// with a barrier hook, wait_seconds is the part spent in the barrier before each all-reduce
 /// (waiting for the other ranks) and seconds the all-reduce alone (the transfer).
 /// gather_seconds / gathers: the classifier's logits gathered to rank 0 (one per step).
+/// by_rows: the same split by the all-reduce's row count (tokens in the step; each row is dim
+/// floats), so that a bench can read the cost at 1, 16 or 128 tokens per step.
 struct CommTime {
+  struct Part {
+    double seconds = 0.0, wait_seconds = 0.0;
+    long calls = 0;
+  };
   double seconds = 0.0;
   double wait_seconds = 0.0;
   long calls = 0;
   double gather_seconds = 0.0;
   long gathers = 0;
+  std::map<int, Part> by_rows;
 };
 
 class TpMatrices : public stage04::CpuMatrices {
