@@ -34,6 +34,8 @@ std::unique_ptr<stage03::ContinuousBatchEngine> stage04(const ModelWeights& w, c
   return std::move(e.engine);
 }
 
+}  // namespace
+
 /// The gap between the top two logits relative to the largest |logit|.
 double top2_gap(const float* row, int vocab) {
   float a = -INFINITY, b = -INFINITY, scale = 0.0f;
@@ -66,16 +68,18 @@ void check_same_or_near_tie(const RequestResult& got, const RequestResult& ref, 
   ++near_ties;
 }
 
-}  // namespace
-
 LogitAgreement teacher_forced(const ModelWeights& w, const std::vector<int>& tokens, const std::string& backend) {
   const int vocab = w.config.vocab_size;
   stage03::ContinuousBatchEngine ref(w, {}, batching(1, 256, 16));
   const std::vector<float> want = ref.logits(tokens);
   const std::vector<float> got = stage04(w, {}, backend, batching(1, 256, 16))->logits(tokens);
+  return compare_logits(got, want, vocab);
+}
+
+LogitAgreement compare_logits(const std::vector<float>& got, const std::vector<float>& want, int vocab) {
   REQUIRE(got.size() == want.size());
   LogitAgreement a;
-  a.positions = static_cast<int>(tokens.size());
+  a.positions = static_cast<int>(want.size() / static_cast<std::size_t>(vocab));
   for (int p = 0; p < a.positions; ++p) {
     const float* g = &got[static_cast<std::size_t>(p) * vocab];
     const float* r = &want[static_cast<std::size_t>(p) * vocab];

@@ -26,6 +26,17 @@ struct LogitAgreement {
 /// Stage 04 on `backend` vs stage 03 (fp32 CPU) on `tokens`, logits at every position.
 LogitAgreement teacher_forced(const ModelWeights& w, const std::vector<int>& tokens, const std::string& backend);
 
+/// The agreement of `got` with `want`, both [positions, vocab] logits (REQUIRE: finite, same size).
+LogitAgreement compare_logits(const std::vector<float>& got, const std::vector<float>& want, int vocab);
+
+/// The gap between a row's top two logits relative to its largest |logit| (a near-tie when below
+/// kNearTie).
+double top2_gap(const float* row, int vocab);
+
+/// Catch checks: `got`'s tokens equal `ref`'s, or they part at a near-tie of ref's logits (ref run
+/// with keep_logits); counts the near-ties.
+void check_same_or_near_tie(const RequestResult& got, const RequestResult& ref, int vocab, int& near_ties);
+
 /// Greedy generation from `prompt` on stage 03 and on stage 04 (`backend`): the index of the
 /// first token where they differ (-1 when all max_new agree) and stage 03's gap between its top
 /// two logits there, relative to its largest |logit| (a near-tie when small).
