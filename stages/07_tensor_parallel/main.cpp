@@ -1,10 +1,12 @@
 // Stage 07: tensor parallelism. `mpirun -np N stage07_tensor_parallel --model ...` runs one
 // process per rank; rank 0 runs stage 03's engine and prints, the others serve its steps on their
 // shards. Without mpirun it is rank 0 of 1. See README.md in this folder.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <iostream>
+#include <thread>
 
 #include "common/error.h"
 #include "common/stage_main.h"
@@ -32,6 +34,18 @@ llm::stage07::TpComm mpi_comm(const llm::stage07::MpiSession& mpi) {
   return c;
 }
 
+/// The ranks on this machine share its cores: unless LLM_THREADS or OMP_NUM_THREADS says
+/// otherwise, each runs cores / ranks kernel threads (at least 1), so that N ranks do not start
+/// N x cores threads (kernels/cpu/parallel.h counts the cores a process may run on, all of them
+/// under `mpirun --bind-to none`). Before the first kernel runs: the pool reads it once.
+void default_threads(const llm::stage07::MpiSession& mpi) {
+  if (mpi.size() < 2 || std::getenv("LLM_THREADS") || std::getenv("OMP_NUM_THREADS")) return;
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");  // ranks on this node (mpirun sets it)
+  const int ranks = local && std::atoi(local) > 0 ? std::atoi(local) : mpi.size();
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  setenv("LLM_THREADS", std::to_string(std::max(1, cores / ranks)).c_str(), 0);
+}
+
 /// Ranks > 0: wait for rank 0's model, then serve its steps. Quiet unless something fails.
 int serve(const llm::stage07::MpiSession& mpi) {
   using namespace llm::stage07;
@@ -54,6 +68,7 @@ int serve(const llm::stage07::MpiSession& mpi) {
 int main(int argc, char** argv) {
   try {
     llm::stage07::MpiSession mpi(&argc, &argv);
+    default_threads(mpi);
     if (mpi.rank() != 0) {
       try {
         return serve(mpi);

@@ -11,7 +11,8 @@
 
 namespace llm::stage07 {
 
-/// MPI_Init on construction, MPI_Finalize on destruction (one per process).
+/// MPI_Init on construction, MPI_Finalize on destruction (one per process). Sets OpenMPI's
+/// mpi_yield_when_idle to 1 unless the environment sets it (a waiting rank yields its core).
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);
