@@ -1,6 +1,7 @@
 // Stage 07: tensor parallelism. `mpirun -np N stage07_tensor_parallel --model ...` runs one
 // process per rank; rank 0 runs stage 03's engine and prints, the others serve its steps on their
-// shards. Without mpirun it is rank 0 of 1. See README.md in this folder.
+// shards. Without mpirun it is rank 0 of 1. --backend cuda: one GPU per rank, the all-reduces by
+// NCCL (nccl_executor.h; built, not yet run on a GPU). See README.md in this folder.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -11,9 +12,11 @@
 #include "common/error.h"
 #include "common/stage_main.h"
 #include "mpi_comm.h"
+#include "nccl_executor.h"
 #include "stages/05_quantization/quant_engine.h"
 #include "shard_plan.h"
 #include "stages/03_continuous_batching/continuous_batch_engine.h"
+#include "stages/04_cuda/gpu_engine.h"
 #include "stages/04_cuda/packed_weights.h"
 #include "step_message.h"
 #include "tp_executor.h"
@@ -32,6 +35,33 @@ llm::stage07::TpComm mpi_comm(const llm::stage07::MpiSession& mpi) {
   const char* split = std::getenv("LLM_TP_SPLIT_WAIT");
   if (split && std::string(split) == "1") c.barrier = llm::stage07::barrier;
   return c;
+}
+
+/// Refuses --backend cuda where it cannot run, before the other ranks load anything.
+void check_cuda_backend(const llm::stage07::ShardFormats& f) {
+  if ((f.weights != "auto" && f.weights != "f16") || f.matmul != "auto" || f.kv_cache != "f16")
+    throw llm::Error("--backend cuda: stage 07 runs stage 04's fp16 weights and K/V on the GPU; --weights " + f.weights +
+                     ", --matmul " + f.matmul + ", --kv-cache " + f.kv_cache + " are the CPU backend's");
+  std::string why = llm::stage07::nccl_backend_unavailable_reason();
+  if (why.empty()) why = llm::stage04::cuda_unavailable_reason();
+  if (!why.empty()) throw llm::Error("--backend cuda: " + why);
+}
+
+/// Rank 0 on the CUDA backend: stage 04's CUDA engine settings (make_cuda_engine) on this rank's
+/// executor; the pool is what fits on every rank.
+std::unique_ptr<llm::Engine> cuda_engine(const llm::Model& model, const llm::CliOptions& o,
+                                         const llm::stage07::ShardPlan& plan, const llm::stage07::MpiSession& mpi) {
+  std::size_t bytes = 0;
+  llm::stage04::GpuEngine built = llm::stage04::make_cuda_engine(
+      model.weights, model.tokenizer->stop_ids(), llm::stage04::gpu_engine_config(o),
+      [&](const llm::stage04::CudaOptions& options, int* fits) -> std::unique_ptr<llm::stage03::StepExecutor> {
+        auto exec = llm::stage07::make_nccl_executor(model.weights, plan, mpi_comm(mpi), options, fits);
+        bytes = static_cast<std::size_t>(exec->weight_bytes_per_step());
+        return exec;
+      });
+  std::cerr << "stage 07 backend: cuda (" << built.note << ", " << mpi.size() << " rank(s), one GPU each, NCCL)\n";
+  return std::make_unique<llm::stage05::QuantEngine>(std::move(built.engine),
+                                                     "fp16, rank 0's shard of " + std::to_string(mpi.size()), bytes);
 }
 
 /// The ranks on this machine share its cores: unless LLM_THREADS or OMP_NUM_THREADS says
@@ -54,9 +84,14 @@ int serve(const llm::stage07::MpiSession& mpi) {
   if (m.empty() || m[0] == kStop) return 0;  // rank 0 stopped before loading (--help, a bad flag)
   if (m[0] != kLoad) throw llm::Error("tensor parallel: expected the model's path from rank 0");
   const std::vector<std::string> s = decode_load(m);
-  if (s.size() != 5) throw llm::Error("tensor parallel: a load message of " + std::to_string(s.size()) + " strings");
+  if (s.size() != 6) throw llm::Error("tensor parallel: a load message of " + std::to_string(s.size()) + " strings");
   const ShardFormats formats{s[2], s[3], s[4]};
   const llm::Model model = llm::load_model(s[0], s[1]);
+  if (s[5] == "cuda") {  // rank 0's options come with the executor (make_nccl_executor broadcasts them)
+    make_nccl_executor(model.weights, plan_shards(model.config(), mpi.size(), kCudaShardAlign), mpi_comm(mpi), {}, nullptr)
+        ->serve();
+    return 0;
+  }
   TpStepExecutor exec(model.weights, plan_shards(model.config(), mpi.size(), shard_alignment(formats, mpi.size())),
                       mpi_comm(mpi), formats);
   exec.serve();
@@ -87,20 +122,27 @@ int main(int argc, char** argv) {
                          16};
     stage.paged_kv = true;
     stage.quantization = true;  // --weights (auto = stage 04's fp16), --matmul, --kv-cache
+    stage.device_backend = true;  // --backend cpu|cuda (auto = cpu), --kv-memory-fraction, --no-cuda-graphs
     stage.weight_storage = "fp16";
     stage.weight_storage_bytes = [](const llm::ModelWeights& w) {
       return llm::stage04::packed_weight_bytes(w.config, w.output.empty());
     };
     bool others_loaded = false;  // the other ranks left the wait for the model: they run steps now
-    const int rc = llm::stage_main(argc, argv, stage, [&](const llm::Model& model, const llm::CliOptions& o) {
+    const int rc = llm::stage_main(argc, argv, stage, [&](const llm::Model& model, const llm::CliOptions& o) -> std::unique_ptr<llm::Engine> {
       using namespace llm::stage07;
       // Refused here, before the other ranks load anything.
       const ShardFormats formats{o.weights, o.matmul, o.kv_cache};
-      const ShardPlan plan = plan_shards(model.config(), mpi.size(), shard_alignment(formats, mpi.size()));
-      std::vector<int> load = encode_load({model.path, o.tokenizer, o.weights, o.matmul, o.kv_cache});
+      // auto stays on the CPU: the CUDA backend has not yet run on a GPU (README, "NCCL").
+      const bool cuda = o.backend == "cuda";
+      if (cuda) check_cuda_backend(formats);
+      const ShardPlan plan =
+          plan_shards(model.config(), mpi.size(), cuda ? kCudaShardAlign : shard_alignment(formats, mpi.size()));
+      std::vector<int> load =
+          encode_load({model.path, o.tokenizer, o.weights, o.matmul, o.kv_cache, cuda ? "cuda" : "cpu"});
       broadcast_ints(load);
       others_loaded = true;
       std::cerr << "[07_tensor_parallel] " << mpi.size() << " rank(s):\n" << plan.describe();
+      if (cuda) return cuda_engine(model, o, plan, mpi);
       auto executor = std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi), formats);
       // The metrics name what rank 0 holds: its shard in --weights' format, and the bytes it reads a step.
       const auto bytes = static_cast<std::size_t>(executor->weight_bytes_per_step());

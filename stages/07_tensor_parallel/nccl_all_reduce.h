@@ -1,23 +1,22 @@
-// nccl_all_reduce.h: the all-reduce of tp_matrices.h done by NCCL (the CUDA toolkit's
-// collective library), one rank per GPU: rank r uses GPU r, and MPI only hands out the
-// ncclUniqueId (rank 0 creates it, MPI_Bcast gives it to the others). This is the NCCL half of
-// the stage as far as it goes: it reduces host buffers (copy to the GPU, ncclAllReduce in place,
-// copy back), so the CPU backend can run on it; the CUDA backend keeping activations on the
-// device is not built. Built only when the CUDA toolkit and libnccl are found.
+// nccl_all_reduce.h: the all-reduce of tp_matrices.h (host buffers) done by NCCL through the
+// GPUs, one rank per GPU (nccl_comm.h: the GPU of the rank's local rank; MPI hands out the
+// ncclUniqueId). Each call copies x to the GPU, all-reduces it there and copies it back, so the
+// CPU backend can run on it and its sums can be checked against MPI's; the CUDA backend keeps
+// its activations on the device and all-reduces there (nccl_tp_matrices.cuh). Built only when
+// the CUDA toolkit and libnccl are found.
 #pragma once
 
 #include <cstddef>
-#include <string>
+#include <memory>
+
+#include "nccl_comm.h"
 
 namespace llm::stage07 {
 
-/// GPUs this process sees (0 without a driver or device).
-int cuda_device_count();
-
 class NcclAllReduce {
  public:
-  /// Rank `rank` of `ranks` on GPU `rank`. Throws llm::Error naming the call when NCCL or CUDA
-  /// fails, or when there are fewer GPUs than ranks. Collective: every rank must construct one.
+  /// Rank `rank` of `ranks`. Throws llm::Error naming the call when NCCL or CUDA fails, or when
+  /// the node has fewer GPUs than local ranks. Collective: every rank must construct one.
   NcclAllReduce(int rank, int ranks);
   ~NcclAllReduce();
   NcclAllReduce(const NcclAllReduce&) = delete;
@@ -26,8 +25,10 @@ class NcclAllReduce {
   void operator()(float* x, std::size_t n);
 
  private:
-  struct State;
-  State* s_ = nullptr;
+  NcclComm comm_;
+  cudaStream_t stream_ = nullptr;
+  float* device_ = nullptr;
+  std::size_t capacity_ = 0;  // floats
 };
 
 }  // namespace llm::stage07
