@@ -29,7 +29,7 @@ context). Arrival times: a Poisson process (exponential gaps) at the given rate.
                workload of scripts/bench_threads (batch 1, 4, 16 against stage 01 on SmolLM2).
                Its own generator (seed + 200).
   copy.jsonl   8 requests "Repeat the following passage exactly, word for word: <passage>", the
-               passage ~96 tokens of held-out text, 128 new tokens, all at t = 0: a workload whose
+               passage whole sentences of held-out text (48-96 tokens), 128 new tokens, all at t = 0: a workload whose
                output copies its prompt, where prompt lookup (stage 06) pays. Meant for an
                instruction-tuned model with --chat (SmolLM2-135M-Instruct). Its own generator
                (seed + 300).
@@ -69,6 +69,28 @@ def prompt_of(rng, budget):
     text = " ".join(words)
     assert words and n_tokens(text) <= budget
     return text
+
+
+def sentence_end(word):
+    return word.endswith((".", "!", "?")) and word not in ("Mr.", "Mrs.", "Dr.", "St.")
+
+
+def passage_of(rng, budget, least):
+    """Whole sentences of one held-out document, from a sentence's start, as many as fit in
+    `budget` tokens (BOS included) and at least `least`: a passage that reads as a passage."""
+    while True:
+        d = int(rng.integers(len(WORDS)))
+        starts = [0] + [i + 1 for i, w in enumerate(WORDS[d][:-1]) if sentence_end(w)]
+        w = starts[int(rng.integers(len(starts)))]
+        words, best = [], None
+        for word in WORDS[d][w:]:
+            words.append(word)
+            if n_tokens(" ".join(words)) > budget:
+                break
+            if sentence_end(word):
+                best = " ".join(words)
+        if best and n_tokens(best) >= least and best[0].isupper():
+            return best
 
 
 def arrivals(rng, n, rate):
@@ -144,7 +166,7 @@ def main():
                       for i in range(16)])
     # copy: its own generator too (seed + 300).
     rng = np.random.default_rng(a.seed + 300)
-    write("copy", [{"id": f"copy-{i:03d}", "prompt": COPY_INSTRUCTION + prompt_of(rng, 96), "max_new_tokens": 128,
+    write("copy", [{"id": f"copy-{i:03d}", "prompt": COPY_INSTRUCTION + passage_of(rng, 96, 48), "max_new_tokens": 128,
                     "arrival_s": 0.0} for i in range(8)])
 
 

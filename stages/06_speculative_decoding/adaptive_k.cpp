@@ -8,6 +8,10 @@ namespace llm::stage06 {
 namespace {
 constexpr long kProbeEvery = 8;     ///< a step next to the best k every 8 steps while speculating
 constexpr double kSmoothing = 0.2;  ///< weight of one step in the moving average
+/// Speculation must measure this much faster than k = 0 to be chosen: off is the safe choice (it
+/// costs nothing when the measurements are noisy), and a k that only ties with it loses a little
+/// to the rows it wastes whenever acceptance dips.
+constexpr double kMarginOverOff = 1.03;
 }  // namespace
 
 AdaptiveK::AdaptiveK(int k_max) : k_max_(std::max(0, k_max)) {}
@@ -33,17 +37,22 @@ int AdaptiveK::choose(int batch) {
   if (k_max_ == 0 || batch < 1) return 0;
   auto& rates = rate_[bucket(batch)];
   rates.resize(static_cast<std::size_t>(k_max_) + 1, 0.0);
-  // Climb first: 0, 1, 2, 4, ... up to the largest, each tried once, going on only while the last
-  // one was faster (a large k at a large batch is an expensive experiment).
+  // Climb first: 0, 1, 3, 7, ... (k + 1 rows a sequence: 1, 2, 4, 8, which fill the matmul's
+  // tiles of 4 rows, kernels/cpu/ops.cpp; 9 rows would cost a third pass for one row) up to the
+  // largest, each tried once, going on only while the last one was faster (a large k at a large
+  // batch is an expensive experiment).
   int previous = -1;
-  for (int k = 0;; k = k == 0 ? 1 : std::min(2 * k, k_max_)) {
+  for (int k = 0;; k = std::min(2 * k + 1, k_max_)) {
     const double r = rates[static_cast<std::size_t>(k)];
     if (r == 0.0) return k;
-    if (previous >= 0 && r <= rates[static_cast<std::size_t>(previous)]) break;
+    if (previous >= 0 && r <= rates[static_cast<std::size_t>(previous)] * (previous == 0 ? kMarginOverOff : 1.0)) break;
     if (k == k_max_) break;
     previous = k;
   }
-  const int best = static_cast<int>(std::max_element(rates.begin(), rates.end()) - rates.begin());
+  int best = 0;
+  for (int k = 1; k <= k_max_; ++k)
+    if (rates[static_cast<std::size_t>(k)] > std::max(rates[static_cast<std::size_t>(best)], kMarginOverOff * rates[0]))
+      best = k;
   // Probe one k either side; rarely when speculation is off, so that a batch where it does not
   // pay loses at most a few percent to the probes.
   if (calls_ % (best > 0 ? kProbeEvery : 4 * kProbeEvery) == 0) {

@@ -4,8 +4,8 @@
 // to 0. Rather than model the step's cost (it is not linear in its rows: the matmul kernels change
 // with the row count, and the draft has its own cost), the controller measures what each k yields:
 // for the current batch size (in power-of-two buckets) it keeps a moving average of the tokens per
-// second of decode-only steps run with each k, climbs k = 0, 1, 2, 4, ... while each is faster
-// than the last, then takes the best,
+// second of decode-only steps run with each k, climbs k = 0, 1, 3, 7, ... while each is faster
+// than the last, then takes the best (a k > 0 only when it measures 3% faster than k = 0),
 // probing one k either side now and then so that a change (acceptance falling, the batch growing)
 // is seen. The acceptance rate is part of what it measures: a rejected proposal yields no token.
 #pragma once

@@ -494,14 +494,14 @@ TEST_CASE("rejection sampling keeps the target's distribution; wrong rules are c
 
 TEST_CASE("adaptive k tries every candidate, then keeps the best measured k per batch size", "[adaptive]") {
   stage06::AdaptiveK a(8);
-  // Untried candidates first: 0, 1, 2, 4, 8.
+  // Untried candidates first: 0, 1, 3, 7 (k + 1 rows fill the matmul's 4-row tiles), then the largest.
   std::vector<int> tried;
   for (int i = 0; i < 5; ++i) {
     const int k = a.choose(1);
     tried.push_back(k);
     a.record_step(1, k, 1 + k, 0.01);  // tokens per second rises with k at batch 1
   }
-  CHECK(tried == std::vector<int>{0, 1, 2, 4, 8});
+  CHECK(tried == std::vector<int>{0, 1, 3, 7, 8});
   CHECK(a.rate(1, 8) == Approx(900.0));
   // Batch 16 is another bucket: measured from scratch; there speculation costs more than it
   // yields, and the climb stops at k = 1 (slower than 0) without trying the expensive ones.
@@ -510,7 +510,7 @@ TEST_CASE("adaptive k tries every candidate, then keeps the best measured k per 
     CHECK(k <= 1);
     a.record_step(16, k, 16 * (1 + k / 4), 0.01 * (1 + k));
   }
-  CHECK(a.rate(16, 2) == 0.0);
+  CHECK(a.rate(16, 3) == 0.0);
   long off = 0, probes = 0;
   for (int i = 0; i < 64; ++i) {
     const int k = a.choose(16);
@@ -527,6 +527,18 @@ TEST_CASE("adaptive k tries every candidate, then keeps the best measured k per 
     CHECK((k == 8 || k == 7));  // the best, or a probe next to it
   }
   CHECK(best >= 28);
+  // Speculation must measure 3% faster than k = 0 to be chosen: a k only 2% faster is not, nor
+  // does the climb go on past it.
+  stage06::AdaptiveK m(8);
+  for (int i = 0; i < 2; ++i) {
+    const int k = m.choose(1);
+    CHECK(k == i);
+    m.record_step(1, k, k == 0 ? 100 : 102, 1.0);
+  }
+  long zero = 0;
+  for (int i = 0; i < 30; ++i) zero += m.choose(1) == 0;
+  CHECK(zero >= 29);
+  CHECK(m.rate(1, 3) == 0.0);
 }
 
 TEST_CASE("a draft that cannot serve the target is refused", "[errors]") {
