@@ -9,6 +9,7 @@
 #include "common/chat_template.h"
 #include "common/checked.h"
 #include "common/error.h"
+#include "client_socket.h"
 #include "completion_text.h"
 #include "openai_api.h"
 
@@ -130,7 +131,9 @@ struct OpenAiServer::Impl {
     if (p.stream) return stream_response(res, p, id, handle, stream, prompt_tokens, prev);
 
     // Not streamed: wait for the whole completion (the loop ends with the request, which is
-    // bounded by max_tokens; an engine failure ends it too).
+    // bounded by max_tokens; an engine failure ends it too). Every kPoll the client's socket is
+    // peeked at: a client that has gone cancels the request, as a failed write does for a stream.
+    const int client = find_client_socket(req.remote_addr, req.remote_port, req.local_port);
     CompletionText text(*model.tokenizer, prev, p.stop);
     std::vector<int> tokens;
     std::string out;
@@ -142,6 +145,12 @@ struct OpenAiServer::Impl {
       if (text.stop_matched()) {
         engine.cancel(handle);
         break;
+      }
+      if (!result && client >= 0 && peer_closed(client)) {
+        engine.cancel(handle);  // its blocks go back at the engine's next poll
+        // nginx's "client closed request", which nobody reads; with a body, so that the error
+        // handler leaves it alone (it is no refusal).
+        return send_error(res, ApiError(499, "the client closed the connection", "", "client_closed"));
       }
     }
     const bool by_string = text.stop_matched();

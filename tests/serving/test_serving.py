@@ -200,6 +200,35 @@ def case_cancel(a):
         st, body = s.request("POST", "/v1/completions", {"model": name, "prompt": "Hi", "max_tokens": 3})
         check(st == 200 and body["usage"]["completion_tokens"] == 3, f"after the cancellations: {st} {body}")
         s.wait_idle()
+    # Not streamed: nothing is written until the completion is done, so the server peeks at each
+    # client's socket while it waits. One slot (--batch 1) held by a stream makes the others wait
+    # in the queue; clients that leave at once must all be cancelled (none generates its tokens),
+    # whether the server notices while they wait, or at their first token.
+    with Server(a.server, a.model, "--batch", "1") as s:
+        holder, got = raw_stream(s, {"model": name, "prompt": PROMPTS[0], "max_tokens": max_tokens,
+                                     "temperature": 0, "stream": True})
+        check(b"data: {" in got, f"the stream holding the slot sent nothing: {got[:300]!r}")
+        socks = []
+        for i in range(n_clients):
+            data = json.dumps({"model": name, "prompt": PROMPTS[i % 4], "max_tokens": max_tokens,
+                               "temperature": 0}).encode()
+            sock = socket.create_connection((s.host, s.port), timeout=30)
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+            socks.append(sock)
+        for sock in socks:
+            sock.close()
+        holder.settimeout(30)
+        while not got.endswith(b"\r\n0\r\n\r\n"):  # the holder's stream runs to its end
+            chunk = holder.recv(65536)
+            check(chunk, "the stream holding the slot ended early")
+            got += chunk
+        holder.close()
+        m = s.wait_idle()
+        cancelled = m['llm_requests_total{outcome="cancelled"}']
+        check(cancelled == n_clients, f"{n_clients} non-streamed clients that left: {cancelled} cancelled ({m})")
+        check(m['llm_requests_total{outcome="finished"}'] == 1, f"only the holder's request finishes ({m})")
+        print(f"{n_clients} non-streamed clients disconnected: all cancelled, every block free")
 
 
 def expect_error(s, status, param, body, path="/v1/completions", headers=None, code=None):
