@@ -1,6 +1,8 @@
 #include "shard_plan.h"
 
+#include <algorithm>
 #include <sstream>
+#include <vector>
 
 #include "common/error.h"
 
@@ -11,6 +13,48 @@ namespace {
 std::string counts(const ModelConfig& c, int ranks) {
   return "n_heads " + std::to_string(c.n_heads) + ", n_kv_heads " + std::to_string(c.n_kv_heads) + " over " +
          std::to_string(ranks) + " ranks";
+}
+
+/// The classifier's rows (whole rows of [vocab, dim]: a block format's blocks stay whole), dealt
+/// so that every rank multiplies about as many weights per token in all: a rank with fewer heads
+/// (SmolLM2's 3 KV groups over 2 ranks: 1 and 2) takes more of the vocabulary. Water-filling: a
+/// rank whose layers alone exceed the even share gets one row; at least one row each.
+void split_vocabulary(const ModelConfig& c, ShardPlan& plan) {
+  const auto dim = static_cast<double>(c.dim), hd = static_cast<double>(c.head_dim);
+  std::vector<double> layer;  // weights per layer of each rank's shard
+  for (const RankShard& s : plan.shards)
+    layer.push_back(2.0 * s.n_heads * hd * dim + 2.0 * static_cast<double>(s.kv_heads.size()) * hd * dim +
+                    3.0 * s.hidden * dim);
+  const int ranks = plan.ranks;
+  std::vector<bool> active(static_cast<std::size_t>(ranks), true);
+  double target = 0.0;
+  for (bool changed = true; changed;) {
+    changed = false;
+    double sum = static_cast<double>(c.vocab_size) * dim / c.n_layers;  // the classifier, per layer
+    int n = 0;
+    for (int r = 0; r < ranks; ++r)
+      if (active[static_cast<std::size_t>(r)]) sum += layer[static_cast<std::size_t>(r)], ++n;
+    target = sum / n;
+    for (int r = 0; r < ranks; ++r)
+      if (active[static_cast<std::size_t>(r)] && layer[static_cast<std::size_t>(r)] >= target && n > 1)
+        active[static_cast<std::size_t>(r)] = false, changed = true, --n;
+  }
+  std::vector<int> rows(static_cast<std::size_t>(ranks), 1);
+  int left = c.vocab_size - ranks;
+  for (int r = 0; r < ranks && left > 0; ++r) {
+    if (!active[static_cast<std::size_t>(r)]) continue;
+    const double want = (target - layer[static_cast<std::size_t>(r)]) * c.n_layers / dim;
+    const int extra = std::min(left, std::max(0, static_cast<int>(want) - 1));
+    rows[static_cast<std::size_t>(r)] += extra;
+    left -= extra;
+  }
+  for (int r = ranks - 1; left > 0; r = (r + ranks - 1) % ranks, --left) ++rows[static_cast<std::size_t>(r)];
+  int begin = 0;
+  for (int r = 0; r < ranks; ++r) {
+    plan.shards[static_cast<std::size_t>(r)].vocab_begin = begin;
+    plan.shards[static_cast<std::size_t>(r)].vocab = rows[static_cast<std::size_t>(r)];
+    begin += rows[static_cast<std::size_t>(r)];
+  }
 }
 
 }  // namespace
@@ -75,11 +119,9 @@ ShardPlan plan_shards(const ModelConfig& c, int ranks, int align) {
                   std::to_string(s.head_begin * c.head_dim) + " of Wo and span " +
                   std::to_string(s.n_heads * c.head_dim) + ": not on the weight format's blocks of " +
                   std::to_string(align));
-    // The classifier's rows (whole rows of [vocab, dim]: a block format's blocks stay whole).
-    s.vocab_begin = static_cast<int>(static_cast<long long>(r) * c.vocab_size / ranks);
-    s.vocab = static_cast<int>(static_cast<long long>(r + 1) * c.vocab_size / ranks) - s.vocab_begin;
     plan.shards.push_back(s);
   }
+  split_vocabulary(c, plan);
   return plan;
 }
 

@@ -50,7 +50,9 @@ struct ShardPlan {
 /// for stage 05's block formats, so that no block of W2's input columns is cut); refused when
 /// there are fewer units than ranks. The head boundaries (multiples of head_dim columns of Wo)
 /// must fall on multiples of `align` too, else llm::Error naming the widths. The classifier is
-/// split by vocabulary rows in near-equal ranges (a row is whole, so no block is ever cut).
+/// split by whole vocabulary rows (no block is ever cut), in contiguous ranges sized so that each
+/// rank's layers plus classifier rows come to about the same number of weights (a rank with
+/// fewer heads takes more rows); every rank gets at least one.
 ShardPlan plan_shards(const ModelConfig& c, int ranks, int align = 1);
 
 }  // namespace llm::stage07
