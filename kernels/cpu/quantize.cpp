@@ -22,7 +22,7 @@ void put_fp16(std::uint8_t* p, float f) {
 // The float arithmetic below is ggml's (quantize_row_*_ref): the same operations in the same order,
 // in fp32 (this file is compiled without FMA contraction), so the bytes match.
 void q8_0_block(const float* x, std::uint8_t* out) {
-  // BEGIN EXERCISE(q8-quantize-block): one Q8_0 block: fp16 scale d = max|x| / 127, then each x / d rounded to int8
+  // BEGIN EXERCISE(q8-quantize-block) stage 05: one Q8_0 block: fp16 scale d = max|x| / 127, then each x / d rounded to int8
   float amax = 0.0f;
   for (std::size_t j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
   const float d = amax / 127.0f;

@@ -200,7 +200,7 @@ void Scheduler::resolve_proposals(int seq, int accepted) {
   if (accepted < 0 || accepted > s.proposed)
     throw Error("scheduler: " + std::to_string(accepted) + " accepted of " + std::to_string(s.proposed) +
                 " proposals of sequence " + std::to_string(seq));
-  // BEGIN EXERCISE(kv-rollback): drop the rejected proposals, cut computed back to the tokens kept, free the blocks past them (last first)
+  // BEGIN EXERCISE(kv-rollback) stage 06: drop the rejected proposals, cut computed back to the tokens kept, free the blocks past them (last first)
   drop_proposals(s, s.proposed - accepted);
   s.proposed = 0;
   s.computed = std::min(s.computed, static_cast<int>(s.tokens.size()));

@@ -88,6 +88,19 @@ with tempfile.TemporaryDirectory() as tmp:
           "--switchable: both includes added")
     check(run(pathlib.Path(tmp) / "x", "--source", good, "--exercise", "nope").returncode == 2, "unknown exercise")
     check(run(pathlib.Path(tmp) / "y", "--source", good, "--stage", "42").returncode == 2, "unknown stage")
+    # A region outside stages/ (or in another stage's folder) names its stage after the name.
+    named = fake_tree(pathlib.Path(tmp) / "named", {
+        "stages/99_x/a.cpp": GOOD, "kernels/k.cpp": GOOD.replace("EXERCISE(add-one)", "EXERCISE(k-one) stage 99"),
+        "stages/98_y/b.cpp": GOOD.replace("EXERCISE(add-one)", "EXERCISE(later) stage 99"),
+        "common/c.cpp": GOOD.replace("EXERCISE(add-one)", "EXERCISE(nostage)")})
+    listing = run("--list", "--source", named).stdout
+    check("stage 99  ex:k-one" in listing and "stage 99  ex:later" in listing and "stage -  ex:nostage" in listing,
+          f"--list: the named stage, else the folder's, else '-': {listing!r}")
+    r = run(pathlib.Path(tmp) / "out-named", "--source", named, "--stage", "99")
+    check(r.returncode == 0 and "3 exercise(s) blanked: add-one, k-one, later" in r.stdout, f"--stage 99: {r.stdout!r}")
+    check('throw llm::NotImplemented("k-one");' in (pathlib.Path(tmp) / "out-named/kernels/k.cpp").read_text(),
+          "--stage 99 blanks the region in kernels/")
+    check("y = x + 1;" in (pathlib.Path(tmp) / "out-named/common/c.cpp").read_text(), "--stage 99 leaves other regions")
 
     # This repository: one exercise blanked, everything else identical. (Skipped in a student tree,
     # whose exercises are already blanked and which is not a git checkout.)
@@ -108,6 +121,9 @@ with tempfile.TemporaryDirectory() as tmp:
           "kv-cache-append blanked")
     r = run(pathlib.Path(tmp) / "student2", "--stage", "02")
     check("3 exercise(s) blanked: pad-positions, padding-mask, retire-rows" in r.stdout, f"--stage 02: {r.stdout!r}")
+    r = run("--list")
+    check("stage 05  ex:q8-quantize-block" in r.stdout and "stage 06  ex:kv-rollback" in r.stdout,
+          f"q8-quantize-block (kernels/cpu) is stage 05's, kv-rollback (stage 03's scheduler) stage 06's: {r.stdout!r}")
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
