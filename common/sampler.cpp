@@ -5,6 +5,9 @@
 #include <numeric>
 #include <string>
 
+#include "kernels/cpu/dequantize.h"
+#include "kernels/cpu/ops.h"
+
 namespace llm {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params) {
@@ -60,13 +63,16 @@ std::vector<float> Sampler::distribution(const float* logits, int vocab) const {
 }
 
 int Sampler::sample(const float* logits, int vocab) {
-  if (params_.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + vocab) - logits);
+  if (params_.temperature <= 0.0f) return cpu::argmax(logits, vocab);
   const std::vector<float> p = distribution(logits, vocab);
   return pick(p, next_uniform());
 }
 
 std::string non_finite_logits(const float* logits, int vocab, std::size_t step) {
-  for (int i = 0; i < vocab; ++i) {
+  // cpu::first_non_finite vectorises the scan (a loop that stops at the first one does not): it
+  // runs on every row of logits of every step.
+  const std::size_t first = cpu::first_non_finite(logits, static_cast<std::size_t>(std::max(vocab, 0)));
+  for (auto i = static_cast<int>(first); i < vocab; ++i) {
     const float x = logits[i];
     if (std::isfinite(x)) continue;
     const char* what = std::isnan(x) ? "NaN" : x > 0 ? "+Inf" : "-Inf";

@@ -269,20 +269,53 @@ void rmsnorm(float* y, const float* x, const float* weight, int n, int dim, floa
 
 void rope(float* x, int n_heads, int head_dim, int pos, float theta) {
   const int half = head_dim / 2;
-  // Angles depend only on the pair index: compute each cos/sin once for all heads.
-  std::vector<float> cs(static_cast<std::size_t>(half)), sn(static_cast<std::size_t>(half));
-  for (int i = 0; i < half; ++i) {
-    const double freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
-    const double angle = pos * freq;
-    cs[static_cast<std::size_t>(i)] = static_cast<float>(std::cos(angle));
-    sn[static_cast<std::size_t>(i)] = static_cast<float>(std::sin(angle));
+  // Angles depend only on the pair index and the position: each cos/sin is computed once per
+  // position (for all heads, for q and k, for every layer) and kept in a table per thread,
+  // filled as positions appear (one pow and one sincos per pair were 1% of a batch-16 step).
+  struct Angles {
+    int head_dim = -1;
+    float theta = 0.0f;
+    std::vector<float> cs, sn;  // [pos, half]
+    std::vector<char> filled;   // [pos]
+  };
+  constexpr int kTablePositions = 1 << 15;  // beyond, angles are computed per call (a few MiB at most)
+  thread_local Angles t;
+  thread_local std::vector<float> one_cs, one_sn;
+  if (t.head_dim != head_dim || t.theta != theta) t = Angles{head_dim, theta, {}, {}, {}};
+  const auto h2 = static_cast<std::size_t>(half);
+  float *cs, *sn;
+  bool fill = true;
+  if (pos >= 0 && pos < kTablePositions) {
+    const auto p = static_cast<std::size_t>(pos);
+    if (t.filled.size() <= p) {
+      t.filled.resize(p + 1, 0);
+      t.cs.resize((p + 1) * h2);
+      t.sn.resize((p + 1) * h2);
+    }
+    cs = t.cs.data() + p * h2;
+    sn = t.sn.data() + p * h2;
+    fill = !t.filled[p];
+    t.filled[p] = 1;
+  } else {
+    one_cs.resize(h2);
+    one_sn.resize(h2);
+    cs = one_cs.data();
+    sn = one_sn.data();
+  }
+  if (fill) {
+    for (int i = 0; i < half; ++i) {
+      const double freq = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+      const double angle = pos * freq;
+      cs[i] = static_cast<float>(std::cos(angle));
+      sn[i] = static_cast<float>(std::sin(angle));
+    }
   }
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + static_cast<std::ptrdiff_t>(h) * head_dim;
     for (int i = 0; i < half; ++i) {
       const float a = v[2 * i], b = v[2 * i + 1];
-      v[2 * i] = a * cs[static_cast<std::size_t>(i)] - b * sn[static_cast<std::size_t>(i)];
-      v[2 * i + 1] = a * sn[static_cast<std::size_t>(i)] + b * cs[static_cast<std::size_t>(i)];
+      v[2 * i] = a * cs[i] - b * sn[i];
+      v[2 * i + 1] = a * sn[i] + b * cs[i];
     }
   }
 }
@@ -360,6 +393,36 @@ void causal_attention(float* out, const float* q, const float* k, const float* v
 }
 
 int argmax(const float* x, int n) {
+  if (n <= 0) return 0;
+  // The largest value sixteen lanes at a time, then the first element equal to it: two passes
+  // that vectorise, instead of std::max_element's one that does not (greedy decoding runs this
+  // on every row of logits, 49,152 floats for SmolLM2). A NaN compares false both ways, so any
+  // NaN sends the row to std::max_element, whose answer for it is the reference.
+  v16f mx, nan_seen = v16f{};
+  int k = 0;
+  if (n >= 16) {
+    mx = load16(x);
+    for (k = 16; k + 16 <= n; k += 16) {
+      const v16f v = load16(x + k);
+      mx = v > mx ? v : mx;
+      nan_seen += v != v ? v16f{} + 1.0f : v16f{};
+    }
+    nan_seen += mx != mx ? v16f{} + 1.0f : v16f{};
+  }
+  float m = n >= 16 ? mx[0] : x[0];
+  bool nan = false;
+  for (int j = 0; j < 16 && n >= 16; ++j) {
+    m = std::max(m, mx[j]);
+    nan = nan || nan_seen[j] != 0.0f;
+  }
+  for (; k < n; ++k) {
+    m = std::max(m, x[k]);
+    nan = nan || std::isnan(x[k]);
+  }
+  if (!nan) {
+    for (int i = 0; i < n; ++i)
+      if (x[i] == m) return i;
+  }
   return static_cast<int>(std::max_element(x, x + n) - x);
 }
 

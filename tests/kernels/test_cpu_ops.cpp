@@ -1,6 +1,7 @@
 // kernels/cpu ops against straightforward double-precision twins written here, on fresh random
 // inputs at real and awkward shapes, with outputs poisoned first.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstring>
@@ -149,7 +150,10 @@ TEST_CASE("rmsnorm", "[ops]") {
 TEST_CASE("rope rotates pairs as complex numbers e^{i pos theta^(-2i/d)}", "[ops]") {
   std::mt19937_64 rng(3);
   for (auto [heads, hd, pos, theta] :
-       {std::tuple{9, 64, 17, 100000.0f}, {3, 6, 0, 10000.0f}, {2, 10, 1000, 10000.0f}}) {
+       // The angles are kept per position and shape (a table per thread): positions again, out of
+       // order, after another shape, and one past the table (1 << 15) must rotate as the first time.
+       {std::tuple{9, 64, 17, 100000.0f}, {3, 6, 0, 10000.0f}, {2, 10, 1000, 10000.0f}, {9, 64, 17, 100000.0f},
+        {9, 64, 3, 100000.0f}, {9, 64, 17, 10000.0f}, {2, 10, 40000, 10000.0f}, {2, 10, 1000, 10000.0f}}) {
     auto x = randn(static_cast<std::size_t>(heads * hd), rng);
     const auto orig = x;
     cpu::rope(x.data(), heads, hd, pos, theta);
@@ -225,4 +229,20 @@ TEST_CASE("causal grouped-query attention", "[ops]") {
 TEST_CASE("argmax takes the first of equal maxima", "[ops]") {
   const float x[] = {1, 5, 2, 5};
   CHECK(cpu::argmax(x, 4) == 1);
+  // Against std::max_element at lengths around the vector width, with ties, -inf and NaN placed
+  // in the vector part and in the tail.
+  std::mt19937_64 rng(11);
+  for (int n : {1, 15, 16, 17, 31, 32, 33, 100, 49152}) {
+    for (int trial = 0; trial < 6; ++trial) {
+      auto v = randn(static_cast<std::size_t>(n), rng);
+      std::uniform_int_distribution<int> at(0, n - 1);
+      if (trial == 1) v[static_cast<std::size_t>(at(rng))] = v[static_cast<std::size_t>(at(rng))] = 9.0f;  // a tie
+      if (trial == 2) v[static_cast<std::size_t>(at(rng))] = -INFINITY;
+      if (trial == 3) v[static_cast<std::size_t>(at(rng))] = INFINITY;
+      if (trial == 4) v[static_cast<std::size_t>(at(rng))] = NAN;
+      if (trial == 5) v[static_cast<std::size_t>(n - 1)] = NAN;
+      INFO("n " << n << ", trial " << trial);
+      CHECK(cpu::argmax(v.data(), n) == static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin()));
+    }
+  }
 }
