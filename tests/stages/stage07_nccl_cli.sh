@@ -1,0 +1,53 @@
+#!/bin/sh
+# stage07_nccl_cli.sh MPIEXEC STAGE07 STAGE04 MODEL: stage 07's executable on the CUDA backend
+# (--backend cuda, one GPU per rank; a `gpu` test: exit 77 where it cannot run).
+#  1. greedy text of a prompt under -np 2 = stage 04's on the CUDA backend (fp16 both; only the
+#     sum order of the all-reduced products differs, which a tiny model's greedy tokens survive);
+#  2. a rank that leaves mid-run (LLM_TP_EXIT_RANK/LLM_TP_EXIT_STEP: worker 1, then rank 0), while
+#     its peer waits in NCCL collectives on the GPU, ends the job non-zero within 30 s.
+# Needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 when run as root (ctest sets them).
+set -u
+MPIEXEC=$1 STAGE07=$2 STAGE04=$3 MODEL=$4
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+for exe in "$STAGE07" "$STAGE04"; do
+  [ -x "$exe" ] || { echo "SKIP: $exe is not built here"; exit 77; }
+done
+PROMPT="It is a truth universally acknowledged, that a single man"
+"$MPIEXEC" --oversubscribe -np 2 "$STAGE07" --backend cuda --model "$MODEL" --prompt "$PROMPT" --max-new-tokens 32 \
+  --json > "$TMP/got.json" 2> "$TMP/got.err"
+rc=$?
+if [ $rc != 0 ] && grep -qE "one GPU per rank|no CUDA device|no CUDA backend|no NCCL" "$TMP/got.err"; then
+  echo "SKIP: $(grep -m1 -E "one GPU per rank|no CUDA device|no CUDA backend|no NCCL" "$TMP/got.err")"
+  exit 77
+fi
+if [ $rc != 0 ]; then
+  fail "stage 07 --backend cuda -np 2: exit $rc"; tail -20 "$TMP/got.err"
+else
+  "$STAGE04" --backend cuda --model "$MODEL" --prompt "$PROMPT" --max-new-tokens 32 --json > "$TMP/want.json" 2> "$TMP/want.err" \
+    || { fail "stage 04 --backend cuda"; tail -20 "$TMP/want.err"; }
+  grep '"text"' "$TMP/want.json" > "$TMP/want.txt"
+  grep '"text"' "$TMP/got.json" > "$TMP/got.txt"
+  if [ -s "$TMP/want.txt" ] && cmp -s "$TMP/want.txt" "$TMP/got.txt"; then
+    echo "ok: -np 2 --backend cuda: the text = stage 04's on CUDA"
+  else
+    fail "-np 2 --backend cuda: text differs from stage 04's on CUDA"; diff "$TMP/want.txt" "$TMP/got.txt" | head -10
+  fi
+fi
+for rank in 1 0; do
+  start=$(date +%s)
+  LLM_TP_EXIT_RANK=$rank LLM_TP_EXIT_STEP=3 timeout 120 "$MPIEXEC" --oversubscribe -np 2 "$STAGE07" --backend cuda \
+    --model "$MODEL" --prompt "$PROMPT" --max-new-tokens 40 > "$TMP/die.out" 2>&1
+  rc=$? took=$(($(date +%s) - start))
+  if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 30 ]; then
+    fail "rank $rank left at step 3: mpirun exit $rc after $took s (want non-zero within 30 s)"; tail -20 "$TMP/die.out"
+  elif ! grep -q "leaving at step 3" "$TMP/die.out"; then
+    fail "rank $rank: the fault did not fire"; tail -20 "$TMP/die.out"
+  else
+    echo "ok: rank $rank left at step 3: the job ended with exit $rc after $took s"
+  fi
+done
+[ $failures = 0 ] && echo "stage07_nccl_cli: passed" && exit 0
+echo "stage07_nccl_cli: $failures failure(s)"; exit 1
