@@ -38,18 +38,6 @@ for args in "--prompt|$PROMPT|--max-new-tokens|48" "--workload|$SRC/datasets/wor
   done
 done
 
-for rank in 1 0; do
-  start=$(date +%s)
-  LLM_TP_EXIT_RANK=$rank LLM_TP_EXIT_STEP=3 timeout 120 "$MPIEXEC" --oversubscribe -np 2 "$STAGE07" --model "$MODEL" \
-    --prompt "$PROMPT" --max-new-tokens 40 > "$TMP/die.out" 2>&1
-  rc=$? took=$(($(date +%s) - start))
-  if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 30 ]; then
-    fail "rank $rank left at step 3: mpirun exit $rc after $took s (want non-zero within 30 s)"; tail -20 "$TMP/die.out"
-  elif ! grep -q "leaving at step 3" "$TMP/die.out"; then
-    fail "rank $rank: the fault did not fire"; tail -20 "$TMP/die.out"
-  else
-    echo "ok: rank $rank left at step 3: the job ended with exit $rc after $took s"
-  fi
-done
+sh "$(dirname "$0")/stage07_rank_dies.sh" "$MPIEXEC" "$STAGE07" "$MODEL" || fail "a rank leaving mid-run"
 [ $failures = 0 ] && echo "stage07_cli: passed" && exit 0
 echo "stage07_cli: $failures failure(s)"; exit 1
