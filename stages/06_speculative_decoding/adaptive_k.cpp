@@ -7,7 +7,8 @@ namespace llm::stage06 {
 
 namespace {
 constexpr long kProbeEvery = 8;     ///< a step next to the best k every 8 steps while speculating
-constexpr double kSmoothing = 0.2;  ///< weight of one step in the moving average
+constexpr double kSmoothing = 0.2;  ///< weight of one step in the moving averages
+constexpr int kClimbSteps = 2;      ///< steps each k of the climb is measured before the next
 /// Speculation must measure this much faster than k = 0 to be chosen: off is the safe choice (it
 /// costs nothing when the measurements are noisy), and a k that only ties with it loses a little
 /// to the rows it wastes whenever acceptance dips.
@@ -18,41 +19,52 @@ AdaptiveK::AdaptiveK(int k_max) : k_max_(std::max(0, k_max)) {}
 
 int AdaptiveK::bucket(int batch) { return std::bit_width(static_cast<unsigned>(std::max(batch, 1))); }
 
+std::vector<AdaptiveK::Measured>& AdaptiveK::at(int batch) {
+  auto& m = seen_[bucket(batch)];
+  m.resize(static_cast<std::size_t>(k_max_) + 1);
+  return m;
+}
+
 double AdaptiveK::rate(int batch, int k) const {
-  const auto it = rate_.find(bucket(batch));
-  return it == rate_.end() || k < 0 || k > k_max_ ? 0.0 : it->second[static_cast<std::size_t>(k)];
+  const auto it = seen_.find(bucket(batch));
+  if (it == seen_.end() || k < 0 || k > k_max_) return 0.0;
+  const Measured& m = it->second[static_cast<std::size_t>(k)];
+  return m.steps > 0 && m.seconds > 0.0 ? m.tokens / m.seconds : 0.0;
 }
 
 void AdaptiveK::record_step(int batch, int k, long tokens, double seconds) {
   if (k < 0 || k > k_max_ || !(seconds > 0.0)) return;
-  auto& rates = rate_[bucket(batch)];
-  rates.resize(static_cast<std::size_t>(k_max_) + 1, 0.0);
-  double& r = rates[static_cast<std::size_t>(k)];
-  const double now = static_cast<double>(tokens) / seconds;
-  r = r == 0.0 ? now : r + kSmoothing * (now - r);
+  Measured& m = at(batch)[static_cast<std::size_t>(k)];
+  const auto t = static_cast<double>(tokens);
+  if (m.steps == 0) {
+    m.tokens = t;
+    m.seconds = seconds;
+  } else {
+    m.tokens += kSmoothing * (t - m.tokens);
+    m.seconds += kSmoothing * (seconds - m.seconds);
+  }
+  ++m.steps;
 }
 
 int AdaptiveK::choose(int batch) {
   ++calls_;
   if (k_max_ == 0 || batch < 1) return 0;
-  auto& rates = rate_[bucket(batch)];
-  rates.resize(static_cast<std::size_t>(k_max_) + 1, 0.0);
+  const std::vector<Measured>& seen = at(batch);
+  const auto r = [&](int k) { return rate(batch, k); };
   // Climb first: 0, 1, 3, 7, ... (k + 1 rows a sequence: 1, 2, 4, 8, which fill the matmul's
   // tiles of 4 rows, kernels/cpu/ops.cpp; 9 rows would cost a third pass for one row) up to the
-  // largest, each tried once, going on only while the last one was faster (a large k at a large
-  // batch is an expensive experiment).
+  // largest, each tried for kClimbSteps steps, going on only while the last one was faster (a
+  // large k at a large batch is an expensive experiment).
   int previous = -1;
   for (int k = 0;; k = std::min(2 * k + 1, k_max_)) {
-    const double r = rates[static_cast<std::size_t>(k)];
-    if (r == 0.0) return k;
-    if (previous >= 0 && r <= rates[static_cast<std::size_t>(previous)] * (previous == 0 ? kMarginOverOff : 1.0)) break;
+    if (seen[static_cast<std::size_t>(k)].steps < kClimbSteps) return k;
+    if (previous >= 0 && r(k) <= r(previous) * (previous == 0 ? kMarginOverOff : 1.0)) break;
     if (k == k_max_) break;
     previous = k;
   }
   int best = 0;
   for (int k = 1; k <= k_max_; ++k)
-    if (rates[static_cast<std::size_t>(k)] > std::max(rates[static_cast<std::size_t>(best)], kMarginOverOff * rates[0]))
-      best = k;
+    if (r(k) > std::max(r(best), kMarginOverOff * r(0))) best = k;
   // Probe one k either side; rarely when speculation is off, so that a batch where it does not
   // pay loses at most a few percent to the probes.
   if (calls_ % (best > 0 ? kProbeEvery : 4 * kProbeEvery) == 0) {

@@ -3,9 +3,11 @@
 // grows the step turns compute-bound, every proposal row costs real time, and the best k falls
 // to 0. Rather than model the step's cost (it is not linear in its rows: the matmul kernels change
 // with the row count, and the draft has its own cost), the controller measures what each k yields:
-// for the current batch size (in power-of-two buckets) it keeps a moving average of the tokens per
-// second of decode-only steps run with each k, climbs k = 0, 1, 3, 7, ... while each is faster
-// than the last, then takes the best (a k > 0 only when it measures 3% faster than k = 0),
+// for the current batch size (in power-of-two buckets) it keeps moving averages of the tokens and
+// of the seconds of decode-only steps run with each k (their ratio is the k's rate: one step that
+// accepted nothing, or one that the OS delayed, moves it less than an average of per-step rates
+// would), climbs k = 0, 1, 3, 7, ... (two steps each) while each is faster than the last, then
+// takes the best (a k > 0 only when it measures 3% faster than k = 0),
 // probing one k either side now and then so that a change (acceptance falling, the batch growing)
 // is seen. The acceptance rate is part of what it measures: a rejected proposal yields no token.
 #pragma once
@@ -29,8 +31,14 @@ class AdaptiveK {
 
  private:
   static int bucket(int batch);
+  /// One k's decode-only steps at one batch bucket: moving averages of a step's tokens and seconds.
+  struct Measured {
+    double tokens = 0.0, seconds = 0.0;
+    int steps = 0;
+  };
+  std::vector<Measured>& at(int batch);
   int k_max_;
-  std::map<int, std::vector<double>> rate_;  ///< bucket -> tokens per second for k = 0 .. k_max
+  std::map<int, std::vector<Measured>> seen_;  ///< bucket -> k = 0 .. k_max
   long calls_ = 0;
 };
 

@@ -494,14 +494,15 @@ TEST_CASE("rejection sampling keeps the target's distribution; wrong rules are c
 
 TEST_CASE("adaptive k tries every candidate, then keeps the best measured k per batch size", "[adaptive]") {
   stage06::AdaptiveK a(8);
-  // Untried candidates first: 0, 1, 3, 7 (k + 1 rows fill the matmul's 4-row tiles), then the largest.
+  // Untried candidates first, two steps each: 0, 1, 3, 7 (k + 1 rows fill the matmul's 4-row
+  // tiles), then the largest.
   std::vector<int> tried;
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 10; ++i) {
     const int k = a.choose(1);
     tried.push_back(k);
     a.record_step(1, k, 1 + k, 0.01);  // tokens per second rises with k at batch 1
   }
-  CHECK(tried == std::vector<int>{0, 1, 3, 7, 8});
+  CHECK(tried == std::vector<int>{0, 0, 1, 1, 3, 3, 7, 7, 8, 8});
   CHECK(a.rate(1, 8) == Approx(900.0));
   // Batch 16 is another bucket: measured from scratch; there speculation costs more than it
   // yields, and the climb stops at k = 1 (slower than 0) without trying the expensive ones.
@@ -530,15 +531,26 @@ TEST_CASE("adaptive k tries every candidate, then keeps the best measured k per 
   // Speculation must measure 3% faster than k = 0 to be chosen: a k only 2% faster is not, nor
   // does the climb go on past it.
   stage06::AdaptiveK m(8);
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 4; ++i) {
     const int k = m.choose(1);
-    CHECK(k == i);
+    CHECK(k == i / 2);
     m.record_step(1, k, k == 0 ? 100 : 102, 1.0);
   }
   long zero = 0;
   for (int i = 0; i < 30; ++i) zero += m.choose(1) == 0;
   CHECK(zero >= 29);
   CHECK(m.rate(1, 3) == 0.0);
+  // A k's rate is its average tokens over its average seconds: steps of 4 tokens in 1 s and 0
+  // tokens in 1 s give 2 tokens/s, and so (to the moving average's weights) do 8 in 2 s and 0 in 2 s.
+  stage06::AdaptiveK w(4);
+  w.record_step(2, 1, 4, 1.0);
+  w.record_step(2, 1, 0, 1.0);
+  CHECK(w.rate(2, 1) == Approx(0.8 * 4 / 1.0));
+  w.record_step(2, 2, 8, 2.0);
+  w.record_step(2, 2, 0, 2.0);
+  CHECK(w.rate(2, 2) == Approx(w.rate(2, 1)));
+  CHECK(w.rate(3, 2) == Approx(w.rate(2, 1)));  // batch 2 and 3 share a bucket
+  CHECK(w.rate(4, 2) == 0.0);
 }
 
 TEST_CASE("a draft that cannot serve the target is refused", "[errors]") {
