@@ -402,6 +402,74 @@ TEST_CASE("an FP8 row decodes to its codes' values times the row's scale", "[ex:
   }
 }
 
+TEST_CASE("fp8_matmul's paths (table, AVX2+F16C, AVX-512) agree with fp64 on every code, NaN included",
+          "[ex:fp8-decode-row]") {
+  const auto paths = stage05::available_fp8_paths();
+  REQUIRE(paths.front() == stage05::Fp8Path::Table);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  for (const stage05::Fp8Path path : paths) {
+    INFO("path " << stage05::fp8_path_name(path));
+    // Every code through the path: row c holds code c in every column (64 + 21: the vector part
+    // and the scalar tail); x rows with a single 1 read one column out, value times the scale.
+    const int cols = 85, rows = 256;
+    std::vector<std::uint8_t> w(static_cast<std::size_t>(rows) * cols);
+    for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<std::uint8_t>(i / cols);
+    std::vector<float> scales(rows);
+    for (auto& s : scales) s = 0.001f + std::fabs(nd(rng));
+    for (const int col : {0, 17, 40, 63, 64, 84}) {
+      for (const int n : {1, 3, 6}) {  // tiles of x rows: 4 + 2, 3, 1
+        std::vector<float> x(static_cast<std::size_t>(n) * cols, 0.0f), y(static_cast<std::size_t>(n) * rows, -7.0f);
+        for (int i = 0; i < n; ++i) x[static_cast<std::size_t>(i) * cols + static_cast<std::size_t>(col)] = 1.0f + i;
+        stage05::fp8_matmul(y.data(), x.data(), w.data(), scales.data(), n, cols, rows, path);
+        for (int i = 0; i < n; ++i)
+          for (int c = 0; c < rows; ++c) {
+            const float v = cpu::fp8_to_fp32(static_cast<std::uint8_t>(c), cpu::Fp8Format::E4M3);
+            const float got = y[static_cast<std::size_t>(i) * rows + static_cast<std::size_t>(c)];
+            INFO("code " << c << " column " << col << " x row " << i << " of " << n << ": got " << got);
+            if (std::isnan(v)) {
+              REQUIRE(std::isnan(got));  // a NaN code makes its row's dots NaN, as the table's
+            } else {
+              const double want = static_cast<double>(v) * scales[static_cast<std::size_t>(c)] * (1.0 + i);
+              REQUIRE(std::fabs(got - want) <= 2e-7 * std::fabs(want));
+            }
+          }
+      }
+    }
+    // Random weights at awkward shapes against fp64: decode, small-batch and prefill rows.
+    for (const int k : {32, 48, 70, 576}) {
+      const int out = 37;
+      std::vector<std::uint8_t> wr(static_cast<std::size_t>(out) * k);
+      for (auto& c : wr) {
+        c = static_cast<std::uint8_t>(rng() % 256);
+        if ((c & 0x7F) == 0x7F) c &= 0xFE;  // no NaN codes in a weight matrix
+      }
+      std::vector<float> sr(out);
+      for (auto& s : sr) s = 0.01f + std::fabs(nd(rng)) * 0.01f;
+      for (const int n : {1, 4, 7, 33}) {
+        std::vector<float> x(static_cast<std::size_t>(n) * k), y(static_cast<std::size_t>(n) * out, NAN);
+        for (auto& v : x) v = nd(rng);
+        stage05::fp8_matmul(y.data(), x.data(), wr.data(), sr.data(), n, k, out, path);
+        for (int i = 0; i < n; ++i)
+          for (int r = 0; r < out; ++r) {
+            double want = 0, mag = 0;
+            for (int j = 0; j < k; ++j) {
+              const double t = static_cast<double>(cpu::fp8_to_fp32(wr[static_cast<std::size_t>(r) * k + j],
+                                                                    cpu::Fp8Format::E4M3)) *
+                               sr[static_cast<std::size_t>(r)] * x[static_cast<std::size_t>(i) * k + j];
+              want += t;
+              mag += std::fabs(t);
+            }
+            const float g = y[static_cast<std::size_t>(i) * out + r];
+            INFO("cols " << k << " n " << n << " row " << i << " out " << r << ": got " << g << ", want " << want);
+            REQUIRE(std::isfinite(g));
+            REQUIRE(std::fabs(g - want) <= 1e-5 * mag + 1e-30);
+          }
+      }
+    }
+  }
+}
+
 TEST_CASE("a quantized K/V cache stays within its bound and its pool books count its bytes", "[kv-cache]") {
   const std::string path = test::repo_path("datasets/models/tiny-target.gguf");
   Model m = load_model(path);
