@@ -6,7 +6,8 @@
 //
 // at the start of each exercise region, so that one build can behave as the student tree of any
 // set of exercises: scripts/check_student_tree builds it once and runs the tests with each
-// exercise blanked alone. The reference tree never calls this.
+// exercise blanked alone. The checkout's files never call this; a build configured with
+// -DLLM_EXERCISE_SWITCH=ON compiles those copies instead of them (cmake/exercise_switch.cmake).
 //
 // Environment (read once per process, inherited by the processes a test starts):
 //   LLM_BLANK=a,b,c          the exercises that behave as blanked; "all" blanks every one
