@@ -6,9 +6,10 @@
 namespace llm::stage06 {
 
 namespace {
-constexpr long kProbeEvery = 8;     ///< a step next to the best k every 8 steps while speculating
+constexpr long kProbeEvery = 8;     ///< a step next to the best k every 8 steps while speculating, every 64 when off
 constexpr double kSmoothing = 0.2;  ///< weight of one step in the moving averages
 constexpr int kClimbSteps = 2;      ///< steps each k of the climb is measured before the next
+constexpr double kFarSlower = 0.8;  ///< ... unless its first step was this much slower than the last k
 /// Speculation must measure this much faster than k = 0 to be chosen: off is the safe choice (it
 /// costs nothing when the measurements are noisy), and a k that only ties with it loses a little
 /// to the rows it wastes whenever acceptance dips.
@@ -57,7 +58,10 @@ int AdaptiveK::choose(int batch) {
   // large k at a large batch is an expensive experiment).
   int previous = -1;
   for (int k = 0;; k = std::min(2 * k + 1, k_max_)) {
-    if (seen[static_cast<std::size_t>(k)].steps < kClimbSteps) return k;
+    // One step is enough to give up on a k far slower than the last (at a large batch a verify
+    // step can cost twice a plain one: the experiment itself is what costs).
+    const bool far_slower = previous >= 0 && r(k) > 0.0 && r(k) < kFarSlower * r(previous);
+    if (seen[static_cast<std::size_t>(k)].steps < kClimbSteps && !far_slower) return k;
     if (previous >= 0 && r(k) <= r(previous) * (previous == 0 ? kMarginOverOff : 1.0)) break;
     if (k == k_max_) break;
     previous = k;
@@ -67,7 +71,7 @@ int AdaptiveK::choose(int batch) {
     if (r(k) > std::max(r(best), kMarginOverOff * r(0))) best = k;
   // Probe one k either side; rarely when speculation is off, so that a batch where it does not
   // pay loses at most a few percent to the probes.
-  if (calls_ % (best > 0 ? kProbeEvery : 4 * kProbeEvery) == 0) {
+  if (calls_ % (best > 0 ? kProbeEvery : 8 * kProbeEvery) == 0) {
     const int other = (calls_ / kProbeEvery) % 2 ? best + 1 : best - 1;
     return std::clamp(other, best == 0 ? 1 : 0, k_max_);
   }

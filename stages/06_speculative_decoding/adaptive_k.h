@@ -6,8 +6,8 @@
 // for the current batch size (in power-of-two buckets) it keeps moving averages of the tokens and
 // of the seconds of decode-only steps run with each k (their ratio is the k's rate: one step that
 // accepted nothing, or one that the OS delayed, moves it less than an average of per-step rates
-// would), climbs k = 0, 1, 3, 7, ... (two steps each) while each is faster than the last, then
-// takes the best (a k > 0 only when it measures 3% faster than k = 0),
+// would), climbs k = 0, 1, 3, 7, ... (two steps each, one if far slower) while each is faster
+// than the last, then takes the best (a k > 0 only when it measures 3% faster than k = 0),
 // probing one k either side now and then so that a change (acceptance falling, the batch growing)
 // is seen. The acceptance rate is part of what it measures: a rejected proposal yields no token.
 #pragma once
