@@ -1,6 +1,9 @@
 #!/bin/sh
-# stage07_nccl_cli.sh MPIEXEC STAGE07 STAGE04 MODEL: stage 07's executable on the CUDA backend
-# (--backend cuda, one GPU per rank; a `gpu` test: exit 77 where it cannot run).
+# stage07_nccl_cli.sh MPIEXEC STAGE07 STAGE04 MODEL [refusals]: stage 07's executable on the CUDA
+# backend (--backend cuda, one GPU per rank; a `gpu` test: exit 77 where it cannot run).
+# With `refusals` (any machine): --backend cuda with one of stage 05's formats, and an unknown
+# --backend, exit 2 with one error naming the flags, alone and under mpirun -np 2 (rank 0 refuses
+# before the other ranks load anything).
 #  1. greedy text of a prompt under -np 2 = stage 04's on the CUDA backend (fp16 both; only the
 #     sum order of the all-reduced products differs, which a tiny model's greedy tokens survive);
 #  2. a rank that leaves mid-run (LLM_TP_EXIT_RANK/LLM_TP_EXIT_STEP: worker 1, then rank 0), while
@@ -12,6 +15,28 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+if [ "${5:-}" = refusals ]; then
+  for np in 0 2; do
+    all="--weights|q8_0|--backend|cuda --kv-cache|int8|--backend|cuda --backend|tpu"
+    [ "$np" = 2 ] && all="--weights|q8_0|--backend|cuda"  # under mpirun: that rank 0 refuses alone
+    for flags in $all; do
+      IFS='|'; set -- $flags; unset IFS
+      if [ "$np" = 0 ]; then
+        "$STAGE07" --model "$MODEL" --prompt hi "$@" > "$TMP/out" 2>&1
+      else
+        timeout 60 "$MPIEXEC" --oversubscribe -np 2 "$STAGE07" --model "$MODEL" --prompt hi "$@" > "$TMP/out" 2>&1
+      fi
+      rc=$?
+      if [ $rc != 2 ] || ! grep -q "error: $1 $2\|error: --backend cuda: .*$1 $2" "$TMP/out"; then
+        fail "np=$np $*: exit $rc (want 2 and an error naming $1 $2)"; tail -5 "$TMP/out"
+      else
+        echo "ok: np=$np $*: $(grep -m1 error: "$TMP/out")"
+      fi
+    done
+  done
+  [ $failures = 0 ] && echo "stage07_nccl_cli refusals: passed" && exit 0
+  exit 1
+fi
 for exe in "$STAGE07" "$STAGE04"; do
   [ -x "$exe" ] || { echo "SKIP: $exe is not built here"; exit 77; }
 done
