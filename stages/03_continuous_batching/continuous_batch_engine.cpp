@@ -129,7 +129,12 @@ std::vector<RequestResult> ContinuousBatchEngine::run_loop(std::vector<Request>&
     }
   };
 
-  if (policy_) policy_->begin_run(requests);
+  if (policy_) {
+    long long longest = feed ? c.context_length : 1;
+    for (const Request& r : requests)
+      longest = std::max<long long>(longest, static_cast<long long>(r.prompt.size()) + std::max(r.max_new_tokens, 0));
+    policy_->begin_run(requests, static_cast<int>(std::min<long long>(longest, 1 << 30)));
+  }
   // A sequence's request is done: its blocks go back, and the policy forgets it.
   auto retire = [&](int seq) {
     const std::size_t r = scheduler.sequence(seq).index;
@@ -163,6 +168,7 @@ std::vector<RequestResult> ContinuousBatchEngine::run_loop(std::vector<Request>&
       const double now = clock.seconds();
       for (Request& q : arrived) {
         q.arrival_s = now;
+        if (policy_) policy_->add_request(requests.size(), q);
         requests.push_back(std::move(q));
         results.emplace_back();
         samplers.emplace_back();

@@ -43,7 +43,12 @@ class DecodePolicy {
  public:
   virtual ~DecodePolicy() = default;
   /// A run starts; sequence ids are the scheduler's (Scheduler::sequence(id).index = request).
-  virtual void begin_run(const std::vector<Request>& requests) = 0;
+  /// `requests`: all of them, known up front (run), or none (run_online: each comes through
+  /// add_request as it arrives). `longest`: tokens (prompt + new) of the longest sequence the run
+  /// may hold: the longest request's offline, the model's context online.
+  virtual void begin_run(const std::vector<Request>& requests, int longest) = 0;
+  /// Online (stage 08): request number `index` (numbered in order of arrival) has arrived.
+  virtual void add_request(std::size_t index, const Request& request) = 0;
   /// Before each schedule(): may add proposals to running sequences (Scheduler::propose).
   virtual void before_step(Scheduler& scheduler) = 0;
   /// After the forward, for sequence `seq` (`s`) whose chunk sampled: logits [rows, vocab], row i scoring

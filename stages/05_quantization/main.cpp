@@ -2,7 +2,6 @@
 #include <iostream>
 #include <memory>
 
-#include "common/gguf.h"
 #include "common/stage_main.h"
 #include "quant_engine.h"
 
@@ -15,15 +14,7 @@ int main(int argc, char** argv) {
   stage.quantization = true;
   // The engine's stats name the storage --weights chose and its bytes (EngineStats::weight_storage).
   return llm::stage_main(argc, argv, stage, [](const llm::Model& model, const llm::CliOptions& o) {
-    llm::stage05::QuantEngineConfig config;
-    config.stage04 = llm::stage04::gpu_engine_config(o);
-    config.weights = o.weights;
-    config.kv_cache = o.kv_cache;
-    config.matmul = o.matmul;
-    // --weights auto reads the blocks as the file stores them: the GGUF again, mapped.
-    std::unique_ptr<llm::GGUFFile> file;
-    if (model.format == "gguf") file = std::make_unique<llm::GGUFFile>(model.path);
-    auto built = llm::stage05::make_quant_engine(model.weights, file.get(), model.tokenizer->stop_ids(), config);
+    auto built = llm::stage05::make_quant_engine(model, o);
     std::cerr << "stage 05 backend: " << built.backend << " (" << built.note << "); weights "
               << built.engine->stats().weight_storage << "\n";
     return std::unique_ptr<llm::Engine>(std::move(built.engine));

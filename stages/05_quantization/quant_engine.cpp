@@ -5,6 +5,8 @@
 
 #include "common/checked.h"
 #include "common/error.h"
+#include "common/gguf.h"
+#include "common/tokenizer.h"
 #include "kv_quant.h"
 #include "quant_cuda.h"
 
@@ -115,6 +117,22 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
   out.engine = std::make_unique<QuantEngine>(std::move(engine), storage, bytes, cpu);
   out.backend = "cpu";
   return out;
+}
+
+QuantEngineConfig quant_engine_config(const CliOptions& o) {
+  QuantEngineConfig config;
+  config.stage04 = stage04::gpu_engine_config(o);
+  config.weights = o.weights;
+  config.kv_cache = o.kv_cache;
+  config.matmul = o.matmul;
+  return config;
+}
+
+BuiltQuantEngine make_quant_engine(const Model& model, const CliOptions& o) {
+  // --weights auto reads the blocks as the file stores them: the GGUF again, mapped.
+  std::unique_ptr<GGUFFile> file;
+  if (model.format == "gguf") file = std::make_unique<GGUFFile>(model.path);
+  return make_quant_engine(model.weights, file.get(), model.tokenizer->stop_ids(), quant_engine_config(o));
 }
 
 }  // namespace llm::stage05

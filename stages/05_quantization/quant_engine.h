@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
+#include "common/model_weights.h"
 #include "quant_cpu_ops.h"
 #include "stages/04_cuda/gpu_engine.h"
 
@@ -71,5 +73,13 @@ struct BuiltQuantEngine {
 /// bad --weights, --kv-cache or --matmul value.
 BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, std::vector<int> stop_ids,
                                    QuantEngineConfig config);
+
+/// Stage 05's settings from its command line: stage 04's (stage04::gpu_engine_config) and
+/// --weights, --kv-cache, --matmul.
+QuantEngineConfig quant_engine_config(const CliOptions& o);
+
+/// The engine stage05_quantization runs (and stage08_serving --engine 05): make_quant_engine for
+/// `model` with quant_engine_config(o), the GGUF mapped again for --weights auto's blocks.
+BuiltQuantEngine make_quant_engine(const Model& model, const CliOptions& o);
 
 }  // namespace llm::stage05

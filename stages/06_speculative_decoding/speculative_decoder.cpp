@@ -15,26 +15,26 @@ SpeculativeDecoder::SpeculativeDecoder(Proposer& proposer, int vocab, int k, int
   if (adaptive) adaptive_.emplace(k);
 }
 
-void SpeculativeDecoder::begin_run(const std::vector<Request>& requests) {
+void SpeculativeDecoder::begin_run(const std::vector<Request>& requests, int longest) {
   stats_ = {};
   if (adaptive_) adaptive_.emplace(k_);
   pending_batch_ = 0;
   q_.clear();
   live_.clear();
   params_.clear();
-  draws_.assign(requests.size(), std::nullopt);
-  int longest = 1;
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    const Request& r = requests[i];
-    params_.push_back(r.sampling);
-    SamplingParams draft = r.sampling;
-    draft.seed ^= 0xD1B54A32D192ED03ull;  // the proposer's draws are independent of the verifier's
-    draws_[i].emplace(draft);
-    longest = std::max<long long>(longest, std::min<long long>(static_cast<long long>(r.prompt.size()) +
-                                                                    std::max(r.max_new_tokens, 0),
-                                                                1 << 30));
-  }
+  draws_.clear();
+  for (std::size_t i = 0; i < requests.size(); ++i) add_request(i, requests[i]);
   proposer_.begin_run(max_running_, longest);
+}
+
+void SpeculativeDecoder::add_request(std::size_t index, const Request& r) {
+  if (index != params_.size())
+    throw Error("speculative decoder: request " + std::to_string(index) + " arrived after " +
+                std::to_string(params_.size()) + " (they are numbered in order)");
+  params_.push_back(r.sampling);
+  SamplingParams draft = r.sampling;
+  draft.seed ^= 0xD1B54A32D192ED03ull;  // the proposer's draws are independent of the verifier's
+  draws_.emplace_back(std::in_place, draft);
 }
 
 void SpeculativeDecoder::before_step(stage03::Scheduler& scheduler) {

@@ -46,7 +46,8 @@ class SpeculativeDecoder : public stage03::DecodePolicy {
   /// adaptive: k is the largest; AdaptiveK picks 0..k every step (--spec-k auto).
   SpeculativeDecoder(Proposer& proposer, int vocab, int k, int max_running,
                      AcceptRule rule = accept_rejection_sampling, bool adaptive = false);
-  void begin_run(const std::vector<Request>& requests) override;
+  void begin_run(const std::vector<Request>& requests, int longest) override;
+  void add_request(std::size_t index, const Request& request) override;
   void before_step(stage03::Scheduler& scheduler) override;
   std::vector<int> choose(int seq, const stage03::Sequence& s, const float* logits, int rows, Sampler& sampler) override;
   void end_sequence(int seq) override;

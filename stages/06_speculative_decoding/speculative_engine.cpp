@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/timer.h"
+#include "common/tokenizer.h"
 #include "draft_model_proposer.h"
 #include "layer_skip_proposer.h"
 #include "prompt_lookup_proposer.h"
@@ -62,6 +63,36 @@ std::unique_ptr<Proposer> make_proposer(const std::string& method, const Model& 
     return std::make_unique<DraftModelProposer>(draft->weights);
   }
   throw Error("--speculate " + printable(method) + ": must be none, draft, ngram or layerskip");
+}
+
+namespace {
+
+/// The engine with the draft model it may have loaded (which must live as long as the engine).
+class EngineWithDraft : public SpeculativeEngine {
+ public:
+  EngineWithDraft(std::unique_ptr<Model> draft, const ModelWeights& target, std::vector<int> stops,
+                  SpeculativeConfig config, std::unique_ptr<Proposer> proposer)
+      : SpeculativeEngine(target, std::move(stops), config, std::move(proposer)), draft_(std::move(draft)) {}
+
+ private:
+  std::unique_ptr<Model> draft_;
+};
+
+}  // namespace
+
+SpeculativeConfig speculative_config(const CliOptions& o) {
+  SpeculativeConfig config;
+  config.batching = stage03::continuous_batch_config(o);
+  config.k = o.spec_k;
+  config.adaptive = o.spec_k_auto;
+  return config;
+}
+
+std::unique_ptr<SpeculativeEngine> make_speculative_engine(const Model& model, const CliOptions& o) {
+  std::unique_ptr<Model> draft;
+  auto proposer = make_proposer(o.speculate, model, o.draft_model, o.draft_layers, draft);
+  return std::make_unique<EngineWithDraft>(std::move(draft), model.weights, model.tokenizer->stop_ids(),
+                                           speculative_config(o), std::move(proposer));
 }
 
 }  // namespace llm::stage06

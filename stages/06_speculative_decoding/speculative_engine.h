@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.h"
 #include "common/engine.h"
 #include "common/model_weights.h"
 #include "proposer.h"
@@ -52,5 +53,13 @@ class SpeculativeEngine : public Engine {
 /// target's layers). `draft` receives the loaded draft model, which must outlive the proposer.
 std::unique_ptr<Proposer> make_proposer(const std::string& method, const Model& target, const std::string& draft_path,
                                         int draft_layers, std::unique_ptr<Model>& draft);
+
+/// Stage 06's settings from its command line: stage 03's (stage03::continuous_batch_config),
+/// --spec-k (a number, or auto: adaptive).
+SpeculativeConfig speculative_config(const CliOptions& o);
+
+/// The engine stage06_speculative_decoding runs (and stage08_serving --engine 06) for `model`
+/// and `o`: the proposer --speculate names (make_proposer), which owns the draft model it loaded.
+std::unique_ptr<SpeculativeEngine> make_speculative_engine(const Model& model, const CliOptions& o);
 
 }  // namespace llm::stage06

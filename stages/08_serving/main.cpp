@@ -16,19 +16,44 @@
 #include "openai_server.h"
 #include "server_options.h"
 #include "stages/04_cuda/gpu_engine.h"
+#include "stages/05_quantization/quant_engine.h"
+#include "stages/06_speculative_decoding/speculative_engine.h"
 
 namespace {
 
 using namespace llm;
 
-std::unique_ptr<stage03::ContinuousBatchEngine> make_engine(const Model& model, const CliOptions& o,
-                                                            const stage08::ServerOptions& so) {
-  if (so.engine == "03")
-    return std::make_unique<stage03::ContinuousBatchEngine>(model.weights, model.tokenizer->stop_ids(),
-                                                            stage03::continuous_batch_config(o));
-  stage04::GpuEngine built = stage04::make_gpu_engine(model.weights, model.tokenizer->stop_ids(), stage04::gpu_engine_config(o));
-  std::cerr << "stage 04 backend: " << built.backend << (built.note.empty() ? "" : " (" + built.note + ")") << "\n";
-  return std::move(built.engine);
+/// The engine served: the one Engine that owns everything (weights in their storage, a draft
+/// model), and stage 03's engine inside it, whose loop runs online.
+struct ServedEngine {
+  std::unique_ptr<Engine> owner;
+  stage03::ContinuousBatchEngine* batching = nullptr;
+};
+
+ServedEngine make_engine(const Model& model, const CliOptions& o, const std::string& engine) {
+  ServedEngine out;
+  if (engine == "03") {
+    auto e = std::make_unique<stage03::ContinuousBatchEngine>(model.weights, model.tokenizer->stop_ids(),
+                                                              stage03::continuous_batch_config(o));
+    out.batching = e.get();
+    out.owner = std::move(e);
+  } else if (engine == "04") {
+    stage04::GpuEngine built = stage04::make_gpu_engine(model.weights, model.tokenizer->stop_ids(), stage04::gpu_engine_config(o));
+    std::cerr << "stage 04 backend: " << built.backend << (built.note.empty() ? "" : " (" + built.note + ")") << "\n";
+    out.batching = built.engine.get();
+    out.owner = std::move(built.engine);
+  } else if (engine == "05") {
+    stage05::BuiltQuantEngine built = stage05::make_quant_engine(model, o);
+    std::cerr << "stage 05 backend: " << built.backend << " (" << built.note << "); weights "
+              << built.engine->stats().weight_storage << "\n";
+    out.batching = &built.engine->inner();
+    out.owner = std::move(built.engine);
+  } else {
+    auto e = stage06::make_speculative_engine(model, o);
+    out.batching = &e->batching();
+    out.owner = std::move(e);
+  }
+  return out;
 }
 
 int serve(int argc, char** argv) {
@@ -45,8 +70,11 @@ int serve(int argc, char** argv) {
   args.insert(args.end(), {"--prompt", "(over HTTP)"});
   std::vector<char*> rest;
   for (std::string& a : args) rest.push_back(a.data());
+  // The engine's flags are the served stage's own, parsed by the same parser its executable uses.
+  const std::string engine_stage = so_flags.engine.empty() ? stage08::engine_for(args) : so_flags.engine;
   const auto parsed = parse_cli(static_cast<int>(rest.size()), rest.data(), "stage08_serving",
-                                "08_serving: the engine as an OpenAI-compatible HTTP service", 16, true, true);
+                                "08_serving: the engine as an OpenAI-compatible HTTP service", 16, true, true,
+                                engine_stage == "05", engine_stage == "06");
   if (!parsed) return 0;  // --help
   const CliOptions& o = *parsed;
   stage08::ServerOptions so = so_flags;
@@ -64,7 +92,8 @@ int serve(int argc, char** argv) {
   const Model model = load_model(o.model, o.tokenizer);
   std::fprintf(stderr, "[08_serving] loaded %s (%s, %s) in %.2f s\n", o.model.c_str(), model.format.c_str(),
                model.config().summary().c_str(), load_timer.seconds());
-  auto engine = make_engine(model, o, so);
+  ServedEngine served = make_engine(model, o, engine_stage);
+  stage03::ContinuousBatchEngine* engine = served.batching;
   // The exercises run here once, so a student tree with one blanked stops at once (exit 3).
   if (stage08::sse_event("a\nb") != "data: a\ndata: b\n\n") throw Error("sse_event: wrong framing");
   if (!stage08::admits(0, 1) || stage08::admits(1, 1)) throw Error("admits: wrong rule");

@@ -53,7 +53,8 @@ ServerOptions take_server_options(std::vector<std::string>& args) {
       if (value.empty()) throw Error("--served-model-name: empty");
       o.model_name = value;
     } else if (flag == "--engine") {
-      if (value != "03" && value != "04") throw Error("--engine " + printable(value) + ": expected 03 or 04");
+      if (value != "03" && value != "04" && value != "05" && value != "06")
+        throw Error("--engine " + printable(value) + ": expected 03, 04, 05 or 06");
       o.engine = value;
     } else if (flag == "--max-body-bytes") {
       o.max_body_bytes = static_cast<std::size_t>(to_int(flag, value, 1024, std::int64_t{1} << 30));
@@ -65,13 +66,29 @@ ServerOptions take_server_options(std::vector<std::string>& args) {
   return o;
 }
 
+std::string engine_for(const std::vector<std::string>& args) {
+  std::string five, six;  // the first flag of each stage given
+  for (const std::string& a : args) {
+    const std::string name = a.substr(0, a.find('='));
+    if (five.empty() && (name == "--weights" || name == "--kv-cache" || name == "--matmul")) five = name;
+    if (six.empty() && (name == "--speculate" || name == "--spec-k" || name == "--draft-model" || name == "--draft-layers"))
+      six = name;
+  }
+  if (!five.empty() && !six.empty())
+    throw Error(five + " and " + six + ": stage 05's and stage 06's flags together (no engine has both)");
+  return !five.empty() ? "05" : !six.empty() ? "06" : "03";
+}
+
 std::string server_options_help() {
   return "Server flags (the others are the engine's, below):\n"
          "  --host ADDR               address to listen on (default 127.0.0.1: this machine only)\n"
          "  --port N                  port, 0 = any free one (default 8000); the address is printed\n"
          "  --api-key KEY             require 'Authorization: Bearer KEY' (else 401)\n"
          "  --served-model-name NAME  the model name clients send (default: the model file's stem)\n"
-         "  --engine 03|04            stage 03's fp32 CPU engine (default) or stage 04's (--backend)\n"
+         "  --engine 03|04|05|06      the engine served: stage 03's fp32 CPU engine, 04's (--backend),\n"
+         "                            05's (--weights, --kv-cache, --matmul) or 06's (--speculate, --spec-k,\n"
+         "                            --draft-model, --draft-layers); default: 05 or 06 when their flags\n"
+         "                            are given, else 03\n"
          "  --max-body-bytes N        larger request bodies get 413 (default 1048576)\n"
          "  --http-threads N          connections served at once (default 64)\n";
 }

@@ -96,9 +96,11 @@ class Server:
                          f"waiting {m.get('llm_requests_waiting')}, KV blocks used {m.get('llm_kv_blocks_used')}")
 
 
-def offline_tokens(stage03, model, prompt, max_new_tokens, chat=False):
-    """Stage 03's offline engine, greedy: (tokens, text) of one prompt."""
-    cmd = [stage03, "--model", model, "--prompt", prompt, "--max-new-tokens", str(max_new_tokens), "--json"]
+def offline_tokens(stage03, model, prompt, max_new_tokens, chat=False, flags=()):
+    """A stage's offline engine (stage 03's, or the executable given with its `flags`), greedy:
+    (tokens, text) of one prompt."""
+    cmd = [stage03, "--model", model, "--prompt", prompt, "--max-new-tokens", str(max_new_tokens), "--json",
+           *flags]
     if chat:
         cmd.append("--chat")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout

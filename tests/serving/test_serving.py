@@ -6,7 +6,8 @@ CASE: api (completions and chat, streamed and not, greedy = stage 03's offline t
 strings, seeds, usage), concurrency (32 streaming clients with mixed settings = their solo
 outputs, nothing lost, pool free), cancel (clients that disconnect mid-stream free their
 blocks), errors (every bad-input case, 401, 404, 413, bad flags), overload (429 past the queue
-limit, then nothing lost and the pool free), sse (the event framing on the wire, byte for byte).
+limit, then nothing lost and the pool free), sse (the event framing on the wire, byte for byte),
+engines (stage 05's and stage 06's engines served with their flags = their offline executables).
 Exit 77 when the openai package cannot be installed."""
 import argparse
 import asyncio
@@ -231,6 +232,42 @@ def case_cancel(a):
         print(f"{n_clients} non-streamed clients disconnected: all cancelled, every block free")
 
 
+def served_as_offline(a, exe, flags, lengths):
+    """A server with `flags` answers each prompt greedily with the tokens of `exe` (the stage's
+    executable) run offline with the same flags; returns (the tokens, the server's /metrics)."""
+    name = model_name(a.model)
+    tokens = []
+    with Server(a.server, a.model, *flags) as s:
+        for prompt, n in zip(PROMPTS, lengths):
+            want = offline_tokens(exe, a.model, prompt, n, flags=flags)[0]
+            st, body = s.request("POST", "/v1/completions", {"model": name, "prompt": prompt, "max_tokens": n,
+                                                            "temperature": 0})
+            check(st == 200, f"server {' '.join(flags)}: {st} {body}")
+            got = body["choices"][0]["token_ids"]
+            check(got == want, f"server {' '.join(flags)}, {prompt!r}: {got} != {Path(exe).name}'s {want}")
+            tokens.append(got)
+        return tokens, s.wait_idle()
+
+
+def case_engines(a):
+    """The server serves stage 05's and stage 06's engines with their own flags: greedy tokens
+    equal their offline executables' (run() there, run_online() here)."""
+    lengths = [24, 40, 31, 17]
+    # Stage 05: 8-bit weights and K/V. Its tokens must differ from stage 03's somewhere, or this
+    # could not tell a server that ignored the flags.
+    q8, _ = served_as_offline(a, a.stage05, ("--weights", "q8_0", "--kv-cache", "int8"), lengths)
+    fp32 = [offline_tokens(a.stage03, a.model, p, n)[0] for p, n in zip(PROMPTS, lengths)]
+    check(q8 != fp32, "q8_0 weights with an int8 K/V cache gave stage 03's fp32 tokens for every prompt")
+    # Stage 06: a draft model proposes, the target verifies. One request at a time, so without
+    # speculation every step would make at most one token: fewer steps than tokens shows it ran.
+    spec = ("--speculate", "draft", "--draft-model", a.draft_model, "--spec-k", "4")
+    _, m = served_as_offline(a, a.stage06, spec, lengths)
+    steps, tokens = m["llm_engine_steps_total"], m["llm_generated_tokens_total"]
+    check(steps < tokens, f"stage 06 server: {steps:.0f} steps for {tokens:.0f} tokens: no proposal accepted")
+    print(f"stage 05 (q8_0, int8 K/V) and stage 06 (draft, k 4: {tokens:.0f} tokens in {steps:.0f} steps) served: "
+          "greedy tokens = their offline executables'")
+
+
 def expect_error(s, status, param, body, path="/v1/completions", headers=None, code=None):
     st, got = s.request("POST", path, body, headers=headers)
     check(st == status, f"{str(body)[:120]}: status {st} != {status} ({got})")
@@ -368,16 +405,21 @@ def case_sse(a):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("case", choices=["api", "concurrency", "cancel", "errors", "overload", "sse"])
+    p.add_argument("case", choices=["api", "concurrency", "cancel", "errors", "overload", "sse", "engines"])
     p.add_argument("--server", required=True)
     p.add_argument("--stage03", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--chat-model")
+    p.add_argument("--stage05", help="stage05_quantization (case engines)")
+    p.add_argument("--stage06", help="stage06_speculative_decoding (case engines)")
+    p.add_argument("--draft-model", help="the draft model for stage 06 (case engines)")
     p.add_argument("--venv", required=True)
     a = p.parse_args()
     if a.chat_model and not Path(a.chat_model).exists():
         a.chat_model = None  # scripts/fetch_models gets it; without it chat is checked for its refusal
-    if a.case not in ("sse", "cancel", "overload"):
+    if a.case == "engines" and not (a.stage05 and a.stage06 and a.draft_model):
+        p.error("case engines needs --stage05, --stage06 and --draft-model")
+    if a.case not in ("sse", "cancel", "overload", "engines"):
         ensure_openai(a.venv)
     globals()["case_" + a.case](a)
     print("PASS")
