@@ -327,7 +327,7 @@ def case_errors(a):
         check(r.usage.completion_tokens == 2, "the right key is served")
         check(s.request("GET", "/health")[0] == 200, "/health needs no key")
     print("--api-key: 401 without or with a wrong key, served with the right one")
-    for flags, want in [(["--port", "70000"], "--port 70000"), (["--engine", "05"], "--engine"),
+    for flags, want in [(["--port", "70000"], "--port 70000"), (["--engine", "07"], "--engine"),
                         (["--max-body-bytes", "x"], "--max-body-bytes"), (["--prompt", "x"], "--prompt"),
                         (["--batch", "0"], "--batch")]:
         p = subprocess.run([a.server, "--model", a.model, *flags], capture_output=True, text=True, timeout=60)
