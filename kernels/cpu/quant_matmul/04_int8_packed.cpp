@@ -19,7 +19,9 @@
 //         min is a second FMA per block with m and d_x * sum(q_x).
 //
 // Each tile of W is read once per call for up to 16 rows of x (decode and small batches: the
-// weight bandwidth is shared by the batch); the threads split the groups of 16 rows.
+// weight bandwidth is shared by the batch); the threads split the groups of 16 rows. At decode
+// (one row of x) the AVX-512 path reads two groups side by side, from the two halves of a
+// thread's share: two streams through memory keep more requests in flight than one (kStreams).
 //
 // The float arithmetic is the same in every path and fixed per output: for each block b in order,
 //   acc = fma(d_b * dx_b, float(D_b), acc)        (D_b the exact integer block dot)
@@ -44,6 +46,12 @@ namespace {
 
 constexpr int kRows = PackedMatrix::kRows;
 constexpr int kXTile = 16;  // rows of x per pass over a group of W
+// Groups a decode call (one row of x, AVX-512 VNNI) reads side by side: one core streaming one
+// place in memory keeps too few requests in flight (demand loads alone: ~9 GB/s here); from two
+// places at once the L2 prefetchers run two streams. Measured, one thread, W from DRAM
+// ([262144, 576], 8 repeats, user CPU): q4_0 8.5-9.2 -> 11.1-11.4 GB/s with 2, 10.2-10.3 with 4,
+// 9.6 with 8; q8_0 10.3-10.4 -> 12.7 with 2, 13.2-13.5 with 4.
+constexpr int kStreams = 2;
 
 // Bytes of one tile's quants, and of its scales (d, and Q4_1's m), per type.
 int tile_quant_bytes(TensorType t) {
@@ -147,6 +155,51 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_avx51
     }
   }
   for (int i = 0; i < rows; ++i) _mm512_storeu_ps(acc + i * kRows, sum[i]);
+}
+
+// ---- AVX-512 VNNI, one row of x (decode), kStreams groups side by side: block b of each group
+// in turn. The same operations per group as group_avx512vnni (the same bits); what changes is
+// that memory sees kStreams streams at once, far apart.
+template <TensorType T>
+__attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void groups_side_by_side_avx512vnni(
+    const PackedMatrix& W, const std::uint8_t* const groups[kStreams], const detail::Int8Activations& a, int i0,
+    float* const acc[kStreams]) {
+  const int blocks = W.in / 32;
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512 sum[kStreams];
+  for (int p = 0; p < kStreams; ++p) sum[p] = _mm512_setzero_ps();
+  for (int b = 0; b < blocks; ++b) {
+    const auto ab = static_cast<std::size_t>(i0) * static_cast<std::size_t>(blocks) + static_cast<std::size_t>(b);
+    const std::int8_t* xq = &a.q[ab * 32];
+    for (int p = 0; p < kStreams; ++p) {
+      const std::uint8_t* qb = groups[p] + static_cast<std::size_t>(b) * tile_quant_bytes(T);
+      const std::uint8_t* sb = groups[p] + static_cast<std::size_t>(blocks) * tile_quant_bytes(T) +
+                               static_cast<std::size_t>(b) * tile_scale_bytes(T);
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
+      __m512i w[8];
+      if (T == TensorType::Q8_0) {
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(qb + 64 * k);
+      } else {
+        for (int c = 0; c < 4; ++c) {
+          const __m512i v = _mm512_loadu_si512(qb + 64 * c);
+          w[c] = _mm512_and_si512(v, low4);
+          w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        }
+      }
+      __m512i s0 = _mm512_set1_epi32(dot_start(T, a.s[ab])), s1 = _mm512_setzero_si512();
+      for (int k = 0; k < 8; k += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
+        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(load_i32(xq + 4 * k + 4)));
+      }
+      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+      sum[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a.d[ab])), dot, sum[p]);
+      if (T == TensorType::Q4_1) {
+        const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 2 * kRows)));
+        sum[p] = _mm512_fmadd_ps(m, _mm512_set1_ps(a.t[ab]), sum[p]);
+      }
+    }
+  }
+  for (int p = 0; p < kStreams; ++p) _mm512_storeu_ps(acc[p], sum[p]);
 }
 
 // ---- AVX2 and AVX-VNNI: 256-bit registers, so the group in two halves of 8 rows. One template
@@ -302,8 +355,36 @@ void matmul_04_int8_packed(float* y, const float* x, const PackedMatrix& W, int 
   const std::size_t gb = W.group_bytes();
   // Chunks of at least 32 KiB of W per row of x: a few microseconds, worth another thread.
   const std::int64_t grain = grain_for(static_cast<std::int64_t>(gb) * n, std::int64_t{1} << 15);
+  using SideBySideFn = void (*)(const PackedMatrix&, const std::uint8_t* const[kStreams],
+                                const detail::Int8Activations&, int, float* const[kStreams]);
+  SideBySideFn side_by_side = nullptr;
+#if LLM_X86
+  if (n == 1 && path == Int8Path::Avx512Vnni)
+    side_by_side = W.type == TensorType::Q8_0   ? groups_side_by_side_avx512vnni<TensorType::Q8_0>
+                   : W.type == TensorType::Q4_0 ? groups_side_by_side_avx512vnni<TensorType::Q4_0>
+                                                : groups_side_by_side_avx512vnni<TensorType::Q4_1>;
+#endif
   parallel_for(W.groups(), grain, [&](std::int64_t g0, std::int64_t g1) {
     alignas(64) float acc[kXTile * kRows];
+    if (side_by_side != nullptr) {
+      // Decode: kStreams parts of the chunk side by side, as many streams through memory.
+      const std::int64_t part = (g1 - g0) / kStreams;
+      alignas(64) float accs_[kStreams][kRows];
+      for (std::int64_t j = 0; j < part; ++j) {
+        const std::uint8_t* groups[kStreams];
+        float* accs[kStreams];
+        for (int p = 0; p < kStreams; ++p) {
+          groups[p] = W.data.get() + static_cast<std::size_t>(g0 + p * part + j) * gb;
+          accs[p] = accs_[p];
+        }
+        side_by_side(W, groups, a, 0, accs);
+        for (int p = 0; p < kStreams; ++p) {
+          const int r0 = static_cast<int>(g0 + p * part + j) * kRows, valid = std::min(kRows, W.out - r0);
+          std::memcpy(y + r0, accs_[p], static_cast<std::size_t>(valid) * sizeof(float));
+        }
+      }
+      g0 += kStreams * part;  // the groups left over: below, one at a time
+    }
     for (auto g = g0; g < g1; ++g) {
       const std::uint8_t* group = W.data.get() + static_cast<std::size_t>(g) * gb;
       const int r0 = static_cast<int>(g) * kRows, valid = std::min(kRows, W.out - r0);
