@@ -113,46 +113,59 @@ inline std::int32_t load_i32(const std::int8_t* p) {
 }
 
 // ---- AVX-512 VNNI: a whole group (16 rows) per register.
+#define LLM_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c")))
+
+// One tile's quants (block b of a group, 16 rows) as 8 chunks of 4 weights per row, unsigned.
 template <TensorType T>
-__attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_avx512vnni(const PackedMatrix& W,
-                                                                                      const std::uint8_t* group,
-                                                                                      const detail::Int8Activations& a,
-                                                                                      int i0, int rows, float* acc) {
+LLM_AVX512VNNI inline void load_tile_avx512(const std::uint8_t* qb, __m512i (&w)[8]) {
+  if (T == TensorType::Q8_0) {
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(qb + 64 * k);
+    return;
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int c = 0; c < 4; ++c) {
+    const __m512i v = _mm512_loadu_si512(qb + 64 * c);
+    w[c] = _mm512_and_si512(v, low4);
+    w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+  }
+}
+
+// sum += the tile's 16 block dots with activation block ab (the header's float operations).
+template <TensorType T>
+LLM_AVX512VNNI inline __m512 tile_dot_avx512(const __m512i (&w)[8], const std::uint8_t* sb, __m512 d,
+                                             const detail::Int8Activations& a, std::size_t ab, __m512 sum) {
+  const std::int8_t* xq = &a.q[ab * 32];
+  // Two chains of dpbusd for the latency; integer sums, so their order changes nothing.
+  __m512i s0 = _mm512_set1_epi32(dot_start(T, a.s[ab])), s1 = _mm512_setzero_si512();
+  for (int k = 0; k < 8; k += 2) {
+    s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
+    s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(load_i32(xq + 4 * k + 4)));
+  }
+  const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+  sum = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a.d[ab])), dot, sum);
+  if (T == TensorType::Q4_1) {
+    const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 2 * kRows)));
+    sum = _mm512_fmadd_ps(m, _mm512_set1_ps(a.t[ab]), sum);
+  }
+  return sum;
+}
+
+template <TensorType T>
+LLM_AVX512VNNI void group_avx512vnni(const PackedMatrix& W, const std::uint8_t* group, const detail::Int8Activations& a,
+                                     int i0, int rows, float* acc) {
   const int blocks = W.in / 32;
   const std::uint8_t* scales = group + static_cast<std::size_t>(blocks) * tile_quant_bytes(T);
   __m512 sum[kXTile];
   for (int i = 0; i < rows; ++i) sum[i] = _mm512_setzero_ps();
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int b = 0; b < blocks; ++b) {
-    const std::uint8_t* qb = group + static_cast<std::size_t>(b) * tile_quant_bytes(T);
     const std::uint8_t* sb = scales + static_cast<std::size_t>(b) * tile_scale_bytes(T);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
     __m512i w[8];
-    if (T == TensorType::Q8_0) {
-      for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(qb + 64 * k);
-    } else {
-      for (int c = 0; c < 4; ++c) {
-        const __m512i v = _mm512_loadu_si512(qb + 64 * c);
-        w[c] = _mm512_and_si512(v, low4);
-        w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-      }
-    }
-    for (int i = 0; i < rows; ++i) {
-      const auto ab = static_cast<std::size_t>(i0 + i) * static_cast<std::size_t>(blocks) + static_cast<std::size_t>(b);
-      const std::int8_t* xq = &a.q[ab * 32];
-      // Two chains of dpbusd for the latency; integer sums, so their order changes nothing.
-      __m512i s0 = _mm512_set1_epi32(dot_start(T, a.s[ab])), s1 = _mm512_setzero_si512();
-      for (int k = 0; k < 8; k += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
-        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(load_i32(xq + 4 * k + 4)));
-      }
-      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-      sum[i] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a.d[ab])), dot, sum[i]);
-      if (T == TensorType::Q4_1) {
-        const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 2 * kRows)));
-        sum[i] = _mm512_fmadd_ps(m, _mm512_set1_ps(a.t[ab]), sum[i]);
-      }
-    }
+    load_tile_avx512<T>(group + static_cast<std::size_t>(b) * tile_quant_bytes(T), w);
+    for (int i = 0; i < rows; ++i)
+      sum[i] = tile_dot_avx512<T>(
+          w, sb, d, a, static_cast<std::size_t>(i0 + i) * static_cast<std::size_t>(blocks) + static_cast<std::size_t>(b),
+          sum[i]);
   }
   for (int i = 0; i < rows; ++i) _mm512_storeu_ps(acc + i * kRows, sum[i]);
 }
@@ -161,46 +174,26 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void group_avx51
 // in turn. The same operations per group as group_avx512vnni (the same bits); what changes is
 // that memory sees kStreams streams at once, far apart.
 template <TensorType T>
-__attribute__((target("avx512f,avx512bw,avx512vnni,fma,f16c"))) void groups_side_by_side_avx512vnni(
-    const PackedMatrix& W, const std::uint8_t* const groups[kStreams], const detail::Int8Activations& a, int i0,
-    float* const acc[kStreams]) {
+LLM_AVX512VNNI void groups_side_by_side_avx512vnni(const PackedMatrix& W, const std::uint8_t* const groups[kStreams],
+                                                   const detail::Int8Activations& a, int i0,
+                                                   float* const acc[kStreams]) {
   const int blocks = W.in / 32;
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
   __m512 sum[kStreams];
   for (int p = 0; p < kStreams; ++p) sum[p] = _mm512_setzero_ps();
   for (int b = 0; b < blocks; ++b) {
     const auto ab = static_cast<std::size_t>(i0) * static_cast<std::size_t>(blocks) + static_cast<std::size_t>(b);
-    const std::int8_t* xq = &a.q[ab * 32];
     for (int p = 0; p < kStreams; ++p) {
-      const std::uint8_t* qb = groups[p] + static_cast<std::size_t>(b) * tile_quant_bytes(T);
       const std::uint8_t* sb = groups[p] + static_cast<std::size_t>(blocks) * tile_quant_bytes(T) +
                                static_cast<std::size_t>(b) * tile_scale_bytes(T);
       const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb)));
       __m512i w[8];
-      if (T == TensorType::Q8_0) {
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(qb + 64 * k);
-      } else {
-        for (int c = 0; c < 4; ++c) {
-          const __m512i v = _mm512_loadu_si512(qb + 64 * c);
-          w[c] = _mm512_and_si512(v, low4);
-          w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-        }
-      }
-      __m512i s0 = _mm512_set1_epi32(dot_start(T, a.s[ab])), s1 = _mm512_setzero_si512();
-      for (int k = 0; k < 8; k += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, w[k], _mm512_set1_epi32(load_i32(xq + 4 * k)));
-        s1 = _mm512_dpbusd_epi32(s1, w[k + 1], _mm512_set1_epi32(load_i32(xq + 4 * k + 4)));
-      }
-      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-      sum[p] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a.d[ab])), dot, sum[p]);
-      if (T == TensorType::Q4_1) {
-        const __m512 m = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb + 2 * kRows)));
-        sum[p] = _mm512_fmadd_ps(m, _mm512_set1_ps(a.t[ab]), sum[p]);
-      }
+      load_tile_avx512<T>(groups[p] + static_cast<std::size_t>(b) * tile_quant_bytes(T), w);
+      sum[p] = tile_dot_avx512<T>(w, sb, d, a, ab, sum[p]);
     }
   }
   for (int p = 0; p < kStreams; ++p) _mm512_storeu_ps(acc[p], sum[p]);
 }
+#undef LLM_AVX512VNNI
 
 // ---- AVX2 and AVX-VNNI: 256-bit registers, so the group in two halves of 8 rows. One template
 // compiled for both (its target names AVX-VNNI; the AVX2 instantiation holds only intrinsics, no
