@@ -99,7 +99,11 @@ inline void dot_tile(float* y, std::ptrdiff_t ldy, const float* W, std::ptrdiff_
   int k = 0;
   for (; k + 16 <= in; k += 16) {
     if (next != nullptr) {
-      for (int o = p0; o < p1; ++o) __builtin_prefetch(next + o * ld + k, 0, 1);
+      // Unrolled over all RO rows (a constant trip count, as matvec_streaming had before the
+      // share-out), each row tested against this tile's share.
+#pragma GCC unroll 16
+      for (int o = 0; o < RO; ++o)
+        if (o >= p0 && o < p1) __builtin_prefetch(next + o * ld + k, 0, 1);
     }
     v16f w[RO];
 #pragma GCC unroll 16

@@ -69,6 +69,14 @@ void swiglu(float* out, const float* gate, const float* up, std::size_t n);
 void causal_attention(float* out, const float* q, const float* k, const float* v, int n, int n_heads, int n_kv_heads,
                       int head_dim);
 
+/// Asks the CPU to bring p[0 .. n) into its caches ahead of use, one request per 64-byte line; no
+/// effect on any result. Attention reads each key and value row once, from memory (a step's weights
+/// have evicted them since they were written): requesting a row a few keys ahead overlaps those
+/// misses instead of waiting on each in turn.
+inline void prefetch(const float* p, std::size_t n) {
+  for (std::size_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
+}
+
 /// Index of the largest element (the first one on ties).
 int argmax(const float* x, int n);
 

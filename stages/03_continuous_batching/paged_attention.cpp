@@ -14,28 +14,36 @@ namespace llm::stage03 {
 void paged_attention(float* out, const float* q, int pos, const BlockPool& pool, std::span<const int> table, int layer,
                      const ModelConfig& c, float* scores) {
   const int hd = c.head_dim, group = c.n_heads / c.n_kv_heads, bs = pool.block_size();
-  const auto kvd = static_cast<std::size_t>(c.kv_dim());
+  const auto kvd = static_cast<std::size_t>(c.kv_dim()), hdz = static_cast<std::size_t>(hd);
+  const auto n = static_cast<std::size_t>(pos) + 1;  // keys 0 .. pos
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int h = 0; h < c.n_heads; ++h) {
-    const float* qh = q + static_cast<std::size_t>(h) * static_cast<std::size_t>(hd);
-    const std::size_t head_offset = static_cast<std::size_t>(h / group) * static_cast<std::size_t>(hd);
-    float* oh = out + static_cast<std::size_t>(h) * static_cast<std::size_t>(hd);
-    // BEGIN EXERCISE(block-table): find each key and value through the block table, then softmax and sum as before
-    for (int j = 0; j <= pos; ++j) {
-      const int block = table[static_cast<std::size_t>(j / bs)];
-      const float* kj = pool.keys(block, layer) + static_cast<std::size_t>(j % bs) * kvd + head_offset;
-      scores[j] = cpu::dot(qh, kj, hd) * scale;
-    }
-    cpu::softmax(scores, pos + 1);
-    std::fill(oh, oh + hd, 0.0f);
-    for (int j = 0; j <= pos; ++j) {
-      const int block = table[static_cast<std::size_t>(j / bs)];
-      const float* vj = pool.values(block, layer) + static_cast<std::size_t>(j % bs) * kvd + head_offset;
-      const float p = scores[j];
-      for (int d = 0; d < hd; ++d) oh[d] += p * vj[d];
-    }
-    // END EXERCISE
+  // BEGIN EXERCISE(block-table): find each key and value through the block table, then softmax and sum as before
+  constexpr std::size_t kAhead = 6;  // rows requested ahead of use (cpu::prefetch)
+  // Key j (every KV head) sits at slot j % bs of block table[j / bs]. Key by key, all heads at
+  // once: each row is read once, rows in order. scores: [n_heads, n].
+  const auto bsz = static_cast<std::size_t>(bs);
+  auto key = [&](std::size_t j) { return pool.keys(table[j / bsz], layer) + j % bsz * kvd; };
+  auto value = [&](std::size_t j) { return pool.values(table[j / bsz], layer) + j % bsz * kvd; };
+  for (std::size_t j = 0; j < n; ++j) {
+    if (j + kAhead < n) cpu::prefetch(key(j + kAhead), kvd);
+    const float* kj = key(j);
+    for (int h = 0; h < c.n_heads; ++h)
+      scores[static_cast<std::size_t>(h) * n + j] =
+          cpu::dot(q + h * hdz, kj + static_cast<std::size_t>(h / group) * hdz, hd) * scale;
   }
+  for (int h = 0; h < c.n_heads; ++h) cpu::softmax(scores + static_cast<std::size_t>(h) * n, static_cast<int>(n));
+  std::fill(out, out + static_cast<std::size_t>(c.n_heads) * hdz, 0.0f);
+  for (std::size_t j = 0; j < n; ++j) {
+    if (j + kAhead < n) cpu::prefetch(value(j + kAhead), kvd);
+    const float* vj = value(j);
+    for (int h = 0; h < c.n_heads; ++h) {
+      const float p = scores[static_cast<std::size_t>(h) * n + j];
+      const float* vh = vj + static_cast<std::size_t>(h / group) * hdz;
+      float* oh = out + static_cast<std::size_t>(h) * hdz;
+      for (int d = 0; d < hd; ++d) oh[d] += p * vh[d];
+    }
+  }
+  // END EXERCISE
 }
 
 void PagedKvCache::set_step(std::vector<StepRows> rows) {
@@ -83,7 +91,7 @@ void PagedKvCache::attend(int layer, const float* q, const float* k, const float
   // keeps chunks of at least kMinChunkWork multiply-adds on one thread).
   const std::int64_t per_row = 2 * (work / n + 1) * config_.n_heads * config_.head_dim;
   cpu::parallel_for(n, cpu::grain_for(per_row, cpu::kMinChunkWork), [&](std::int64_t r0, std::int64_t r1) {
-    std::vector<float> scores(static_cast<std::size_t>(longest));
+    std::vector<float> scores(static_cast<std::size_t>(longest) * static_cast<std::size_t>(config_.n_heads));
     for (auto i = static_cast<std::size_t>(r0); i < static_cast<std::size_t>(r1); ++i) {
       paged_attention(out + i * qd, q + i * qd, row_pos_[i], pool_, seqs_[static_cast<std::size_t>(row_seq_[i])].table,
                       layer, config_, scores.data());

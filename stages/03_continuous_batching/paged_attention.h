@@ -20,8 +20,8 @@
 namespace llm::stage03 {
 
 /// One query token attends over its sequence's keys at positions 0 .. pos, read from `pool`
-/// through `table` for layer `layer`. q and out: [n_heads * head_dim]; scores: room for pos + 1
-/// floats. Grouped-query attention as in every stage: query head h reads KV head h / (n_heads /
+/// through `table` for layer `layer`. q and out: [n_heads * head_dim]; scores: room for
+/// n_heads * (pos + 1) floats. Grouped-query attention as in every stage: query head h reads KV head h / (n_heads /
 /// n_kv_heads).
 void paged_attention(float* out, const float* q, int pos, const BlockPool& pool, std::span<const int> table, int layer,
                      const ModelConfig& c, float* scores);

@@ -428,7 +428,7 @@ TEST_CASE("exercise block-table: paged attention equals attention over a contigu
         std::copy_n(&v[static_cast<std::size_t>(p) * kvd], kvd, pool.values(b, layer) + static_cast<std::size_t>(p % bs) * kvd);
       }
       const auto q = randn(qd, 3);
-      std::vector<float> scores(static_cast<std::size_t>(len));
+      std::vector<float> scores(static_cast<std::size_t>(len) * static_cast<std::size_t>(c.n_heads));
       for (int pos : {0, bs - 1, bs, len / 2, len - 1}) {
         INFO("block size " << bs << ", position " << pos);
         std::vector<float> got(qd), want(qd);
