@@ -10,8 +10,9 @@
 #include <sys/resource.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cxxopts.hpp>
+#include <iostream>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -50,41 +51,49 @@ int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
 
 struct Options {
   std::string model;
-  std::vector<std::string> weights{"f32", "q8_0", "q4_0"};
+  std::vector<std::string> weights;
   int context = 64, steps = 50;
+  bool help = false;
 };
 
 Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::puts(
-          "stage05_profile --model M.gguf [--weights f32,q8_0,q4_0] [--context 64] [--steps 50]\n"
-          "  per --weights format: ms and user CPU ms per batch-1 decode step, and the step's time per operation");
-      std::exit(0);
-    }
-    if (i + 1 >= argc) throw llm::Error(a + ": needs a value (stage05_profile --help)");
-    const std::string v = argv[++i];
-    if (a == "--model") {
-      o.model = v;
-    } else if (a == "--weights") {
-      o.weights.clear();
-      std::stringstream s(v);
-      for (std::string w; std::getline(s, w, ',');) {
-        if (!llm::stage05::valid_weights_mode(w))
-          throw llm::Error("--weights " + llm::printable(w) + ": must be auto, f32, f16, q8_0, q4_0, q4_1 or fp8");
-        o.weights.push_back(w);
-      }
-    } else if (a == "--context") {
-      o.context = parse_int(a, v, 1, 100000);
-    } else if (a == "--steps") {
-      o.steps = parse_int(a, v, 1, 100000);
-    } else {
-      throw llm::Error(a + ": unknown flag (stage05_profile --help)");
-    }
+  cxxopts::Options spec("stage05_profile",
+                        "a batch-1 decode step of stage 05's CPU backend per weight format: wall and user CPU ms per "
+                        "step, then each operation's share (LLM_THREADS=1 for one thread)");
+  std::string model, weights, context, steps;
+  // clang-format off
+  spec.add_options()
+    ("model", "model file (GGUF or llama2.c .bin)", cxxopts::value(model))
+    ("weights", "formats, comma-separated: auto|f32|f16|q8_0|q4_0|q4_1|fp8", cxxopts::value(weights)->default_value("f32,q8_0,q4_0"))
+    ("context", "tokens in the cache before the measured steps, 1 to 100000", cxxopts::value(context)->default_value("64"))
+    ("steps", "decode steps timed per format, 1 to 100000", cxxopts::value(steps)->default_value("50"))
+    ("h,help", "show this help");
+  // clang-format on
+  cxxopts::ParseResult r;
+  try {
+    r = spec.parse(argc, argv);
+  } catch (const std::exception& e) {
+    throw llm::Error(std::string("stage05_profile: ") + e.what());
   }
-  if (o.model.empty()) throw llm::Error("--model: required (stage05_profile --help)");
+  Options o;
+  if (r.count("help")) {
+    std::cout << spec.help() << "\n";
+    o.help = true;
+    return o;
+  }
+  if (!r.unmatched().empty())
+    throw llm::Error("stage05_profile: unexpected argument " + llm::printable(r.unmatched()[0]));
+  if (model.empty()) throw llm::Error("--model is required (stage05_profile --help)");
+  o.model = model;
+  std::stringstream list(weights);
+  for (std::string w; std::getline(list, w, ',');) {
+    if (!llm::stage05::valid_weights_mode(w))
+      throw llm::Error("--weights " + llm::printable(w) + ": must be auto, f32, f16, q8_0, q4_0, q4_1 or fp8");
+    o.weights.push_back(w);
+  }
+  if (o.weights.empty()) throw llm::Error("--weights " + llm::printable(weights) + ": no format named");
+  o.context = parse_int("--context", context, 1, 100000);
+  o.steps = parse_int("--steps", steps, 1, 100000);
   return o;
 }
 
@@ -93,6 +102,7 @@ Options parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   return llm::run_main([&] {
     const Options o = parse(argc, argv);
+    if (o.help) return 0;
     const llm::Model model = llm::load_model(o.model);
     const llm::ModelConfig& c = model.weights.config;
     if (o.context + 1 > c.context_length) throw llm::Error("--context " + std::to_string(o.context) + ": too long");
