@@ -13,6 +13,7 @@
 #include <vector>
 
 #if defined(__x86_64__) && !defined(__CUDACC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define LLM_HALF_F16C 1
 #endif
@@ -86,6 +87,13 @@ inline void round_to_half(std::vector<float>& v) {
 }
 
 #if defined(LLM_HALF_F16C)
+/// Whether this CPU (and its OS) can run AVX and F16C (vcvtps2ph / vcvtph2ps). F16C is CPUID leaf 1,
+/// ECX bit 29, asked directly: clang 14's __builtin_cpu_supports has no name for it.
+inline bool cpu_has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+
 /// round_to_half's F16C path (only on a CPU with AVX and F16C): 8 values per vcvtps2ph / vcvtph2ps.
 __attribute__((target("avx,f16c"))) inline void round_to_half_f16c(const float* src, std::size_t n, float* dst) {
   std::size_t i = 0;
@@ -100,7 +108,7 @@ __attribute__((target("avx,f16c"))) inline void round_to_half_f16c(const float* 
 /// (asked once), the same values (a NaN stays a NaN). dst may equal src.
 inline void round_to_half(const float* src, std::size_t n, float* dst) {
 #if defined(LLM_HALF_F16C)
-  static const bool f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  static const bool f16c = cpu_has_f16c();
   if (f16c) return round_to_half_f16c(src, n, dst);
 #endif
   for (std::size_t i = 0; i < n; ++i) dst[i] = half_to_float(float_to_half(src[i]));

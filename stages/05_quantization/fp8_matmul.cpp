@@ -271,9 +271,9 @@ std::vector<Fp8Path> available_fp8_paths() {
   static const std::vector<Fp8Path> paths = [] {
     std::vector<Fp8Path> p{Fp8Path::Table};
 #if defined(LLM_FP8_X86)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu::cpu_has_f16c())
       p.push_back(Fp8Path::F16c);
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && cpu::cpu_has_f16c())
       p.push_back(Fp8Path::Avx512);
 #endif
     return p;
