@@ -10,17 +10,29 @@
 // than the last, then takes the best (a k > 0 only when it measures 3% faster than k = 0),
 // probing one k either side now and then so that a change (acceptance falling, the batch growing)
 // is seen. The acceptance rate is part of what it measures: a rejected proposal yields no token.
+//
+// One experiment it does not run blind: a k whose verify rows, batch * (k + 1), cross the matmul's
+// cheap-row limit (kSmallBatchRows: above it Eigen's GEMM, costlier per row on small shapes) while
+// k = 0's rows do not. Such a k is tried (climb or probe) only if a prediction from what was
+// measured below the limit says it can beat the best measured rate: tokens per sequence and step
+// (1 - a^(k+1)) / (1 - a), with the acceptance a solved from a measured k, over seconds growing
+// linearly in k as they grew from k = 0 to that k. Both guesses favour the large k (the GEMM costs
+// more per row than the line; acceptance falls along a proposal), so a k it refuses would have lost.
 #pragma once
 
 #include <map>
 #include <vector>
+
+#include "kernels/cpu/ops.h"
 
 namespace llm::stage06 {
 
 /// The per-step choice of k from measured tokens per second at each k and batch size.
 class AdaptiveK {
  public:
-  explicit AdaptiveK(int k_max);
+  /// k in 0 .. k_max; `cheap_rows`: the most rows a step can carry before the matmul switches to
+  /// a costlier kernel (0 = no such limit).
+  explicit AdaptiveK(int k_max, int cheap_rows = cpu::kSmallBatchRows);
   /// k for the coming step of `batch` decoding sequences (0 = no speculation).
   int choose(int batch);
   /// A decode-only step of `batch` sequences asked for k proposals each and emitted `tokens` in
@@ -28,6 +40,10 @@ class AdaptiveK {
   void record_step(int batch, int k, long tokens, double seconds);
   /// The measured tokens per second of k at `batch` (0 = not measured yet).
   double rate(int batch, int k) const;
+  /// The tokens per second k would reach at `batch`, predicted from k = 0 and the largest measured
+  /// k whose rows stay within the cheap-row limit (0 = nothing to predict from). Optimistic for a k
+  /// past the limit: linear step seconds, constant acceptance.
+  double predicted_rate(int batch, int k) const;
 
  private:
   static int bucket(int batch);
@@ -37,7 +53,10 @@ class AdaptiveK {
     int steps = 0;
   };
   std::vector<Measured>& at(int batch);
+  /// False for a k past the cheap-row limit (k = 0 within it) predicted to lose to `best_rate`.
+  bool worth_trying(int batch, int k, double best_rate) const;
   int k_max_;
+  int cheap_rows_;
   std::map<int, std::vector<Measured>> seen_;  ///< bucket -> k = 0 .. k_max
   long calls_ = 0;
 };

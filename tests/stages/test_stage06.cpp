@@ -556,6 +556,38 @@ TEST_CASE("adaptive k tries every candidate, then keeps the best measured k per 
   CHECK(w.rate(4, 2) == 0.0);
 }
 
+TEST_CASE("adaptive k does not try a k whose rows cross the cheap-row limit when predicted to lose", "[adaptive]") {
+  // Batch 8, cheap rows 16: k = 1 is 16 rows, k = 2 and 3 are 24 and 32 (past the limit). k = 0
+  // emits 8 tokens in 10 ms (800 tok/s); k = 1 emits 15 (acceptance 0.875: 1 + 0.875 per
+  // sequence) in 18 ms (833 tok/s, 4% faster: enough to climb on). Linear seconds (8 ms more
+  // per proposal) and acceptance 0.875 predict k = 3: 8 (1 - 0.875^4) / 0.125 = 26.484375 tokens
+  // in 34 ms = 779 tok/s, and k = 2: 8 * 2.640625 / 0.026 = 812.5 tok/s, both below 833: neither
+  // is tried, by the climb nor by the probes.
+  const auto run = [](double k1_seconds, int steps) {
+    stage06::AdaptiveK a(8, 16);
+    std::vector<int> chose;
+    for (int i = 0; i < steps; ++i) {
+      const int k = a.choose(8);
+      chose.push_back(k);
+      a.record_step(8, k, k == 0 ? 8 : k == 1 ? 15 : 8 + 7 * k, k == 0 ? 0.010 : k == 1 ? k1_seconds : 0.010 + 0.012 * k);
+    }
+    return std::pair{chose, a.predicted_rate(8, 3)};
+  };
+  const auto [compute_bound, predicted] = run(0.018, 68);
+  CHECK(predicted == Approx(26.484375 / 0.034));
+  CHECK(std::vector<int>(compute_bound.begin(), compute_bound.begin() + 4) == std::vector<int>{0, 0, 1, 1});
+  long ones = 0;
+  for (int k : compute_bound) {
+    CHECK(k <= 1);
+    ones += k == 1;
+  }
+  CHECK(ones >= 60);  // the best, k = 1, but for probes of k = 0
+  // Memory-bound (k = 1 costs 0.5 ms more than k = 0): the same acceptance predicts
+  // 26.484375 tokens in 11.5 ms for k = 3, far above k = 1's 1429 tok/s; the climb tries it.
+  const auto [memory_bound, unused] = run(0.0105, 5);
+  CHECK(memory_bound == std::vector<int>{0, 0, 1, 1, 3});
+}
+
 TEST_CASE("a draft that cannot serve the target is refused", "[errors]") {
   test::RandomModelSpec spec = test::awkward_specs()[0];
   const ModelWeights w = test::make_random_weights(spec);
