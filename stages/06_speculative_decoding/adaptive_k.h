@@ -16,8 +16,9 @@
 // k = 0's rows do not. Such a k is tried (climb or probe) only if a prediction from what was
 // measured below the limit says it can beat the best measured rate: tokens per sequence and step
 // (1 - a^(k+1)) / (1 - a), with the acceptance a solved from a measured k, over seconds growing
-// linearly in k as they grew from k = 0 to that k. Both guesses favour the large k (the GEMM costs
-// more per row than the line; acceptance falls along a proposal), so a k it refuses would have lost.
+// linearly in k as they grew from k = 0 to that k. The seconds flatter the large k (the GEMM costs
+// more per row than the line), and so does a constant acceptance where it falls along a proposal;
+// sequences without any proposal (prompt lookup finding no match) lower the solved a instead.
 #pragma once
 
 #include <map>
