@@ -61,7 +61,15 @@ double AdaptiveK::predicted_rate(int batch, int k) const {
     (expected_tokens(mid, from) < yield ? lo : hi) = mid;
   }
   const double per_k = std::max(0.0, m.seconds - off.seconds) / from;  // seconds one more proposal adds
-  return off.tokens * expected_tokens(hi, k) / (off.seconds + per_k * k);
+  const auto line = [&](int j) { return off.seconds + per_k * j; };
+  // Past the cheap rows, the line times the most a measured k there took over it (the GEMM's
+  // jump, once seen; 1 until then).
+  double jump = 1.0;
+  if (cheap_rows_ > 0 && batch * (k + 1) > cheap_rows_)
+    for (int j = from + 1; j <= k_max_; ++j)
+      if (seen[static_cast<std::size_t>(j)].steps > 0 && batch * (j + 1) > cheap_rows_)
+        jump = std::max(jump, seen[static_cast<std::size_t>(j)].seconds / line(j));
+  return off.tokens * expected_tokens(hi, k) / (line(k) * jump);
 }
 
 bool AdaptiveK::worth_trying(int batch, int k, double best_rate) const {

@@ -19,6 +19,8 @@
 // linearly in k as they grew from k = 0 to that k. The seconds flatter the large k (the GEMM costs
 // more per row than the line), and so does a constant acceptance where it falls along a proposal;
 // sequences without any proposal (prompt lookup finding no match) lower the solved a instead.
+// Once a k past the limit has run, its seconds over the line (the GEMM's jump, measured) scale the
+// line for every k past the limit: one costly experiment is not repeated by the probes.
 #pragma once
 
 #include <map>
@@ -42,8 +44,8 @@ class AdaptiveK {
   /// The measured tokens per second of k at `batch` (0 = not measured yet).
   double rate(int batch, int k) const;
   /// The tokens per second k would reach at `batch`, predicted from k = 0 and the largest measured
-  /// k whose rows stay within the cheap-row limit (0 = nothing to predict from). Optimistic for a k
-  /// past the limit: linear step seconds, constant acceptance.
+  /// k whose rows stay within the cheap-row limit (0 = nothing to predict from): step seconds linear
+  /// in k (past the limit, times the largest measured excess of a k there), constant acceptance.
   double predicted_rate(int batch, int k) const;
 
  private:

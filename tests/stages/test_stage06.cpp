@@ -583,9 +583,14 @@ TEST_CASE("adaptive k does not try a k whose rows cross the cheap-row limit when
   }
   CHECK(ones >= 60);  // the best, k = 1, but for probes of k = 0
   // Memory-bound (k = 1 costs 0.5 ms more than k = 0): the same acceptance predicts
-  // 26.484375 tokens in 11.5 ms for k = 3, far above k = 1's 1429 tok/s; the climb tries it.
-  const auto [memory_bound, unused] = run(0.0105, 5);
-  CHECK(memory_bound == std::vector<int>{0, 0, 1, 1, 3});
+  // 26.484375 tokens in 11.5 ms for k = 3, far above k = 1's 1429 tok/s; the climb tries it. It
+  // takes 46 ms (29 tokens: 630 tok/s, far slower, one step), 4x the line: from then on the line
+  // past 16 rows is scaled by 4, k = 3 predicted at 26.484375 / 0.046 and k = 2 at
+  // 8 * 2.640625 / (0.011 * 4) = 480 tok/s, and the probes of k = 2 stop.
+  const auto [memory_bound, after_jump] = run(0.0105, 69);
+  CHECK(std::vector<int>(memory_bound.begin(), memory_bound.begin() + 5) == std::vector<int>{0, 0, 1, 1, 3});
+  CHECK(after_jump == Approx(26.484375 / 0.046));
+  for (std::size_t i = 5; i < memory_bound.size(); ++i) CHECK(memory_bound[i] <= 1);
 }
 
 TEST_CASE("a draft that cannot serve the target is refused", "[errors]") {
