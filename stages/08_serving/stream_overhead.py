@@ -11,6 +11,7 @@ alike; the figure is the median of the per-pair ratios, with min and max.
         --model datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf [--tokens 128] [--repeat 5]"""
 import argparse
 import json
+import os
 import re
 import socket
 import statistics
@@ -30,9 +31,10 @@ def rate(times, skip):
     return (len(times) - 1 - skip) / (times[-1] - times[skip])
 
 
-def offline(stage03, model, tokens, skip):
+def offline(stage03, model, tokens, skip, engine_cpus=None):
     out = subprocess.run([stage03, "--model", model, "--prompt", PROMPT, "--max-new-tokens", str(tokens), "--json"],
-                         capture_output=True, text=True, timeout=600, check=True).stdout
+                         capture_output=True, text=True, timeout=600, check=True,
+                         preexec_fn=on_cpus(engine_cpus)).stdout
     return rate(json.loads(out[out.index("{"):])["outputs"][0]["token_time_s"], skip)
 
 
@@ -87,10 +89,16 @@ def stream_times(url, served, tokens):
     return times
 
 
-def measure(server, stage03, model, tokens=128, repeat=5, skip=8, log=print):
-    """The pairs and their medians, as a dict (tokens/s)."""
-    srv = subprocess.Popen([server, "--model", model, "--port", "0"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def on_cpus(cpus):
+    """A subprocess preexec_fn that runs the child on these CPUs (None: wherever it may run)."""
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
+def measure(server, stage03, model, tokens=128, repeat=5, skip=8, log=print, engine_cpus=None):
+    """The pairs and their medians, as a dict (tokens/s). engine_cpus: the CPUs the server and the
+    offline engine run on (the caller pins itself, the client, elsewhere); None: anywhere."""
+    srv = subprocess.Popen([server, "--model", model, "--port", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, preexec_fn=on_cpus(engine_cpus))
     try:
         m = re.search(r"http://[\d.]+:\d+", srv.stdout.readline())
         if not m:
@@ -102,11 +110,11 @@ def measure(server, stage03, model, tokens=128, repeat=5, skip=8, log=print):
         off, on = [], []
         for i in range(repeat):
             if i % 2 == 0:
-                off.append(offline(stage03, model, tokens, skip))
+                off.append(offline(stage03, model, tokens, skip, engine_cpus))
                 on.append(streamed(url, served, tokens, skip))
             else:
                 on.append(streamed(url, served, tokens, skip))
-                off.append(offline(stage03, model, tokens, skip))
+                off.append(offline(stage03, model, tokens, skip, engine_cpus))
             log(f"pair {i + 1}: offline {off[-1]:.1f} tok/s, streamed {on[-1]:.1f} tok/s, ratio {on[-1] / off[-1]:.3f}")
     finally:
         srv.terminate()
