@@ -49,17 +49,19 @@ Request make_request(const Model& model, const CliOptions& o, const std::string&
 
 }  // namespace
 
-std::vector<Request> build_requests(const Model& model, const CliOptions& o, bool engine_rejects) {
+std::vector<Request> build_requests(const Model& model, const CliOptions& o, const std::vector<WorkloadItem>& items,
+                                    bool engine_rejects) {
   std::vector<Request> requests;
-  if (!o.workload.empty()) {
-    for (const auto& item : read_workload(o.workload)) {
-      requests.push_back(make_request(model, o, item.id, item.prompt, item.max_new_tokens, engine_rejects));
-      requests.back().arrival_s = item.arrival_s;
-    }
-  } else {
-    requests.push_back(make_request(model, o, "prompt", o.prompt, o.max_new_tokens, false));
+  for (const auto& item : items) {
+    requests.push_back(make_request(model, o, item.id, item.prompt, item.max_new_tokens, engine_rejects));
+    requests.back().arrival_s = item.arrival_s;
   }
   return requests;
+}
+
+std::vector<Request> build_requests(const Model& model, const CliOptions& o, bool engine_rejects) {
+  if (!o.workload.empty()) return build_requests(model, o, read_workload(o.workload), engine_rejects);
+  return {make_request(model, o, "prompt", o.prompt, o.max_new_tokens, false)};
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include "common/cli.h"
 #include "common/engine.h"
 #include "common/model_weights.h"
+#include "common/workload.h"
 
 namespace llm {
 
@@ -45,6 +46,11 @@ using EngineFactory = std::function<std::unique_ptr<Engine>(const Model&, const 
 /// for a prompt that does not fit, unless engine_rejects: then a workload's too-long request is
 /// passed on as it is, for the engine to refuse.
 std::vector<Request> build_requests(const Model& model, const CliOptions& o, bool engine_rejects = false);
+
+/// The same for workload items already read (e.g. a workload cycled to more requests than its
+/// file holds, stages/bench/rate_sweep.h): tokenized as build_requests does, arrival_s kept.
+std::vector<Request> build_requests(const Model& model, const CliOptions& o, const std::vector<WorkloadItem>& items,
+                                    bool engine_rejects = false);
 
 /// The whole main(): returns the process exit code.
 int stage_main(int argc, char** argv, const StageInfo& stage, const EngineFactory& make_engine);

@@ -38,6 +38,7 @@
 #include "common/timer.h"
 #include "host_info.h"
 #include "memory_bandwidth.h"
+#include "rate_sweep.h"
 #include "stage_registry.h"
 #include "stages/03_continuous_batching/continuous_batch_engine.h"
 #include "stages/03_continuous_batching/scheduler.h"
@@ -60,6 +61,13 @@ struct Options {
   double noise_factor = 1.5;
   std::vector<double> qps_fractions;
   std::vector<double> qps_rates;  ///< absolute rates (req/s), the same for every stage; overrides the fractions
+  /// Rates relative to the highest capacity among the chosen stages, the same for every stage
+  /// (rate_sweep.h), merged with qps_rates; overrides the fractions. Unset when lo = 0.
+  RateGrid qps_grid;
+  /// Each sweep run sends max(qps_requests, ceil(qps_seconds x rate)) requests (rate_sweep.h),
+  /// the workload cycled when that is more than it holds.
+  double qps_seconds = 0.0;
+  int cycled_workload = 0;  ///< --cycled-workload N: print the workload cycled to N requests and exit
   double slo_ttft_ms = 250.0, slo_tpot_ms = 50.0, bandwidth_mib = 512.0;
   bool qps = true;
   /// The paged stages' KV pool: this many MiB in each stage's own K/V format (0 = each stage's
@@ -97,11 +105,16 @@ std::string fmt(const char* f, double v) {
 // ---------------------------------------------------------------------------------------------
 // Worker: one measurement in this process, printed as one JSON document on stdout.
 
-std::vector<Request> load_requests(const Model& model, const Options& o, int limit) {
+/// The workload's first `limit` requests (0 = all), tokenized, every arrival at t = 0. With
+/// `cycle`, a limit above the workload's size cycles it (rate_sweep.h) instead of stopping there.
+std::vector<Request> load_requests(const Model& model, const Options& o, int limit, bool cycle = false) {
   CliOptions cli;
   cli.workload = o.workload;
-  std::vector<Request> reqs = build_requests(model, cli);
-  if (limit > 0 && static_cast<int>(reqs.size()) > limit) reqs.resize(static_cast<std::size_t>(limit));
+  std::vector<WorkloadItem> items = read_workload(o.workload);
+  const auto n = static_cast<std::size_t>(limit);
+  if (limit > 0 && items.size() > n) items.resize(n);
+  if (limit > 0 && items.size() < n && cycle) items = cycled_workload(items, n);
+  std::vector<Request> reqs = build_requests(model, cli, items);
   for (auto& r : reqs) r.arrival_s = 0.0;
   return reqs;
 }
@@ -149,7 +162,7 @@ int worker(const Options& o) {
   if (o.worker == "throughput") {
     reqs = load_requests(model, o, o.max_requests);
   } else if (o.worker == "rate") {
-    reqs = load_requests(model, o, o.qps_requests);
+    reqs = load_requests(model, o, requests_at_rate(o.rate, o.qps_requests, o.qps_seconds), true);
     // Poisson arrivals: exponential gaps with mean 1/rate, from a seeded portable generator.
     std::uint64_t state = o.rate_seed * 0x9E3779B97F4A7C15ull + 1;
     double t = 0.0;
@@ -267,6 +280,7 @@ json spawn(const Options& o, Progress& progress, const std::string& mode, const 
   std::string cmd = quote(self_path()) + " --worker " + mode + " --stage " + stage + " --model " + quote(o.model) +
                     " --workload " + quote(o.workload) + " --batch " + std::to_string(o.batch) + " --max-requests " +
                     std::to_string(o.max_requests) + " --qps-requests " + std::to_string(o.qps_requests) +
+                    " --qps-seconds " + fmt("%.6f", o.qps_seconds) +
                     " --trace-tokens " + std::to_string(o.trace_tokens) + " --kv-budget-mib " +
                     fmt("%.6f", o.kv_budget_mib) + extra;
   if (!o.ppl_text.empty())
@@ -433,6 +447,42 @@ json summarize(const std::vector<json>& all, const Options& o) {
   return s;
 }
 
+/// How the sweep chose its rates and how many requests each sent, for the table's notes:
+/// ", the rates a grid ...; 64 requests per rate" (empty text for old results without the fields).
+std::string qps_requests_text(const json& r) {
+  std::string t;
+  if (r.contains("qps_grid")) {
+    const json& g = r["qps_grid"];
+    t += "; the rates: " + fmt("%.2g", g["lo"].get<double>()) + " to " + fmt("%.2g", g["hi"].get<double>()) +
+         "x the highest throughput-run capacity among the stages (" + fmt("%.1f req/s", g["capacity_rps"].get<double>()) +
+         ", requests / wall time with all at t = 0), " + fmt("%.0f%%", 100.0 * g["step"].get<double>()) +
+         " apart, rounded to 2 significant digits";
+    if (!g["explicit_rates"].empty()) t += ", and " + g["explicit_rates"].dump();
+  }
+  if (!r.contains("qps_requests")) return t;
+  const std::string least = std::to_string(r["qps_requests"].get<int>());
+  const double seconds = r.value("qps_seconds", 0.0);
+  if (seconds > 0)
+    t += "; max(" + least + ", " + fmt("%g", seconds) + " s x rate) requests per rate, so that above capacity a queue " +
+         "builds for long enough to show (the workload cycled past its own requests: pass k without the first k " +
+         "words of each prompt, so the prefix cache gains nothing from repeats)";
+  else
+    t += "; " + least + " requests per rate";
+  return t;
+}
+
+/// QPS at the SLO of `s` over that of `ref`: "1.25x"; "-" when either is only a bound (the
+/// sweep never met or never missed the SLO) or `ref` met it at no rate.
+std::string qps_ratio_cell(const json& s, const json& ref) {
+  auto exact = [](const json& x) {
+    const json& sweep = x["qps"]["sweep"];
+    const double best = x["qps"]["max_rate_meeting_slo"].get<double>();
+    return best > 0.0 && !sweep.back()["meets_slo"].get<bool>();
+  };
+  if (!s.contains("qps") || !ref.contains("qps") || !exact(s) || !exact(ref)) return "-";
+  return fmt("%.2fx", s["qps"]["max_rate_meeting_slo"].get<double>() / ref["qps"]["max_rate_meeting_slo"].get<double>());
+}
+
 // "12.5" req/s; ">= 40.0" when even the highest rate tried met the SLO; "< 0.3" when none did.
 std::string qps_cell(const json& s) {
   if (!s.contains("qps")) return "-";
@@ -544,6 +594,17 @@ std::string kv_budget_table(const json& r) {
   const double budget = r.value("kv_budget_mib", 0.0);
   if (!(budget > 0)) return "";
   const bool sweep = r["stages"].front().contains("qps");
+  // The QPS ratios against the wide formats (f32 and f16 K/V), when the run has them.
+  std::vector<const json*> refs;
+  std::string ratio_header;
+  for (const auto* f : {"f32", "f16"})
+    for (const auto& s : r["stages"])
+      if (s["median"].value("kv_plan", json::object()).value("format", "") == f) {
+        refs.push_back(&s);
+        ratio_header += std::string(ratio_header.empty() ? "" : " / ") + f + " KV";
+        break;
+      }
+  const bool ratios = sweep && !refs.empty();
   std::string md = "\n**KV cache at the same byte budget: " + fmt("%.2f MiB", budget) +
                    "** for every paged stage, in its own K/V format (blocks of " +
                    std::to_string(r["stages"].front()["median"]["kv_plan"].value("block_size", 0)) +
@@ -560,7 +621,8 @@ std::string kv_budget_table(const json& r) {
       ".\n\n| stage | K/V format | bytes/token | blocks (tokens) | throughput (tok/s) | running mean / peak, "
       "preemptions (throughput run) |" +
       std::string(sweep ? " running mean / peak, preemptions, p90 TTFT (ms) at the highest rate | QPS at SLO |" : "") +
-      "\n|---|---|---|---|---|---|" + (sweep ? "---|---|" : "") + "\n";
+      (ratios ? " QPS at SLO vs " + ratio_header + " |" : "") + "\n|---|---|---|---|---|---|" +
+      (sweep ? "---|---|" : "") + (ratios ? "---|" : "") + "\n";
   for (const auto& s : r["stages"]) {
     const json& m = s["median"];
     const json plan = m.value("kv_plan", json::object());
@@ -576,6 +638,11 @@ std::string kv_budget_table(const json& r) {
       md += " " + fmt("%.1f", last.value("mean_running", 0.0)) + " / " +
             std::to_string(last.value("peak_running", 0L)) + ", " + std::to_string(last.value("preemptions", 0L)) +
             ", " + fmt("%.0f", last["p90_ttft_s"].get<double>() * 1e3) + " | " + qps_cell(s) + " |";
+    }
+    if (ratios) {
+      md += " ";
+      for (std::size_t k = 0; k < refs.size(); ++k) md += (k ? " / " : "") + qps_ratio_cell(s, *refs[k]);
+      md += " |";
     }
     md += "\n";
   }
@@ -614,7 +681,8 @@ std::string markdown(const json& r) {
           (fixed ? std::string("of ") + r["qps_rates"].dump() + ","
                  : std::string("at 1/4 to 4x each stage's own capacity,")) +
           " whose p90 TTFT <= " + fmt("%.0f ms", r["slo"]["ttft_ms"].get<double>()) +
-          " and p90 TPOT <= " + fmt("%.0f ms", r["slo"]["tpot_ms"].get<double>()) + " (one run per rate).\n\n";
+          " and p90 TPOT <= " + fmt("%.0f ms", r["slo"]["tpot_ms"].get<double>()) + " (one run per rate" +
+          qps_requests_text(r) + ").\n\n";
   } else {
     md +=
         "No QPS sweep in this run: TTFT and TPOT are those of the throughput run, every request queued at t = 0 "
@@ -784,6 +852,7 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
   result["slo"] = {{"ttft_ms", o.slo_ttft_ms}, {"tpot_ms", o.slo_tpot_ms}};
   result["qps_rates"] = o.qps_rates;
   result["qps_requests"] = o.qps_requests;
+  result["qps_seconds"] = o.qps_seconds;
   result["kv_budget_mib"] = o.kv_budget_mib;
 
   // Throughput: repeat, alternating the order of the stages so that drift hits them all alike;
@@ -815,10 +884,30 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
     if (round % 2 == 1) std::reverse(disagree.begin(), disagree.end());
     for (std::size_t i : disagree) measure(i);
   }
+  std::vector<json> medians;
+  for (const auto& r : runs) medians.push_back(summarize(r, o));
+  // A grid relative to the highest capacity among the stages, the same rates for every stage:
+  // it reaches past the fastest one's capacity, so every stage's QPS at the SLO can bind.
+  std::vector<double> shared_rates = o.qps_rates;
+  if (o.qps && o.qps_grid.lo > 0.0) {
+    double capacity = 0.0;
+    for (const auto& m : medians)
+      capacity = std::max(capacity, static_cast<double>(requests.size()) / m["wall_s"].get<double>());
+    shared_rates = merge_rates(grid_rates(o.qps_grid, capacity), o.qps_rates);
+    result["qps_rates"] = shared_rates;
+    result["qps_grid"] = {{"lo", o.qps_grid.lo},
+                          {"hi", o.qps_grid.hi},
+                          {"step", o.qps_grid.step},
+                          {"capacity_rps", capacity},
+                          {"explicit_rates", o.qps_rates}};
+    progress.planned += static_cast<int>(chosen.size() * (shared_rates.size() - o.qps_rates.size()));
+    std::fprintf(stderr, "[bench] QPS sweep: %zu rates from %.3g to %.3g req/s (%.2g to %.2gx the highest capacity, %.0f req/s)\n",
+                 shared_rates.size(), shared_rates.front(), shared_rates.back(), o.qps_grid.lo, o.qps_grid.hi, capacity);
+  }
   result["stages"] = json::array();
   for (std::size_t i = 0; i < chosen.size(); ++i) {
     json s = {{"id", chosen[i].id}, {"stage", chosen[i].name}, {"what", chosen[i].what}};
-    s["median"] = summarize(runs[i], o);
+    s["median"] = medians[i];
     if (!s["median"]["spread"]["agree"].get<bool>())
       std::fprintf(stderr, "[bench] stage %s is noisy: its runs never agreed within %.2gx; no ratio is given for it\n",
                    chosen[i].name.c_str(), o.noise_factor);
@@ -836,7 +925,7 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
     // QPS: rates as fractions of this stage's measured capacity (requests per second).
     if (o.qps) {
       const double capacity = static_cast<double>(requests.size()) / s["median"]["wall_s"].get<double>();
-      std::vector<double> rates = o.qps_rates;
+      std::vector<double> rates = shared_rates;
       if (rates.empty())
         for (double f : o.qps_fractions) rates.push_back(f * capacity);
       json sweep = json::array();
@@ -852,6 +941,7 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
                      clock_text(progress.last_seconds["rate " + chosen[i].id]).c_str(),
                      clock_text(progress.total.seconds()).c_str(), progress.done, progress.planned);
         sweep.push_back({{"rate", rate},
+                         {"requests", run["requests"].size()},
                          {"p90_ttft_s", ttft},
                          {"p90_tpot_s", tpot},
                          {"meets_slo", ok},
@@ -924,7 +1014,7 @@ int orchestrate(const Options& o, const std::string& command, const std::string&
 int run(int argc, char** argv) {
   cxxopts::Options spec("bench", "runs chosen stages on the same model and workload and compares them");
   Options o;
-  std::string stages_arg, fractions_arg, rates_arg;
+  std::string stages_arg, fractions_arg, rates_arg, grid_arg;
   // clang-format off
   spec.add_options()
     ("model", "model file (GGUF or llama2.c .bin)", cxxopts::value(o.model))
@@ -939,6 +1029,9 @@ int run(int argc, char** argv) {
     ("qps-requests", "requests per QPS-sweep run", cxxopts::value(o.qps_requests)->default_value("16"))
     ("qps-fractions", "sweep rates as fractions of each stage's capacity", cxxopts::value(fractions_arg)->default_value("0.25,0.5,1,2,4"))
     ("qps-rates", "sweep these rates (req/s) for every stage instead of fractions of each one's capacity", cxxopts::value(rates_arg))
+    ("qps-grid", "LO,HI,STEP: sweep, for every stage, the rates LO to HI times the highest capacity among the stages, STEP apart (relative, e.g. 0.5,1.6,0.12; with --qps-rates: both)", cxxopts::value(grid_arg))
+    ("qps-seconds", "each sweep run sends max(--qps-requests, this x rate) requests, cycling the workload when it holds fewer (0 = --qps-requests)", cxxopts::value(o.qps_seconds)->default_value("0"))
+    ("cycled-workload", "print the workload's first N requests as the sweep cycles it (JSONL, no arrival times) and exit", cxxopts::value(o.cycled_workload)->default_value("0"))
     ("no-qps", "skip the QPS sweep", cxxopts::value<bool>()->default_value("false"))
     ("slo-ttft-ms", "SLO on p90 TTFT", cxxopts::value(o.slo_ttft_ms)->default_value("250"))
     ("slo-tpot-ms", "SLO on p90 TPOT", cxxopts::value(o.slo_tpot_ms)->default_value("50"))
@@ -970,8 +1063,17 @@ int run(int argc, char** argv) {
     std::cout << host_info().device_id << "\n";
     return 0;
   }
-  if (o.model.empty()) throw Error("bench: --model is required");
+  if (o.cycled_workload < 0 || o.cycled_workload > 10000000)
+    throw Error("--cycled-workload " + std::to_string(o.cycled_workload) + ": must be between 0 and 10000000");
+  if (o.model.empty() && o.cycled_workload == 0) throw Error("bench: --model is required");
   if (o.workload.empty()) throw Error("bench: --workload is required");
+  if (o.cycled_workload > 0) {  // for scripts/bench_serving: the requests of one sweep run, as the worker builds them
+    for (const auto& item : cycled_workload(read_workload(o.workload), static_cast<std::size_t>(o.cycled_workload)))
+      std::cout << json({{"id", item.id}, {"prompt", item.prompt}, {"max_new_tokens", item.max_new_tokens}})
+                       .dump(-1, ' ', true, json::error_handler_t::replace)
+                << "\n";
+    return 0;
+  }
   if (o.batch < 1) throw Error("--batch " + std::to_string(o.batch) + ": must be at least 1");
   if (o.repeat < 1) throw Error("--repeat " + std::to_string(o.repeat) + ": must be at least 1");
   if (o.max_repeat < o.repeat)
@@ -985,6 +1087,9 @@ int run(int argc, char** argv) {
   if (!(o.bandwidth_mib >= 1.0 && o.bandwidth_mib <= 65536.0))
     throw Error("--bandwidth-mib " + fmt("%g", o.bandwidth_mib) + ": must be between 1 and 65536");
   if (o.qps_requests < 1) throw Error("--qps-requests " + std::to_string(o.qps_requests) + ": must be at least 1");
+  if (!(o.qps_seconds >= 0.0 && o.qps_seconds <= 3600.0))
+    throw Error("--qps-seconds " + fmt("%g", o.qps_seconds) + ": must be between 0 and 3600");
+  if (!grid_arg.empty()) o.qps_grid = parse_rate_grid("--qps-grid", grid_arg);
   if (!(o.kv_budget_mib >= 0.0 && o.kv_budget_mib <= 1048576.0))
     throw Error("--kv-budget-mib " + fmt("%g", o.kv_budget_mib) + ": must be between 0 and 1048576");
   if (o.ppl_ctx < 4 || o.ppl_ctx > (1 << 20))
@@ -1019,7 +1124,7 @@ int run(int argc, char** argv) {
   // The options that change what is measured, as given: they name the result (default_name).
   std::string options_key;
   const std::vector<std::string> naming = {"batch",         "repeat",       "max-repeat",    "noise-factor",
-                                           "max-requests",  "qps-requests", "qps-fractions", "qps-rates",
+                                           "max-requests",  "qps-requests", "qps-fractions", "qps-rates",    "qps-grid", "qps-seconds",
                                            "no-qps",        "slo-ttft-ms",  "slo-tpot-ms",   "trace-tokens",
                                            "kv-budget-mib", "ppl-text",     "ppl-ctx",       "ppl-windows"};
   for (const auto& kv : r.arguments())

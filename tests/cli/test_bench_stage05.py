@@ -6,12 +6,14 @@ Checks what the rows say against independent sources: each stage's PPL equals th
 tool's on the same engine and windows; the pool's blocks follow from the budget and the model's
 shape (bytes per token worked out here from the model summary, not taken from the bench); the
 packed weights are smaller than fp32 by about their format's ratio; the Markdown has the formats
-and KV-budget tables.
+and KV-budget tables. Then the KV-budget step's QPS sweep, small: the rate grid and the requests
+per rate against the rules worked out here, the workload cycled past its size, the ratio column.
 
   test_bench_stage05.py BENCH PERPLEXITY OUT_DIR
 """
 
 import json
+import math
 import pathlib
 import re
 import subprocess
@@ -92,6 +94,32 @@ check("q8_0" in q8["weight_storage"], f"q8_0 storage {q8['weight_storage']!r}")
 for text in ("**Weights: bytes, speed and quality.**", "PPL vs 01", "**KV cache at the same byte budget: 1.00 MiB**",
              "| 05_quantization (int8 KV cache) | int8 |", "2 windows of 32 tokens"):
     check(text in md, f"the table lacks {text!r}")
+
+# The KV-budget step's QPS sweep (scripts/bench's kv-budget-tiny-target, small): rates on a grid
+# relative to the highest capacity, the same for both formats; each rate sends max(least, seconds
+# x rate) requests, past the workload's 32 by cycling it; the table gives the ratio columns.
+LEAST, SECONDS, GRID = 2, 0.5, (1.0, 2.0, 0.5)
+md = run([bench, "--model", MODEL, "--workload", WORKLOAD, "--stages", "05-kv-f32,05-kv-int8", "--repeat", 1,
+          "--max-requests", 4, "--qps-grid", ",".join(map(str, GRID)), "--qps-requests", LEAST, "--qps-seconds", SECONDS,
+          "--trace-tokens", 0, "--bandwidth-mib", 8, "--kv-budget-mib", BUDGET_MIB, "--out", out, "--name", "sweep"])
+result = json.loads(next(out.glob("*/sweep.json")).read_text())
+capacity = max(4 / s["median"]["wall_s"] for s in result["stages"])
+fractions = [GRID[0] * (1 + GRID[2]) ** k for k in range(3)]  # 1, 1.5, 2.25: the first >= 2 ends it
+want_rates = [float(f"{f * capacity:.2g}") for f in fractions]
+check(result["qps_rates"] == want_rates, f"rates {result['qps_rates']}, expected {want_rates} for capacity {capacity:.1f}")
+for s in result["stages"]:
+    sweep = s["qps"]["sweep"]
+    check([row["rate"] for row in sweep] == result["qps_rates"], f"stage {s['id']}: its own rates {sweep}")
+    for row in sweep:
+        want = max(LEAST, math.ceil(SECONDS * row["rate"] - 1e-9))
+        check(row["requests"] == want, f"stage {s['id']} at {row['rate']} req/s: {row['requests']} requests, expected {want}")
+check(max(row["requests"] for row in sweep) > 32, "no rate sent more requests than the workload holds (no cycling tried)")
+for text in ("QPS at SLO vs f32 KV |", f"max({LEAST}, {SECONDS:g} s x rate) requests per rate",
+             "x the highest throughput-run capacity among the stages"):
+    check(text in md, f"the sweep's table lacks {text!r}")
+rows = [line for line in md.splitlines() if line.startswith("| 05_quantization (int8 KV cache) | int8 |")]
+check(len(rows) == 1 and re.search(r"\| (-|\d+\.\d\dx) \|$", rows[0]) is not None,
+      f"the KV-budget row has no ratio cell: {rows}")
 
 if failures:
     sys.exit(f"{len(failures)} check(s) failed")
