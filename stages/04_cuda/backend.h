@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/model_weights.h"
+#include "kernels/cpu/attention.h"  // KvCodeType
 #include "stages/03_continuous_batching/step_executor.h"
 #include "step_recipe.h"
 
@@ -25,6 +26,10 @@ struct CudaOptions {
   /// Most KV blocks worth having (enough for max_running sequences of the whole context); the
   /// pool is the smaller of this and what fits.
   int max_useful_blocks = 0;
+  /// How the K/V cache stores each value: f16 (stage 04), or int8 / fp8_e4m3 codes with an fp32
+  /// scale per (token, KV head) (stage 05's --kv-cache int8|fp8). f32 is refused. The memory plan
+  /// sizes the pool in blocks of this format (memory_plan.h's kv_block_bytes).
+  cpu::KvCodeType kv_cache = cpu::KvCodeType::f16;
 };
 
 /// Why the CUDA backend cannot run here ("" when it can): a build without nvcc, or no device.

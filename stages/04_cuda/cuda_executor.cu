@@ -68,7 +68,8 @@ class CudaStepExecutor final : public stage03::StepExecutor {
   CudaStepExecutor& operator=(const CudaStepExecutor&) = delete;
 
   bool uses_pool_storage() const override { return false; }
-  std::size_t kv_element_bytes() const override { return 2; }
+  std::size_t kv_element_bytes() const override { return cpu::kv_code_bytes(ops_->kv_cache()); }
+  std::size_t kv_scale_bytes() const override { return cpu::kv_code_has_scale(ops_->kv_cache()) ? sizeof(float) : 0; }
   double weight_bytes_per_step() const override { return bytes_per_step_; }
 
   void begin_run(stage03::BlockPool& pool) override {
@@ -196,15 +197,18 @@ std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelConfig& c, 
   const std::string why_not = cuda_unavailable_reason();
   if (!why_not.empty()) throw Error("--backend cuda: " + why_not);
   if (options.block_size < 1) throw Error("--block-size " + std::to_string(options.block_size) + ": must be at least 1");
-  const CudaOpsLimits limits{options.token_budget, options.max_running};
+  if (options.kv_cache == cpu::KvCodeType::f32)
+    throw Error("--kv-cache f32: the CUDA backend keeps the K/V cache in f16, int8 or fp8");
+  const CudaOpsLimits limits{options.token_budget, options.max_running, options.kv_cache};
 
   // Plan before allocating anything: what is free now, minus weights and workspace, in blocks.
   std::size_t free_bytes = 0, total_bytes = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   const std::size_t workspace =
       CudaOps::workspace_bytes(c, limits, options.block_size, options.max_useful_blocks) + kCublasReserve + kGraphReserve;
-  const std::size_t bytes_per_block =
-      2 * static_cast<std::size_t>(c.n_layers) * options.block_size * static_cast<std::size_t>(c.kv_dim()) * 2;
+  // A block in the cache's own format: int8/fp8 blocks are about half fp16's, so about twice as
+  // many fit the same bytes.
+  const std::size_t bytes_per_block = kv_block_bytes(c, options.kv_cache, options.block_size);
   const MemoryPlan plan = plan_memory(free_bytes, options.memory_fraction, weights.device_bytes, workspace,
                                       bytes_per_block, options.max_useful_blocks, cuda_device_name());
 

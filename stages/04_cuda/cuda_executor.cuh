@@ -23,7 +23,8 @@ struct CudaWeightPlan {
 };
 
 /// Plans the device memory of a model of shape `c` (what is free x options.memory_fraction: the
-/// weights, the activations of the largest step, then as many fp16 KV blocks as fit), builds the
+/// weights, the activations of the largest step, then as many KV blocks in options.kv_cache's
+/// format as fit: fp16, or int8 / fp8 at about half the bytes), builds the
 /// ops with plan.make_ops and returns the executor. Sets *num_blocks to the KV pool that fits.
 /// Throws llm::Error with the figures when the model does not fit.
 std::unique_ptr<stage03::StepExecutor> make_cuda_executor(const ModelConfig& c, const CudaWeightPlan& plan,

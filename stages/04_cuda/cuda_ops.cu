@@ -30,6 +30,7 @@
 #include "kernels/cuda/attention_prefill/attention_prefill.cuh"
 #include "kernels/cuda/random_fill.cuh"
 #include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/kv_gather.cuh"
 #include "kernels/cuda/gemv/gemv.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope_kv.cuh"
@@ -54,33 +55,6 @@ std::uint64_t tensor_seed(std::uint64_t seed, std::uint64_t index) {
 constexpr float kSyntheticScale = 0.02f;
 
 // ---- gathers ----
-
-/// Prefill attention reads a sequence's K/V as contiguous rows; the cache holds them in blocks
-/// anywhere in the pool. Block p (one per position) copies position p's row of K and of V:
-///   gk[p, :] = k_cache[table[p / block_size] * block_size + p % block_size, :]   (and V)
-/// kv_dim halves per row; 16-byte copies when kv_dim % 8 == 0 (always, for the head dims the
-/// attention kernels support), element copies otherwise.
-__global__ void gather_kv_kernel(__half* gk, __half* gv, const __half* k_cache, const __half* v_cache, const int* table,
-                                 int block_size, int kv_dim) {
-  const int p = blockIdx.x;
-  const size_t slot = static_cast<size_t>(table[p / block_size]) * block_size + p % block_size;
-  const size_t src = slot * kv_dim, dst = static_cast<size_t>(p) * kv_dim;
-  if (kv_dim % 8 == 0) {
-    const uint4* ks = reinterpret_cast<const uint4*>(k_cache + src);
-    const uint4* vs = reinterpret_cast<const uint4*>(v_cache + src);
-    uint4* kd = reinterpret_cast<uint4*>(gk + dst);
-    uint4* vd = reinterpret_cast<uint4*>(gv + dst);
-    for (int i = threadIdx.x; i < kv_dim / 8; i += blockDim.x) {
-      kd[i] = ks[i];
-      vd[i] = vs[i];
-    }
-  } else {
-    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-      gk[dst + i] = k_cache[src + i];
-      gv[dst + i] = v_cache[src + i];
-    }
-  }
-}
 
 /// xg[r, :] = x[rows[r], :]: the rows whose logits are wanted, made contiguous for the norm.
 __global__ void gather_rows_kernel(float* xg, const float* x, const int* rows, int dim) {
@@ -154,6 +128,13 @@ void check_limits(const CudaOpsLimits& l) {
     throw Error("stage 04 cuda: token budget " + std::to_string(l.token_budget) + ": must be at least 1");
   if (l.max_running < 1)
     throw Error("stage 04 cuda: max running " + std::to_string(l.max_running) + ": must be at least 1");
+  if (l.kv_cache == cpu::KvCodeType::f32)
+    throw Error("stage 04 cuda: --kv-cache f32: the CUDA backend keeps the K/V cache in f16, int8 or fp8");
+}
+
+/// The kernels' name for a 1-byte K/V code type.
+llm::cuda::KvCode kv_code(cpu::KvCodeType t) {
+  return t == cpu::KvCodeType::int8 ? llm::cuda::KvCode::int8 : llm::cuda::KvCode::fp8_e4m3;
 }
 
 }  // namespace
@@ -319,17 +300,25 @@ bool CudaOps::reserve_cache(int num_blocks, int block_size) {
 
   CUDA_CHECK(cudaStreamSynchronize(stream()));
   // Free the old buffers first: the new cache may need the memory they hold.
-  k_cache_ = {}, v_cache_ = {}, gather_k_ = {}, gather_v_ = {}, meta_ = {}, hmeta_ = {}, decode_ws_ = {};
+  k_cache_ = {}, v_cache_ = {}, k_scales_ = {}, v_scales_ = {}, gather_k_ = {}, gather_v_ = {}, meta_ = {}, hmeta_ = {},
+  decode_ws_ = {};
   num_blocks_ = block_size_ = 0;
   uploaded_ = false;
 
   const size_t slots = static_cast<size_t>(num_blocks) * block_size, kvd = static_cast<size_t>(c_.kv_dim());
-  const size_t cache = static_cast<size_t>(c_.n_layers) * slots * kvd;
-  k_cache_ = cuda::DeviceBuffer<__half>(cache);
-  v_cache_ = cuda::DeviceBuffer<__half>(cache);
+  const size_t cache = static_cast<size_t>(c_.n_layers) * slots * kvd * cpu::kv_code_bytes(limits_.kv_cache);
+  k_cache_ = cuda::DeviceBuffer<std::uint8_t>(cache);
+  v_cache_ = cuda::DeviceBuffer<std::uint8_t>(cache);
   // Zero, like CpuOps (no kernel reads a slot before it is written; this keeps stale runs out).
-  CUDA_CHECK(cudaMemsetAsync(k_cache_.get(), 0, cache * sizeof(__half), stream()));
-  CUDA_CHECK(cudaMemsetAsync(v_cache_.get(), 0, cache * sizeof(__half), stream()));
+  CUDA_CHECK(cudaMemsetAsync(k_cache_.get(), 0, cache, stream()));
+  CUDA_CHECK(cudaMemsetAsync(v_cache_.get(), 0, cache, stream()));
+  if (quantized_kv()) {
+    const size_t scales = static_cast<size_t>(c_.n_layers) * slots * static_cast<size_t>(c_.n_kv_heads);
+    k_scales_ = cuda::DeviceBuffer<float>(scales);
+    v_scales_ = cuda::DeviceBuffer<float>(scales);
+    CUDA_CHECK(cudaMemsetAsync(k_scales_.get(), 0, scales * sizeof(float), stream()));
+    CUDA_CHECK(cudaMemsetAsync(v_scales_.get(), 0, scales * sizeof(float), stream()));
+  }
 
   table_cols_ = table_columns(c_, block_size, num_blocks);
   gather_cap_ = longest_sequence(c_, block_size, num_blocks);
@@ -358,12 +347,26 @@ bool CudaOps::reserve_cache(int num_blocks, int block_size) {
   return true;
 }
 
-__half* CudaOps::k_cache(int layer) const {
-  return k_cache_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.kv_dim());
+std::uint8_t* CudaOps::k_codes(int layer) const {
+  return k_cache_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.kv_dim()) *
+                              cpu::kv_code_bytes(limits_.kv_cache);
 }
 
-__half* CudaOps::v_cache(int layer) const {
-  return v_cache_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.kv_dim());
+std::uint8_t* CudaOps::v_codes(int layer) const {
+  return v_cache_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.kv_dim()) *
+                              cpu::kv_code_bytes(limits_.kv_cache);
+}
+
+__half* CudaOps::k_cache(int layer) const { return reinterpret_cast<__half*>(k_codes(layer)); }
+
+__half* CudaOps::v_cache(int layer) const { return reinterpret_cast<__half*>(v_codes(layer)); }
+
+float* CudaOps::k_scales(int layer) const {
+  return k_scales_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.n_kv_heads);
+}
+
+float* CudaOps::v_scales(int layer) const {
+  return v_scales_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.n_kv_heads);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,6 +530,24 @@ void CudaOps::qkv(int layer, const StepLayout& L) {
 }
 
 void CudaOps::rope_store_kv(int layer, const StepLayout& L) {
+  if (quantized_kv()) {  // stage 05: each (token, KV head) row quantized as it is appended
+    llm::cuda::RopeStoreKvQuantArgs a;
+    a.qkv = qkv_.get();
+    a.positions = d_positions_;
+    a.slots = d_slots_;
+    a.q_out = q16_.get();
+    a.k_codes = k_codes(layer);
+    a.v_codes = v_codes(layer);
+    a.k_scales = k_scales(layer);
+    a.v_scales = v_scales(layer);
+    a.code = kv_code(limits_.kv_cache);
+    a.n = L.n;
+    a.n_heads = c_.n_heads;
+    a.n_kv_heads = c_.n_kv_heads;
+    a.head_dim = c_.head_dim;
+    a.theta = c_.rope_theta;
+    return llm::cuda::rope_store_kv_quant(a, stream());
+  }
   llm::cuda::RopeStoreKvArgs a;
   a.qkv = qkv_.get();
   a.positions = d_positions_;
@@ -566,18 +587,45 @@ void CudaOps::attention(int layer, const StepLayout& L) {
     if (llm::cuda::decode_num_splits(a) > 1 && llm::cuda::decode_workspace_bytes(a) > decode_ws_bytes_)
       throw Error("stage 04 cuda: decode attention needs " + std::to_string(llm::cuda::decode_workspace_bytes(a)) +
                   " bytes of workspace, " + std::to_string(decode_ws_bytes_) + " were reserved");
-    llm::cuda::attention_decode_02_split_kv(a, stream());
+    if (quantized_kv()) {  // the same splits and workspace over the codes (03_split_kv_quant.cu)
+      llm::cuda::QuantDecodeAttentionArgs qa;
+      qa.base = a;
+      qa.base.k_cache = qa.base.v_cache = nullptr;
+      qa.code = kv_code(limits_.kv_cache);
+      qa.k_codes = k_codes(layer);
+      qa.v_codes = v_codes(layer);
+      qa.k_scales = k_scales(layer);
+      qa.v_scales = v_scales(layer);
+      llm::cuda::attention_decode_03_split_kv_quant(qa, stream());
+    } else {
+      llm::cuda::attention_decode_02_split_kv(a, stream());
+    }
   }
-  // Prompt chunks: gather the sequence's K/V (positions 0 .. start+count-1) into contiguous rows,
-  // then causal attention of the chunk's queries over them, one chunk at a time (the gather
-  // buffers are reused; the stream keeps the order).
-  const size_t kvd = static_cast<size_t>(c_.kv_dim());
+  // Prompt chunks: gather the sequence's K/V (positions 0 .. start+count-1) into contiguous fp16
+  // rows (dequantized from an int8/fp8 cache), then causal attention of the chunk's queries over
+  // them, one chunk at a time (the gather buffers are reused; the stream keeps the order).
   for (const PrefillChunk& ch : L.chunks) {
     const int kv_len = ch.start + ch.count;
-    const int* table = d_tables_ + static_cast<size_t>(ch.table) * static_cast<size_t>(step_.table_stride);
-    gather_kv_kernel<<<kv_len, 128, 0, stream()>>>(gather_k_.get(), gather_v_.get(), k_cache(layer), v_cache(layer), table,
-                                                     block_size_, static_cast<int>(kvd));
-    CUDA_CHECK(cudaGetLastError());
+    llm::cuda::GatherKvArgs g;
+    g.k_out = gather_k_.get();
+    g.v_out = gather_v_.get();
+    g.table = d_tables_ + static_cast<size_t>(ch.table) * static_cast<size_t>(step_.table_stride);
+    g.len = kv_len;
+    g.block_size = block_size_;
+    g.n_kv_heads = c_.n_kv_heads;
+    g.head_dim = c_.head_dim;
+    if (quantized_kv()) {
+      g.k_codes = k_codes(layer);
+      g.v_codes = v_codes(layer);
+      g.k_scales = k_scales(layer);
+      g.v_scales = v_scales(layer);
+      g.code = kv_code(limits_.kv_cache);
+      llm::cuda::gather_kv_dequant(g, stream());
+    } else {
+      g.k_cache = k_cache(layer);
+      g.v_cache = v_cache(layer);
+      llm::cuda::gather_kv(g, stream());
+    }
     llm::cuda::PrefillAttentionArgs p;
     p.q = q16_.get() + static_cast<size_t>(ch.row_begin) * qd;
     p.k = gather_k_.get();

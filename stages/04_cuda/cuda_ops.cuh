@@ -4,6 +4,16 @@
 // cache ([num_blocks * block_size, n_kv_heads, head_dim] per layer), the same fp16 rounding of
 // every activation stored in fp16, the same step layout.
 //
+// Stage 05's quantized K/V cache (CudaOpsLimits::kv_cache int8 or fp8_e4m3) is the CPU twin's too
+// (kernels/cpu/attention.h's QuantPagedKvView): per layer, code planes [slots, n_kv_heads, head_dim]
+// of 1-byte codes and scale planes [slots, n_kv_heads] fp32. rope_store_kv quantizes each
+// (token, KV head) row as it is appended (rope_kv.cuh's rope_store_kv_quant); decode rows read the
+// codes with attention_decode 03 (03_split_kv_quant.cu: converted to fp32 in registers, the scales
+// applied in the dot); prompt chunks gather their sequence's K/V dequantized to fp16
+// (kv_gather.cuh) and run the same prefill kernel as fp16 (one extra fp16 rounding per value
+// against the CPU twin, which applies the fp32 scale in the dot). E4M3 is only storage here: the
+// codes are converted in registers, so no FP8 tensor-core arithmetic is involved.
+//
 // Host and device. Everything a step computes lives in device memory that is allocated once
 // (weights at construction, activations for the largest step, the KV cache when a run starts).
 // The host only does bookkeeping: per step it writes a few int arrays (tokens, positions, KV
@@ -118,10 +128,13 @@ class CudaMatrices {
   virtual bool graph_capable(int n) const = 0;
 };
 
-/// The sizes CudaOps allocates its step buffers for.
+/// The sizes CudaOps allocates its step buffers for, and the K/V cache's format.
 struct CudaOpsLimits {
   int token_budget = 256;  ///< most rows in one step: sizes every activation buffer [rows, ...]
   int max_running = 16;    ///< most sequences in one step: logit rows per download (more go in turns)
+  /// f16 (2 bytes per value), or int8 / fp8_e4m3 (1 byte per value + an fp32 scale per token and
+  /// KV head); f32 is refused.
+  cpu::KvCodeType kv_cache = cpu::KvCodeType::f16;
 };
 
 /// The operations of step_recipe.h on the GPU. Owns the device weights, the per-layer fp16 K/V
@@ -136,7 +149,9 @@ struct CudaOpsLimits {
 ///   gu    fp32 [T, 2 hidden_dim]   gate | up
 ///   f16   fp16 [T, hidden_dim]     SwiGLU output, input of down
 ///   logits: xg fp32 [R, dim], hl16 fp16 [R, dim], logits fp32 [R, vocab] (R = logit rows per turn)
-/// Set up by reserve_cache: K and V fp16 [n_layers][num_blocks * block_size, kv_dim]; the step
+/// Set up by reserve_cache: K and V fp16 [n_layers][num_blocks * block_size, kv_dim] (int8 / fp8:
+/// codes of the same shape, 1 byte each, and scales fp32 [n_layers][num_blocks * block_size,
+/// n_kv_heads]); the step
 /// metadata (int32: tokens, positions, slots, seq_lens, logit_rows [T] each, each array starting
 /// 16-byte aligned, tables [T, S] with S = min(ceil(context / block_size), num_blocks) columns)
 /// and its pinned host twin; the gather buffers of prefill attention, fp16 [G, kv_dim] each,
@@ -202,6 +217,8 @@ class CudaOps {
   const ModelConfig& config() const { return c_; }
   int block_size() const { return block_size_; }
   int num_blocks() const { return num_blocks_; }
+  /// How the K/V cache stores its values (f16, int8 or fp8_e4m3).
+  cpu::KvCodeType kv_cache() const { return limits_.kv_cache; }
 
  private:
   struct Layer {
@@ -231,8 +248,15 @@ class CudaOps {
   void project(float* y, const __half* x, int layer, CudaMatrices::Matrix m, int n, bool accumulate);
   /// Device logits of rows logit_rows[first .. first + rows) into logits_ (rows <= logit_cap_).
   void logits_device(int first, int rows);
+  bool quantized_kv() const { return limits_.kv_cache != cpu::KvCodeType::f16; }
+  /// Layer `layer`'s K or V values: fp16 (f16 cache) or 1-byte codes (int8 / fp8), and the scales
+  /// of the codes.
   __half* k_cache(int layer) const;
   __half* v_cache(int layer) const;
+  std::uint8_t* k_codes(int layer) const;
+  std::uint8_t* v_codes(int layer) const;
+  float* k_scales(int layer) const;
+  float* v_scales(int layer) const;
 
   ModelConfig c_;
   CudaOpsLimits limits_;
@@ -263,7 +287,9 @@ class CudaOps {
   // Pool-dependent (reserve_cache).
   int num_blocks_ = 0, block_size_ = 0, table_cols_ = 0, gather_cap_ = 0;
   std::size_t slots_per_layer_ = 0;
-  cuda::DeviceBuffer<__half> k_cache_, v_cache_;  // [n_layers * slots, kv_dim]
+  // [n_layers * slots, kv_dim] values of kv_code_bytes(kv_cache) bytes: fp16 or codes
+  cuda::DeviceBuffer<std::uint8_t> k_cache_, v_cache_;
+  cuda::DeviceBuffer<float> k_scales_, v_scales_;  // int8 / fp8: [n_layers * slots, n_kv_heads]
   cuda::DeviceBuffer<__half> gather_k_, gather_v_;
   cuda::DeviceBuffer<int> meta_;   // tokens | positions | slots | seq_lens | logit_rows | tables
   PinnedArray<int> hmeta_;  // the same, on the host

@@ -18,6 +18,16 @@ std::string gib(std::size_t bytes) {
 
 }  // namespace
 
+std::size_t kv_block_bytes(const ModelConfig& c, cpu::KvCodeType type, int block_size) {
+  const std::string what = "KV pool block of --block-size " + std::to_string(block_size);
+  if (block_size < 1) throw Error(what + ": must be at least 1");
+  const std::size_t scale = cpu::kv_code_has_scale(type) ? sizeof(float) : 0;
+  const std::size_t per_token_layer = static_cast<std::size_t>(c.kv_dim()) * cpu::kv_code_bytes(type) +
+                                      static_cast<std::size_t>(c.n_kv_heads) * scale;
+  return checked_mul(checked_mul(2 * static_cast<std::size_t>(c.n_layers), static_cast<std::size_t>(block_size), what),
+                     per_token_layer, what);
+}
+
 MemoryPlan plan_memory(std::size_t free_bytes, double fraction, std::size_t weight_bytes, std::size_t workspace_bytes,
                        std::size_t bytes_per_block, int max_useful_blocks, const std::string& device) {
   if (!(fraction > 0.0 && fraction <= 1.0))

@@ -1,6 +1,7 @@
 // quant_cuda.h: stage 05's weights on stage 04's CUDA backend. The step recipe, the executor, the
-// activations and the fp16 K/V cache are stage 04's (CudaOps, step_recipe.h); only the matrices
-// change (a stage04::CudaMatrices of quant_cuda_matrices.cu, the twin of QuantCpuMatrices):
+// activations and the K/V cache are stage 04's (CudaOps, step_recipe.h; the cache in --kv-cache's
+// format, CudaOptions::kv_cache); only the matrices change (a stage04::CudaMatrices of
+// quant_cuda_matrices.cu, the twin of QuantCpuMatrices):
 //
 //   on the device   each matrix in its stored format: GGUF Q8_0 / Q4_0 / Q4_1 blocks as the file
 //                   (or the quantizer) laid them out, rows back to back, padded to 16 bytes; FP8
@@ -11,9 +12,11 @@
 //                   scratch, then stage 04's fp16 GEMV; f16: stage 04's fp16 GEMV
 //   prefill (n > 8) every quantized format: dequantize to fp16 scratch (kernels/cuda/
 //                   dequantize_half.cuh), then cuBLAS (tensor cores); f16: cuBLAS
-// The scratch holds the largest quantized matrix in fp16. The K/V cache stays fp16 on CUDA:
-// --kv-cache int8/fp8 run on the CPU backend only (attention_decode/03_split_kv_quant.cu is not
-// wired in: the prefill attention and its gather read fp16 K/V).
+// The scratch holds the largest quantized matrix in fp16. The K/V cache (CudaOps, cuda_ops.cuh):
+// f16 as stage 04's; int8 / fp8 E4M3 quantized per (token, KV head) as it is appended
+// (rope_kv.cuh's rope_store_kv_quant, the twin of kv_quant.h), read by attention_decode 03 for
+// decode rows and gathered dequantized to fp16 (kv_gather.cuh) for the prefill kernel. E4M3 is only
+// storage there (converted in registers), so fp8 K/V needs no FP8 hardware; fp8 weights do.
 //
 // NOT YET RUN ON A GPU: this file's CPU-side parts are tested in CI (tests/stages/test_stage05.cpp
 // [cuda-plan]); the device path is checked by gpu_stage05 (tests/stages/test_stage05_gpu.cpp)

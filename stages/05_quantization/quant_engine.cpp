@@ -9,6 +9,7 @@
 #include "common/tokenizer.h"
 #include "kv_quant.h"
 #include "quant_cuda.h"
+#include "stages/04_cuda/memory_plan.h"
 
 namespace llm::stage05 {
 
@@ -17,11 +18,7 @@ QuantEngine::QuantEngine(std::unique_ptr<stage03::ContinuousBatchEngine> engine,
     : engine_(std::move(engine)), storage_(std::move(storage)), weight_bytes_(weight_bytes), cpu_(cpu) {}
 
 std::size_t kv_block_bytes(const ModelConfig& c, const std::string& kv_cache, int block_size) {
-  const std::string what = "KV pool block of --block-size " + std::to_string(block_size);
-  const std::size_t per_token_layer = static_cast<std::size_t>(c.kv_dim()) * kv_element_bytes(kv_cache) +
-                                      static_cast<std::size_t>(c.n_kv_heads) * kv_scale_bytes(kv_cache);
-  return checked_mul(checked_mul(2 * static_cast<std::size_t>(c.n_layers), static_cast<std::size_t>(block_size), what),
-                     per_token_layer, what);
+  return stage04::kv_block_bytes(c, kv_storage(kv_cache).type, block_size);  // the CUDA memory plan's too
 }
 
 int kv_pool_blocks(const ModelConfig& c, const std::string& kv_cache, std::size_t budget, int block_size,
@@ -44,6 +41,22 @@ EngineStats QuantEngine::stats() const {
   return s;
 }
 
+namespace {
+
+/// "; KV cache int8 on the device: N blocks of B tokens, X MiB (...)": what the CUDA memory plan gave.
+std::string cuda_kv_note(const ModelConfig& c, const std::string& kv_cache, int bs, QuantEngine& e) {
+  const int blocks = e.inner().num_blocks();
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "; KV cache %s on the device: %d blocks of %d tokens, %.2f MiB%s", kv_cache.c_str(),
+                blocks, bs, static_cast<double>(kv_block_bytes(c, kv_cache, bs)) * blocks / (1024.0 * 1024.0),
+                kv_cache == "f16" ? ""
+                                  : " (quantized on append, attention_decode 03 for decode, dequantized to fp16 for "
+                                    "prefill; not yet run on a GPU)");
+  return buf;
+}
+
+}  // namespace
+
 BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, std::vector<int> stop_ids,
                                    QuantEngineConfig config) {
   if (!valid_weights_mode(config.weights))
@@ -53,15 +66,18 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
   QuantWeights q = make_quant_weights(w, file, config.weights);
   BuiltQuantEngine out;
   const std::string& backend = config.stage04.backend;
-  // Stage 04's CUDA backend stores fp16 weights and an fp16 K/V cache: exactly --weights f16.
+  // Stage 04's CUDA backend stores fp16 weights: exactly --weights f16 (its K/V cache in the
+  // --kv-cache format: CudaOptions::kv_cache).
   const bool stage04_storage = q.storage == "f16" || q.storage == "f16 (as stored)";
+  config.stage04.cuda.kv_cache = kv_storage(config.kv_cache).type;
   // What the CUDA backend cannot run, decided before any device is asked for (the same answer on
-  // every machine): a quantized K/V cache, f32 matrices, a model shape the kernels do not take.
+  // every machine): an f32 K/V cache, f32 matrices, a model shape the kernels do not take. An
+  // int8 / fp8 K/V cache runs (quantized as it is appended, read by attention_decode 03, dequantized
+  // to fp16 for prefill); fp8 K/V needs no FP8 hardware: E4M3 is only storage, converted in registers.
   std::string cuda_refusal;
-  if (config.kv_cache != "f16")
-    cuda_refusal = "--kv-cache " + config.kv_cache +
-                   ": the CUDA backend keeps an fp16 K/V cache (int8/fp8 K/V run on --backend cpu only; "
-                   "kernels/cuda/attention_decode/03_split_kv_quant.cu is not wired in yet)";
+  if (config.kv_cache == "f32")
+    cuda_refusal = "--kv-cache f32: the CUDA backend keeps the K/V cache in f16, int8 or fp8 (f32 K/V runs on "
+                   "--backend cpu only)";
   if (cuda_refusal.empty() && !stage04_storage) {
     const std::string why = cuda_weights_unsupported(q);
     if (!why.empty()) cuda_refusal = "--weights " + config.weights + " (" + q.storage + "): " + why;
@@ -79,7 +95,7 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
       out.engine = std::make_unique<QuantEngine>(std::move(g.engine), "fp16",
                                                  stage04::packed_weight_bytes(w.config, w.output.empty()));
       out.backend = g.backend;
-      out.note = g.note;
+      out.note = g.note + cuda_kv_note(w.config, config.kv_cache, config.stage04.batching.block_size, *out.engine);
       return out;
     }
     // Stage 04's executor and step recipe with the quantized matrices (quant_cuda.h).
@@ -91,6 +107,7 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
                   static_cast<double>(cuda_weight_bytes(q)) / (1024.0 * 1024.0));
     out.note = g.note + mib + " (quantized GEMV for decode, dequantize + cuBLAS for prefill; not yet run on a GPU)";
     out.engine = std::make_unique<QuantEngine>(std::move(g.engine), q.storage, q.bytes());
+    out.note += cuda_kv_note(w.config, config.kv_cache, config.stage04.batching.block_size, *out.engine);
     out.backend = g.backend;
     return out;
   }

@@ -1,7 +1,9 @@
 // quant_engine.h: stage 05's engine: stage 04's (stage 03's scheduler and paged KV, steps run by
 // the step recipe) with the weights resident in the format --weights asks for and a K/V cache
 // stored in fp32, fp16, int8 or fp8 (kv_quant.h). The CPU backend runs every format; the CUDA backend
-// (quant_cuda.h, not yet run on a GPU) runs f16, q8_0, q4_0, q4_1 and fp8 weights with an fp16 K/V cache.
+// (quant_cuda.h, not yet run on a GPU) runs f16, q8_0, q4_0, q4_1 and fp8 weights with an f16, int8 or
+// fp8 K/V cache (the same codes and scales as the CPU's; its memory plan sizes the pool in the
+// format's own blocks).
 // Without --kv-blocks, the pool gets as many blocks as kv_pool_bytes holds at the K/V format's
 // own size (scales included), so int8/fp8 hold about 2x the tokens of f16 in the same bytes.
 #pragma once
@@ -65,11 +67,12 @@ struct BuiltQuantEngine {
 };
 
 /// Builds the engine for `w` (loaded from `file` when it is a GGUF: --weights auto keeps its
-/// blocks; null otherwise). On a GPU (--backend auto or cuda): f16 weights with an fp16 K/V cache
-/// run stage 04's CUDA backend as it is; q8_0, q4_0, q4_1 and fp8 (mixed with f16) run it with
-/// the quantized matrices of quant_cuda.h. --backend cuda refuses (llm::Error naming the flag and
-/// the value, before any device is asked for) an int8/fp8 --kv-cache, f32 matrices and shapes the
-/// kernels cannot take; auto runs those on the CPU and says why in note. Throws llm::Error for a
+/// blocks; null otherwise). On a GPU (--backend auto or cuda): f16 weights run stage 04's CUDA
+/// backend as it is; q8_0, q4_0, q4_1 and fp8 (mixed with f16) run it with the quantized matrices
+/// of quant_cuda.h; either with the K/V cache in --kv-cache's format (f16, int8 or fp8:
+/// CudaOptions::kv_cache). --backend cuda refuses (llm::Error naming the flag and the value,
+/// before any device is asked for) an f32 --kv-cache, f32 matrices and shapes the kernels cannot
+/// take; auto runs those on the CPU and says why in note. Throws llm::Error for a
 /// bad --weights, --kv-cache or --matmul value.
 BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, std::vector<int> stop_ids,
                                    QuantEngineConfig config);

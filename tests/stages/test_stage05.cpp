@@ -12,7 +12,10 @@
 //                 value; at one byte budget the pool's blocks, the stats' bytes and the bytes the
 //                 CPU backend really holds, per format
 //   [cuda-plan]   stage 05 on the CUDA backend without a GPU: each format's kernel at decode and
-//                 prefill rows, the bytes uploaded, the refusals (int8/fp8 K/V, f32 matrices)
+//                 prefill rows, the bytes uploaded, the memory plan's KV pool per --kv-cache (int8 /
+//                 fp8 hold 1.88-1.94x fp16's tokens in the same bytes at head_dim 64-128), the
+//                 refusals (f32 K/V, f32
+//                 matrices)
 //   [ex:kv-int8]  one K/V head row to int8: the scale max|x| / 127 and the codes
 //   [ex:fp8-decode-row]  the FP8 row decode against fp8_to_fp32, and fp8_matmul against fp64
 //   [ex:q8-quantize-block]  kernels/cpu's Q8_0 quantizer: bytes equal gguf-py's, and a block's
@@ -37,6 +40,7 @@
 #include "kernels/cpu/quantize.h"
 #include "kernels/cuda/quant_gemv/gguf_tiles.h"
 #include "stages/04_cuda/gpu_engine.h"
+#include "stages/04_cuda/memory_plan.h"
 #include "stages/05_quantization/fp8_matmul.h"
 #include "stages/05_quantization/kv_quant.h"
 #include "stages/05_quantization/quality.h"
@@ -736,11 +740,25 @@ TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, u
     c.stage04.batching = batching(1, 256, 16);
     c.stage04.backend = "cuda";
     c.weights = "q4_1";
-    for (const char* kv : {"int8", "fp8", "f32"}) {
+    const bool gpu = stage04::cuda_unavailable_reason().empty();
+    c.kv_cache = "f32";
+    CHECK_THROWS_WITH(stage05::make_quant_engine(w, nullptr, {}, c),
+                      Catch::Contains("--backend cuda") && Catch::Contains("--kv-cache f32") &&
+                          Catch::Contains("f16, int8 or fp8"));
+    // int8 / fp8 K/V run on the CUDA backend: without a GPU the only refusal is the device's.
+    for (const char* kv : {"int8", "fp8"}) {
+      INFO("--kv-cache " << kv);
       c.kv_cache = kv;
-      CHECK_THROWS_WITH(stage05::make_quant_engine(w, nullptr, {}, c),
-                        Catch::Contains("--backend cuda") && Catch::Contains("--kv-cache " + std::string(kv)) &&
-                            Catch::Contains("fp16 K/V cache"));
+      if (gpu) {
+        CHECK(stage05::make_quant_engine(w, nullptr, {}, c).backend == "cuda");
+      } else {
+        try {
+          (void)stage05::make_quant_engine(w, nullptr, {}, c);
+          FAIL("--backend cuda ran without a GPU");
+        } catch (const Error& e) {
+          CHECK_THAT(e.what(), Catch::Contains("--backend cuda") && !Catch::Contains("--kv-cache"));
+        }
+      }
     }
     c.kv_cache = "f16";
     c.weights = "f32";
@@ -749,9 +767,53 @@ TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, u
     // --backend auto runs what CUDA refuses on the CPU, and says why.
     c.stage04.backend = "auto";
     c.weights = "q8_0";
-    c.kv_cache = "int8";
+    c.kv_cache = "f32";
     const stage05::BuiltQuantEngine e = stage05::make_quant_engine(w, nullptr, {}, c);
     CHECK(e.backend == "cpu");
-    if (stage04::cuda_unavailable_reason().empty()) CHECK_THAT(e.note, Catch::Contains("--kv-cache int8"));
+    if (gpu) CHECK_THAT(e.note, Catch::Contains("--kv-cache f32"));
+  }
+  SECTION("the memory plan: at one byte budget an int8 / fp8 K/V pool holds ~2x fp16's tokens") {
+    // SmolLM2-135M (head_dim 64, 3 KV heads, 30 layers) and Llama-3-8B (128, 8, 32) on an 80 GiB card
+    // with 1 GiB of activations, and the random model of this test. A block is 2 (K, V) x layers x
+    // block_size x (kv_dim x code bytes + n_kv_heads x 4 bytes of scale for int8 / fp8): the ratio of
+    // tokens is 2 head_dim / (head_dim + 4): 1.78 at 32, 1.88 at 64, 1.94 at 128.
+    ModelConfig smol = w.config, llama = w.config;
+    smol.n_layers = 30, smol.n_heads = 9, smol.n_kv_heads = 3, smol.head_dim = 64;
+    llama.n_layers = 32, llama.n_heads = 32, llama.n_kv_heads = 8, llama.head_dim = 128;
+    struct Shape {
+      const char* name;
+      ModelConfig c;
+      std::size_t weights;
+    };
+    for (const Shape& m : {Shape{"SmolLM2-135M", smol, std::size_t{270} << 20}, Shape{"Llama-3-8B", llama, std::size_t{16} << 30},
+                           Shape{"random model", w.config, std::size_t{1} << 20}}) {
+      INFO(m.name);
+      const int bs = 16;
+      const std::size_t free_bytes = std::size_t{80} << 30, workspace = std::size_t{1} << 30;
+      const std::size_t kvd = static_cast<std::size_t>(m.c.kv_dim()), layers = static_cast<std::size_t>(m.c.n_layers);
+      const std::size_t f16 = stage04::kv_block_bytes(m.c, cpu::KvCodeType::f16, bs);
+      CHECK(f16 == 2 * layers * bs * kvd * 2);  // stage 04's fp16 block, as before
+      const stage04::MemoryPlan p16 = stage04::plan_memory(free_bytes, 0.9, m.weights, workspace, f16, 0, "a test GPU");
+      for (const auto& [kv, type] : {std::pair<const char*, cpu::KvCodeType>{"int8", cpu::KvCodeType::int8},
+                                     {"fp8", cpu::KvCodeType::fp8_e4m3}}) {
+        INFO("--kv-cache " << kv);
+        const std::size_t q = stage04::kv_block_bytes(m.c, type, bs);
+        CHECK(q == 2 * layers * bs * (kvd + 4 * static_cast<std::size_t>(m.c.n_kv_heads)));
+        CHECK(stage05::kv_block_bytes(m.c, kv, bs) == q);  // the CPU pool's books count the same bytes
+        const stage04::MemoryPlan pq = stage04::plan_memory(free_bytes, 0.9, m.weights, workspace, q, 0, "a test GPU");
+        CHECK(pq.budget == p16.budget);
+        CHECK(static_cast<std::size_t>(pq.num_blocks) == (pq.budget - m.weights - workspace) / q);
+        CHECK(pq.kv_pool <= pq.budget - m.weights - workspace);
+        const double ratio = static_cast<double>(pq.num_blocks) / p16.num_blocks;
+        const double want = 2.0 * m.c.head_dim / (m.c.head_dim + 4.0);
+        WARN(m.name << " --kv-cache " << kv << ": " << pq.num_blocks << " blocks (" << pq.num_blocks * bs
+                    << " tokens) vs fp16's " << p16.num_blocks << " in " << (pq.budget - m.weights - workspace) / (1 << 20)
+                    << " MiB: " << ratio << "x");
+        CHECK(ratio >= want * 0.999);
+        CHECK(ratio <= want * 1.001 + 1.0 / p16.num_blocks);
+        if (m.c.head_dim >= 64) CHECK(ratio >= 1.85);  // the real models; head_dim 32 (the random one): 1.78
+      }
+    }
+    CHECK_THROWS_WITH(stage04::kv_block_bytes(w.config, cpu::KvCodeType::int8, 0), Catch::Contains("--block-size 0"));
   }
 }
