@@ -26,11 +26,10 @@ CudaMatmulPath cuda_matmul_path(WeightFormat f, int n) {
       return gemv ? CudaMatmulPath::fp16_gemv : CudaMatmulPath::fp16_cublas;
     case WeightFormat::q8_0:
     case WeightFormat::q4_0:
+    case WeightFormat::q4_1:
       return gemv ? CudaMatmulPath::quant_gemv_01 : CudaMatmulPath::dequantize_cublas;
     case WeightFormat::fp8:
       return gemv ? CudaMatmulPath::fp8_gemv_03 : CudaMatmulPath::dequantize_cublas;
-    case WeightFormat::q4_1:
-      return gemv ? CudaMatmulPath::dequantize_gemv : CudaMatmulPath::dequantize_cublas;
     case WeightFormat::f32:
       break;
   }
@@ -47,8 +46,6 @@ const char* cuda_matmul_path_name(CudaMatmulPath p) {
       return "quant_gemv 01";
     case CudaMatmulPath::fp8_gemv_03:
       return "quant_gemv 03";
-    case CudaMatmulPath::dequantize_gemv:
-      return "dequantize + fp16 GEMV";
     case CudaMatmulPath::dequantize_cublas:
       return "dequantize + cuBLAS";
   }

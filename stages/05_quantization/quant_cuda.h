@@ -7,9 +7,9 @@
 //                   (or the quantizer) laid them out, rows back to back, padded to 16 bytes; FP8
 //                   E4M3 codes [rows, cols] and one fp32 scale per row; f16 as fp16. The embedding
 //                   lookup reads an fp16 copy of the table (dequantized on the host at load).
-//   decode (n <= 8 rows)   Q8_0, Q4_0: kernels/cuda/quant_gemv 01_fused_16B (W8A16 / W4A16 on the
-//                   GGUF blocks); FP8: 03_fp8_e4m3; Q4_1 (no fused version): dequantize to fp16
-//                   scratch, then stage 04's fp16 GEMV; f16: stage 04's fp16 GEMV
+//   decode (n <= 8 rows)   Q8_0, Q4_0, Q4_1: kernels/cuda/quant_gemv 01_fused_16B (W8A16 / W4A16
+//                   on the GGUF blocks; Q4_1's min added once per block); FP8: 03_fp8_e4m3; f16:
+//                   stage 04's fp16 GEMV
 //   prefill (n > 8) every quantized format: dequantize to fp16 scratch (kernels/cuda/
 //                   dequantize_half.cuh), then cuBLAS (tensor cores); f16: cuBLAS
 // The scratch holds the largest quantized matrix in fp16. The K/V cache (CudaOps, cuda_ops.cuh):
@@ -39,9 +39,8 @@ namespace llm::stage05 {
 enum class CudaMatmulPath {
   fp16_gemv,           ///< f16, n <= 8: stage 04's GEMV (kernels/cuda/gemv 02)
   fp16_cublas,         ///< f16, n > 8: cuBLAS
-  quant_gemv_01,       ///< Q8_0 / Q4_0, n <= 8: quant_gemv 01_fused_16B on the GGUF blocks
+  quant_gemv_01,       ///< Q8_0 / Q4_0 / Q4_1, n <= 8: quant_gemv 01_fused_16B on the GGUF blocks
   fp8_gemv_03,         ///< FP8, n <= 8: quant_gemv 03_fp8_e4m3
-  dequantize_gemv,     ///< Q4_1, n <= 8: dequantize to fp16 scratch, then the fp16 GEMV
   dequantize_cublas,   ///< any quantized format, n > 8: dequantize to fp16 scratch, then cuBLAS
 };
 

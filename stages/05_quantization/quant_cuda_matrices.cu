@@ -112,13 +112,14 @@ class QuantCudaMatrices final : public stage04::CudaMatrices {
       case CudaMatmulPath::fp16_cublas:
         return stage04::fp16_matmul(gemm, y, x, M.half(), n, M.cols, M.rows, accumulate, stream);
       case CudaMatmulPath::quant_gemv_01:
-        a.format = M.format == WeightFormat::q8_0 ? cuda::QuantFormat::Q8_0 : cuda::QuantFormat::Q4_0;
+        a.format = M.format == WeightFormat::q8_0   ? cuda::QuantFormat::Q8_0
+                   : M.format == WeightFormat::q4_0 ? cuda::QuantFormat::Q4_0
+                                                    : cuda::QuantFormat::Q4_1;
         return cuda::quant_gemv_01_fused_16B(a, stream);
       case CudaMatmulPath::fp8_gemv_03:
         a.format = cuda::QuantFormat::FP8_E4M3;
         a.scales = M.scales.get();
         return cuda::quant_gemv_03_fp8_e4m3(a, stream);
-      case CudaMatmulPath::dequantize_gemv:
       case CudaMatmulPath::dequantize_cublas:
         cuda::dequantize_to_half(stored_format(M.format), M.data.get(), M.scales.get(), scratch_.get(), M.rows, M.cols,
                                  stream);

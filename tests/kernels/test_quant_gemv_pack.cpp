@@ -6,7 +6,7 @@
 //     (q4_pair_bits, q8_pair_bits, minus the fp16 bias) gives y = x W^T of the dequantized GGUF
 //     rows (llm::cpu::dequantize, in double): the indexing and the nibble order the kernel relies
 //     on, checked where CI can run them;
-//   - 01_fused_16B.cu's staging of GGUF rows (gguf_tiles.h): every tile's 16-byte words stay inside
+//   - 01_fused_16B.cu's staging of GGUF rows (gguf_tiles.h; Q8_0, Q4_0, Q4_1): every tile's 16-byte words stay inside
 //     the padded buffer and the shared-memory slot, and each lane finds its block's bytes at
 //     skew + lane * block_bytes;
 //   - bad types and shapes are refused naming the field and value.
@@ -201,13 +201,14 @@ TEST_CASE("prepacked GEMV layout: bad types and shapes are refused by name", "[q
 }
 
 TEST_CASE("GGUF tiles of version 01: every lane finds its block inside the words it copies", "[quant-gemv-pack]") {
-  for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0}) {
-    const bool q8 = t == TensorType::Q8_0;
-    const int bb = gguf_block_bytes(q8);
+  for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
+    const GgufBlock gb = t == TensorType::Q8_0 ? GgufBlock::Q8_0 : t == TensorType::Q4_0 ? GgufBlock::Q4_0 : GgufBlock::Q4_1;
+    const int bb = gguf_block_bytes(gb);
+    REQUIRE(static_cast<std::size_t>(bb) == llm::cpu::row_bytes(t, 32));  // the blocks kernels/cpu writes
     for (const Shape& s : kShapes) {
       INFO(llm::tensor_type_name(t) << " out=" << s.out << " in=" << s.in);
       const std::vector<std::uint8_t> rows = random_rows(t, s.out, s.in, 7u * s.out + s.in);
-      std::vector<std::uint8_t> buffer(gguf_buffer_bytes(q8, s.out, s.in), 0xFF);  // padding as the harness
+      std::vector<std::uint8_t> buffer(gguf_buffer_bytes(gb, s.out, s.in), 0xFF);  // padding as the harness
       REQUIRE(buffer.size() % 16 == 0);
       REQUIRE(buffer.size() >= rows.size());
       std::memcpy(buffer.data(), rows.data(), rows.size());
@@ -215,11 +216,11 @@ TEST_CASE("GGUF tiles of version 01: every lane finds its block inside the words
       for (int row = 0; row < s.out; ++row)
         for (int b0 = 0; b0 < blocks; b0 += kTileBlocks) {
           const int nb = std::min(kTileBlocks, blocks - b0);
-          const TileSpan span = tile_span(q8, blocks, row, b0, nb);
+          const TileSpan span = tile_span(gb, blocks, row, b0, nb);
           INFO("row " << row << " tile at block " << b0 << ": words " << span.words << ", skew " << span.skew);
-          REQUIRE(span.words <= tile_slot_words(q8));
+          REQUIRE(span.words <= tile_slot_words(gb));
           REQUIRE((span.first_word + static_cast<std::size_t>(span.words)) * 16 <= buffer.size());
-          REQUIRE(span.skew % 2 == 0);  // the fp16 scale and 16-bit quant reads stay aligned
+          REQUIRE(span.skew % 2 == 0);  // the fp16 scale (and min) and 16-bit quant reads stay aligned
           REQUIRE(span.skew <= 14);
           const std::uint8_t* stage = buffer.data() + span.first_word * 16;  // what the warp copies
           for (int lane = 0; lane < nb; ++lane) {

@@ -666,7 +666,7 @@ TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, u
         {WeightFormat::f16, {CudaMatmulPath::fp16_gemv, CudaMatmulPath::fp16_cublas}},
         {WeightFormat::q8_0, {CudaMatmulPath::quant_gemv_01, CudaMatmulPath::dequantize_cublas}},
         {WeightFormat::q4_0, {CudaMatmulPath::quant_gemv_01, CudaMatmulPath::dequantize_cublas}},
-        {WeightFormat::q4_1, {CudaMatmulPath::dequantize_gemv, CudaMatmulPath::dequantize_cublas}},
+        {WeightFormat::q4_1, {CudaMatmulPath::quant_gemv_01, CudaMatmulPath::dequantize_cublas}},
         {WeightFormat::fp8, {CudaMatmulPath::fp8_gemv_03, CudaMatmulPath::dequantize_cublas}}};
     for (const auto& [f, paths] : want) {
       INFO(stage05::format_name(f));
@@ -696,8 +696,12 @@ TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, u
         } else {
           // quant_gemv 01's buffer rule (gguf_tiles.h): the rows, rounded up to 16 bytes.
           const std::size_t padded = (m.bytes.size() + 15) / 16 * 16;
-          if (m.format == WeightFormat::q8_0 || m.format == WeightFormat::q4_0)
-            CHECK(padded == cuda::qgemv::gguf_buffer_bytes(m.format == WeightFormat::q8_0, m.rows, m.cols));
+          using cuda::qgemv::GgufBlock;
+          if (m.format != WeightFormat::fp8)
+            CHECK(padded == cuda::qgemv::gguf_buffer_bytes(m.format == WeightFormat::q8_0   ? GgufBlock::Q8_0
+                                                           : m.format == WeightFormat::q4_0 ? GgufBlock::Q4_0
+                                                                                            : GgufBlock::Q4_1,
+                                                           m.rows, m.cols));
           REQUIRE(img.bytes.size() == padded);
           CHECK(std::equal(m.bytes.begin(), m.bytes.end(), img.bytes.begin()));
           CHECK(std::all_of(img.bytes.begin() + static_cast<std::ptrdiff_t>(m.bytes.size()), img.bytes.end(),

@@ -6,7 +6,7 @@
 //                     twin, kernels/cpu's dequantize rounded to fp16: equal bit for bit
 //   [gpu-vs-cpu]      per --weights (q8_0, q4_0, q4_1, fp8, f16), on the default model and a random
 //                     model of awkward shape: teacher-forced logits of a 6-token prompt (every
-//                     matmul a GEMV: quant_gemv 01 / 03, Q4_1 dequantize + fp16 GEMV) and of a
+//                     matmul a GEMV: quant_gemv 01 (Q8_0, Q4_0, Q4_1) / 03 (FP8)) and of a
 //                     longer one (dequantize + cuBLAS), top-1 agreement >= 98% and max relative
 //                     logit error <= kFp16LogitTol (3e-2); greedy tokens of 3 requests batched
 //                     (decode steps of 1-3 rows, CUDA graphs) equal the CPU's up to a near-tie

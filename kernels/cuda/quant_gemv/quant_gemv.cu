@@ -16,6 +16,8 @@ const char* quant_format_name(QuantFormat f) {
       return "Q8_0";
     case QuantFormat::Q4_0:
       return "Q4_0";
+    case QuantFormat::Q4_1:
+      return "Q4_1";
     case QuantFormat::FP8_E4M3:
       return "FP8_E4M3";
   }
@@ -23,7 +25,11 @@ const char* quant_format_name(QuantFormat f) {
 }
 
 std::size_t quant_gemv_01_buffer_bytes(QuantFormat f, int out, int in) {
-  return qgemv::gguf_buffer_bytes(f == QuantFormat::Q8_0, out, in);
+  if (f == QuantFormat::FP8_E4M3) throw std::invalid_argument("quant_gemv_01_buffer_bytes: FP8_E4M3 is not a GGUF block format");
+  const qgemv::GgufBlock b = f == QuantFormat::Q8_0   ? qgemv::GgufBlock::Q8_0
+                             : f == QuantFormat::Q4_0 ? qgemv::GgufBlock::Q4_0
+                                                      : qgemv::GgufBlock::Q4_1;
+  return qgemv::gguf_buffer_bytes(b, out, in);
 }
 
 bool device_has_fp8() {
@@ -47,7 +53,7 @@ void validate(const QuantGemvArgs& a, int version) {
   auto aligned16 = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
   const bool fp8 = a.format == QuantFormat::FP8_E4M3;
   if (version < 1 || version > 3) fail("no version " + std::to_string(version));
-  if ((version == 3) != fp8)
+  if (version >= 1 && version <= 3 && !version_takes(version, a.format))
     fail(std::string("format ") + quant_format_name(a.format) + " is not taken by this version");
   if (a.n < 1 || a.n > kQuantGemvMaxRows)
     fail("n = " + std::to_string(a.n) + " (must be 1.." + std::to_string(kQuantGemvMaxRows) + ")");

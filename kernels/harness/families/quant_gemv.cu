@@ -1,9 +1,10 @@
 // quant_gemv.cu: the kernel harness's quantized decode-GEMV family (kernels/cuda/quant_gemv/).
 //
-// check: each version with each format it takes (01, 02: Q8_0 and Q4_0; 03: FP8 E4M3) against its
-//        CPU twin on the same stored weights and fp16-rounded x:
-//          Q8_0/Q4_0: llm::cpu::qmm::matmul_02_fused (kernels/cpu/quant_matmul), the weights as
-//                     GGUF blocks from llm::cpu::quantize; version 02 gets them through
+// check: each version with each format it takes (01: Q8_0, Q4_0 and Q4_1; 02: Q8_0 and Q4_0; 03:
+//        FP8 E4M3) against its CPU twin on the same stored weights and fp16-rounded x:
+//          Q8_0/Q4_0/Q4_1: llm::cpu::qmm::matmul_02_fused (kernels/cpu/quant_matmul), the weights
+//                     as GGUF blocks from llm::cpu::quantize (Q4_1: w = d q + m per weight; 01
+//                     adds m * sum(x) once per block); version 02 gets them through
 //                     qgemv::pack_for_gemv (prepack.h), whose inverse is tested in CI;
 //          FP8:       rows from llm::cpu::quantize_fp8_row, decoded by fp8_to_fp32 times the row
 //                     scale, then llm::cpu::matmul.
@@ -66,7 +67,9 @@ DeviceBuffer<T> upload_vector(const std::vector<T>& v) {
 
 bool wants(const FamilyOptions& o, int version) { return o.version == 0 || o.version == version; }
 
-TensorType gguf_type(QuantFormat f) { return f == QuantFormat::Q8_0 ? TensorType::Q8_0 : TensorType::Q4_0; }
+TensorType gguf_type(QuantFormat f) {
+  return f == QuantFormat::Q8_0 ? TensorType::Q8_0 : f == QuantFormat::Q4_0 ? TensorType::Q4_0 : TensorType::Q4_1;
+}
 
 std::vector<Case> check_cases(bool quick, QuantFormat f) {
   std::vector<Case> cases;
@@ -94,7 +97,7 @@ std::vector<Case> check_cases(bool quick, QuantFormat f) {
 
 /// The weights of one check, stored as the format keeps them, and the twin's product.
 struct Stored {
-  std::vector<std::uint8_t> gguf;    // Q8_0/Q4_0 rows
+  std::vector<std::uint8_t> gguf;    // Q8_0/Q4_0/Q4_1 rows
   std::vector<std::uint8_t> codes;   // FP8 codes [out][in]
   std::vector<float> fp8_scales;     // FP8 scale per row
 };
@@ -210,6 +213,10 @@ bool check_validation() {
   bad.format = QuantFormat::FP8_E4M3;
   expect_throw(bad, 1, "not taken");
   expect_throw(a, 3, "not taken");
+  bad = a;
+  bad.format = QuantFormat::Q4_1;
+  cuda::validate(bad, 1);  // 01 reads Q4_1 as stored; 02's packer does not take it
+  expect_throw(bad, 2, "Q4_1 is not taken");
   if (ok) std::printf("ok   quant_gemv validate rejects bad args\n");
   return ok;
 }
@@ -219,7 +226,7 @@ bool check_validation() {
 bool check_quant_gemv(const FamilyOptions& o) {
   bool all_ok = check_validation();
   std::uint64_t seed = o.seed * 0x9E3779B97F4A7C15ull;
-  for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::FP8_E4M3}) {
+  for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::FP8_E4M3}) {
     if (f == QuantFormat::FP8_E4M3 && !cuda::device_has_fp8()) {
       std::printf("  skip FP8_E4M3: this GPU has no FP8 conversions (compute capability < 8.9)\n");
       continue;
@@ -310,7 +317,7 @@ void bench_quant_gemv(const FamilyOptions& o) {
       }
       for (const cuda::QuantGemvVersion& ver : cuda::kQuantGemvVersions) {
         if (!wants(o, ver.number)) continue;
-        for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::FP8_E4M3}) {
+        for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::FP8_E4M3}) {
           if (!ver.takes(f) || (f == QuantFormat::FP8_E4M3 && !fp8)) continue;
           cuda::QuantGemvArgs a;
           a.format = f;
