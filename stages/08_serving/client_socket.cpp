@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -66,6 +67,12 @@ bool peer_closed(int fd) {
   if (n > 0) return false;  // bytes waiting: still there
   if (n == 0) return true;  // end of stream: the client closed
   return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;  // reset, or no longer a connection
+}
+
+bool writable_now(int fd) {
+  if (fd < 0) return true;
+  pollfd p{fd, POLLOUT, 0};
+  return poll(&p, 1, 0) != 0;  // POLLOUT, POLLERR or POLLHUP; -1 (EINTR, say): let the write decide
 }
 
 }  // namespace llm::stage08

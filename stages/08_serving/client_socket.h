@@ -1,4 +1,4 @@
-// client_socket.h: has the client of a request that is not streamed gone away?
+// client_socket.h: has the client of a request gone away, and does its socket take bytes now?
 //
 // A streamed response notices a client that left when a write fails. A non-streamed one writes
 // nothing until its completion is done, and cpp-httplib 0.11 (Debian's) gives a handler neither
@@ -20,5 +20,11 @@ int find_client_socket(const std::string& remote_addr, int remote_port, int loca
 /// of stream or an error); false while it is open, also when it has sent more bytes (a next
 /// request on a keep-alive connection), which are left unread. Never blocks.
 bool peer_closed(int fd);
+
+/// True when a write to socket `fd` would not block now (room in its send buffer), or when the
+/// socket is in error or closed (a write then fails at once, which is how its writer learns);
+/// false while the peer is not reading and the buffer is full. fd < 0 (socket unknown): true.
+/// Never blocks.
+bool writable_now(int fd);
 
 }  // namespace llm::stage08

@@ -99,8 +99,12 @@ int serve(int argc, char** argv) {
   if (!stage08::admits(0, 1) || stage08::admits(1, 1)) throw Error("admits: wrong rule");
 
   stage08::ServerMetrics metrics;
-  stage08::OnlineEngine online(*engine, stage08::OnlineConfig{o.max_queue, 10000}, metrics);
-  stage08::OpenAiServer server(model, online, metrics, so, o.max_new_tokens, o.block_size, engine->num_blocks());
+  // Declared in this order, destroyed in the reverse: the server (its connections) first, then the
+  // engine thread, which wakes the writer after each step, then the writer.
+  stage08::StreamWriter writer;
+  stage08::OnlineEngine online(*engine, stage08::OnlineConfig{o.max_queue, 10000}, metrics, [&writer] { writer.wake(); });
+  stage08::OpenAiServer server(model, online, writer, metrics, so, o.max_new_tokens, o.block_size,
+                               engine->num_blocks());
   online.cancel(0);  // no such request: a no-op, but it runs the cancel-request exercise
   const int port = server.bind();
   std::printf("stage08_serving: listening on http://%s:%d (model '%s', %d KV blocks of %d tokens)\n", so.host.c_str(),

@@ -27,6 +27,8 @@ class OnlineEngine::Feed : public stage03::RequestFeed {
 
   bool poll(const stage03::Scheduler& scheduler, bool idle, std::vector<Request>& arrived,
             std::vector<std::size_t>& cancelled) override {
+    if (output_ && o_.on_output_) o_.on_output_();  // the last step's tokens, all at once
+    output_ = false;
     std::unique_lock lock(o_.mutex_);
     record(scheduler, idle);
     if (idle) {
@@ -66,11 +68,13 @@ class OnlineEngine::Feed : public stage03::RequestFeed {
     run_index_.erase(live.id);
     o_.metrics_.observe(result, *live.stream);
     live.stream->finish(std::move(result));
+    output_ = true;
   }
 
   void token(std::size_t r, int id) {
     auto it = live_.find(r);
     if (it != live_.end()) it->second.stream->push_token(id);
+    output_ = true;
   }
 
   /// The engine failed: every live request ends with the reason.
@@ -123,13 +127,15 @@ class OnlineEngine::Feed : public stage03::RequestFeed {
   }
 
   OnlineEngine& o_;
+  bool output_ = false;     ///< a token was pushed or a request finished since the last poll
   std::size_t handed_ = 0;  ///< requests handed to this run (their run index is their order)
   std::unordered_map<std::size_t, Live> live_;
   std::unordered_map<std::uint64_t, std::size_t> run_index_;
 };
 
-OnlineEngine::OnlineEngine(stage03::ContinuousBatchEngine& engine, OnlineConfig config, ServerMetrics& metrics)
-    : engine_(engine), config_(config), metrics_(metrics) {
+OnlineEngine::OnlineEngine(stage03::ContinuousBatchEngine& engine, OnlineConfig config, ServerMetrics& metrics,
+                           std::function<void()> on_output)
+    : engine_(engine), config_(config), metrics_(metrics), on_output_(std::move(on_output)) {
   snapshot_.num_blocks = engine.num_blocks();
   thread_ = std::thread([this] { loop(); });
 }
@@ -170,6 +176,7 @@ void OnlineEngine::loop() {
       out.error = failure_;
       p.stream->finish(std::move(out));
     }
+    if (on_output_) on_output_();
   }
 }
 

@@ -6,11 +6,13 @@
 //
 //   HTTP threads ──submit()/cancel()──> pending_, cancels_ ──poll() before each step──> engine thread
 //   engine thread ──on_token / done──> RequestStream (one per request) ──take()──> HTTP thread
+//   engine thread ──on_output(), once per step that sampled or finished something──> StreamWriter
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -55,8 +57,12 @@ struct EngineSnapshot {
 /// from any thread.
 class OnlineEngine {
  public:
-  /// Starts the engine thread. `engine` must outlive this object.
-  OnlineEngine(stage03::ContinuousBatchEngine& engine, OnlineConfig config, ServerMetrics& metrics);
+  /// Starts the engine thread. `engine` must outlive this object. `on_output`, if given, is
+  /// called on the engine thread before each step that follows one which pushed a token or
+  /// finished a request (so a writer can take a whole step's tokens in one wake-up), and must
+  /// not block.
+  OnlineEngine(stage03::ContinuousBatchEngine& engine, OnlineConfig config, ServerMetrics& metrics,
+               std::function<void()> on_output = {});
   /// Stops the engine thread: requests still queued or running are cancelled.
   ~OnlineEngine();
   OnlineEngine(const OnlineEngine&) = delete;
@@ -84,6 +90,7 @@ class OnlineEngine {
   stage03::ContinuousBatchEngine& engine_;
   OnlineConfig config_;
   ServerMetrics& metrics_;
+  std::function<void()> on_output_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Pending> pending_;          ///< submitted, not yet handed to the engine

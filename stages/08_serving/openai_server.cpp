@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 
 #include "common/chat_template.h"
@@ -44,6 +46,7 @@ extern const char* const kLivePage;  // live_page.cpp
 struct OpenAiServer::Impl {
   const Model& model;
   OnlineEngine& engine;
+  StreamWriter& writer;
   ServerMetrics& metrics;
   ServerOptions options;
   int default_max_tokens, block_size, kv_blocks;
@@ -52,8 +55,8 @@ struct OpenAiServer::Impl {
   std::mt19937_64 seeds{std::random_device{}()};
   std::mutex seeds_mutex;
 
-  Impl(const Model& m, OnlineEngine& e, ServerMetrics& mx, ServerOptions o, int dmt, int bs, int nb)
-      : model(m), engine(e), metrics(mx), options(std::move(o)), default_max_tokens(dmt), block_size(bs),
+  Impl(const Model& m, OnlineEngine& e, StreamWriter& w, ServerMetrics& mx, ServerOptions o, int dmt, int bs, int nb)
+      : model(m), engine(e), writer(w), metrics(mx), options(std::move(o)), default_max_tokens(dmt), block_size(bs),
         kv_blocks(nb) {}
 
   void refuse(httplib::Response& res, const ApiError& e) {
@@ -128,12 +131,12 @@ struct OpenAiServer::Impl {
       const bool failed = !engine.failure().empty();
       return refuse(res, ApiError(failed ? 503 : 429, why, "", failed ? "server_error" : "rate_limit_exceeded"));
     }
-    if (p.stream) return stream_response(res, p, id, handle, stream, prompt_tokens, prev);
+    const int client = find_client_socket(req.remote_addr, req.remote_port, req.local_port);
+    if (p.stream) return stream_response(res, p, id, handle, stream, prompt_tokens, prev, client);
 
     // Not streamed: wait for the whole completion (the loop ends with the request, which is
     // bounded by max_tokens; an engine failure ends it too). Every kPoll the client's socket is
     // peeked at: a client that has gone cancels the request, as a failed write does for a stream.
-    const int client = find_client_socket(req.remote_addr, req.remote_port, req.local_port);
     CompletionText text(*model.tokenizer, prev, p.stop);
     std::vector<int> tokens;
     std::string out;
@@ -169,70 +172,121 @@ struct OpenAiServer::Impl {
   }
 
   // Streamed: one SSE event per piece of text as tokens come, then the final chunk with the
-  // finish reason, the usage (if asked) and [DONE]. A client that goes away makes a write fail:
-  // the releaser then cancels the request, which frees its blocks before the next step.
+  // finish reason, the usage (if asked) and [DONE]. The writer thread (stream_writer.h) writes
+  // them, once per engine step for every stream; this connection's HTTP thread only waits inside
+  // cpp-httplib's content provider meanwhile. A client that goes away makes a write fail: the
+  // provider then returns false, and the releaser cancels the request, which frees its blocks
+  // before the next step.
+  struct Streamed final : StreamWriter::Stream {
+    Impl& server;
+    CompletionParams p;
+    std::string id;
+    std::uint64_t handle;
+    std::shared_ptr<RequestStream> stream;
+    CompletionText text;
+    int prompt_tokens;
+    int fd;  ///< the client's socket, polled before a write so that a client that does not read is skipped
+    std::int64_t created = unix_now();
+
+    std::mutex m;  // everything below; held while writing
+    std::condition_variable ended;
+    httplib::DataSink* sink = nullptr;  ///< set while the HTTP thread waits inside the provider
+    std::vector<int> tokens = {};
+    std::size_t seen = 0;
+    bool first = true, over = false, failed = false, detached = false;
+    std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
+
+    Streamed(Impl& s, CompletionParams params, std::string i, std::uint64_t h, std::shared_ptr<RequestStream> rs,
+             CompletionText t, int n, int socket)
+        : server(s), p(std::move(params)), id(std::move(i)), handle(h), stream(std::move(rs)), text(std::move(t)),
+          prompt_tokens(n), fd(socket) {}
+
+    bool pump() override {
+      std::lock_guard lock(m);
+      const bool more = pump_locked();
+      if (over || failed) ended.notify_all();
+      return more;
+    }
+
+    // Under m: formats what came since the last write and writes it, when the HTTP thread is
+    // inside the provider (sink set) and the socket takes bytes now. Returns false once the
+    // writer need not come back.
+    bool pump_locked() {
+      if (detached || over || failed) return false;
+      if (sink == nullptr) return true;  // the HTTP thread is between two calls of the provider: the next round
+      const auto now = std::chrono::steady_clock::now();
+      const bool keep_alive_due = now - last_write >= kKeepAlive;
+      // Most rounds most streams have nothing new (they wait in the queue): no system call then.
+      if ((!stream->has_news() && !keep_alive_due) || !writable_now(fd)) return true;
+      try {
+        std::optional<RequestResult> result = stream->take_now(tokens);
+        std::string out;
+        auto chunk = [&](const std::string& piece, const std::string& reason) {
+          out += sse_event(dump(stream_chunk(p, id, created, piece, reason, first)));
+          first = false;
+        };
+        for (; seen < tokens.size() && !text.stop_matched(); ++seen) {
+          const std::string piece = text.push(tokens[seen]);
+          if (!piece.empty()) chunk(piece, "");
+        }
+        if (text.stop_matched()) server.engine.cancel(handle);
+        if (result || text.stop_matched()) {
+          if (result && !text.stop_matched() && (!result->rejected.empty() || !result->error.empty())) {
+            const std::string why = result->rejected.empty() ? result->error : result->rejected;
+            out += sse_event(dump(error_body(ApiError(500, "generation failed: " + why, "", "server_error"))));
+          } else {
+            const std::string rest = text.finish();
+            if (!rest.empty()) chunk(rest, "");
+            chunk("", text.stop_matched() || result->stopped ? "stop" : "length");
+            if (p.include_usage) {
+              json u = stream_chunk(p, id, created, "", "", false);
+              u["choices"] = json::array();
+              u["usage"] = usage(prompt_tokens, static_cast<int>(seen));
+              out += sse_event(dump(u));
+            }
+          }
+          out += sse_event("[DONE]");
+        }
+        if (out.empty() && keep_alive_due) out = ": keep-alive\n\n";
+        if (!out.empty()) {
+          if (!sink->write(out.data(), out.size())) {
+            failed = true;  // the client has gone
+            return false;
+          }
+          last_write = now;
+        }
+        over = result.has_value() || text.stop_matched();
+      } catch (const std::exception&) {  // formatting failed (out of memory): end this stream, not the writer
+        failed = true;
+      }
+      return !over && !failed;
+    }
+  };
+
   void stream_response(httplib::Response& res, const CompletionParams& p, const std::string& id, std::uint64_t handle,
-                       std::shared_ptr<RequestStream> stream, int prompt_tokens, int prev) {
-    struct State {
-      CompletionParams p;
-      std::string id;
-      std::uint64_t handle;
-      std::shared_ptr<RequestStream> stream;
-      CompletionText text;
-      int prompt_tokens;
-      std::int64_t created = unix_now();
-      std::vector<int> tokens = {};
-      std::size_t seen = 0;
-      bool first = true, over = false;
-      std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
-    };
-    auto st = std::make_shared<State>(State{p, id, handle, std::move(stream),
-                                            CompletionText(*model.tokenizer, prev, p.stop), prompt_tokens, unix_now()});
+                       std::shared_ptr<RequestStream> stream, int prompt_tokens, int prev, int fd) {
+    auto st = std::make_shared<Streamed>(*this, p, id, handle, std::move(stream),
+                                         CompletionText(*model.tokenizer, prev, p.stop), prompt_tokens, fd);
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, st](std::size_t, httplib::DataSink& sink) {
-          std::optional<RequestResult> result = st->stream->take(st->tokens, kPoll);
-          std::string out;
-          auto chunk = [&](const std::string& piece, const std::string& reason) {
-            out += sse_event(dump(stream_chunk(st->p, st->id, st->created, piece, reason, st->first)));
-            st->first = false;
-          };
-          for (; st->seen < st->tokens.size() && !st->text.stop_matched(); ++st->seen) {
-            const std::string piece = st->text.push(st->tokens[st->seen]);
-            if (!piece.empty()) chunk(piece, "");
-          }
-          if (st->text.stop_matched()) engine.cancel(st->handle);
-          if (result || st->text.stop_matched()) {
-            if (result && !st->text.stop_matched() && (!result->rejected.empty() || !result->error.empty())) {
-              const std::string why = result->rejected.empty() ? result->error : result->rejected;
-              out += sse_event(dump(error_body(ApiError(500, "generation failed: " + why, "", "server_error"))));
-            } else {
-              const std::string rest = st->text.finish();
-              if (!rest.empty()) chunk(rest, "");
-              chunk("", st->text.stop_matched() || result->stopped ? "stop" : "length");
-              if (st->p.include_usage) {
-                json u = stream_chunk(st->p, st->id, st->created, "", "", false);
-                u["choices"] = json::array();
-                u["usage"] = usage(st->prompt_tokens, static_cast<int>(st->seen));
-                out += sse_event(dump(u));
-              }
-            }
-            out += sse_event("[DONE]");
-            st->over = true;
-          }
-          const auto now = std::chrono::steady_clock::now();
-          if (out.empty() && now - st->last_write >= kKeepAlive) out = ": keep-alive\n\n";
-          if (!out.empty()) {
-            if (!sink.write(out.data(), out.size())) return false;  // the client has gone
-            st->last_write = now;
-          }
+        [st](std::size_t, httplib::DataSink& sink) {
+          std::unique_lock lock(st->m);
+          st->sink = &sink;
+          st->pump_locked();  // what came while this thread was away
+          // Returns every kPoll even mid-stream, so that cpp-httplib can notice a server that stops.
+          st->ended.wait_for(lock, kPoll, [&] { return st->over || st->failed; });
+          st->sink = nullptr;
+          if (st->failed) return false;
           if (st->over) sink.done();
           return true;
         },
         [this, st](bool) {
+          std::lock_guard lock(st->m);
+          st->detached = true;  // the connection is done with: the writer must not touch it again
           if (!st->over) engine.cancel(st->handle);  // disconnected (or the server stopped) mid-stream
         });
+    writer.add(st);
   }
 
   void routes() {
@@ -295,9 +349,9 @@ struct OpenAiServer::Impl {
   }
 };
 
-OpenAiServer::OpenAiServer(const Model& model, OnlineEngine& engine, ServerMetrics& metrics, ServerOptions options,
-                           int default_max_tokens, int kv_block_size, int kv_blocks)
-    : impl_(std::make_unique<Impl>(model, engine, metrics, std::move(options), default_max_tokens, kv_block_size,
+OpenAiServer::OpenAiServer(const Model& model, OnlineEngine& engine, StreamWriter& writer, ServerMetrics& metrics,
+                           ServerOptions options, int default_max_tokens, int kv_block_size, int kv_blocks)
+    : impl_(std::make_unique<Impl>(model, engine, writer, metrics, std::move(options), default_max_tokens, kv_block_size,
                                    kv_blocks)) {
   impl_->routes();
 }

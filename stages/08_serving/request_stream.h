@@ -47,6 +47,20 @@ class RequestStream {
     tokens_.clear();
     return result_;
   }
+  /// Any thread: moves the tokens that came since the last take to `out` (appended) and returns
+  /// the result once the request is over and every token has been taken; never waits.
+  std::optional<RequestResult> take_now(std::vector<int>& out) {
+    std::lock_guard lock(mutex_);
+    out.insert(out.end(), tokens_.begin(), tokens_.end());
+    taken_ += tokens_.size();
+    tokens_.clear();
+    return result_;
+  }
+  /// True when a take would return something new: tokens, or the result. Never waits.
+  bool has_news() const {
+    std::lock_guard lock(mutex_);
+    return !tokens_.empty() || result_.has_value();
+  }
   /// When the request was submitted, its first and its latest token appeared (steady clock).
   Clock::time_point submitted() const { return submitted_; }
   std::optional<Clock::time_point> first_token() const {
