@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -43,16 +42,17 @@ int find_client_socket(const std::string& remote_addr, int remote_port, int loca
     char* end = nullptr;
     const long fd = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
-    struct stat st {};
-    if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    // One system call for most descriptors: getpeername fails on what is not a connected socket,
+    // and the peer's port rules out every other connection before anything else is asked.
     sockaddr_storage peer{}, self{};
     socklen_t pl = sizeof peer, sl = sizeof self;
     if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
     std::string paddr, saddr;
     int pport = -1, sport = -1;
-    if (!address_of(peer, paddr, pport) || !address_of(self, saddr, sport)) continue;
-    if (pport == remote_port && sport == local_port && paddr == remote_addr) {
+    if (!address_of(peer, paddr, pport) || pport != remote_port) continue;
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &sl) != 0) continue;
+    if (!address_of(self, saddr, sport)) continue;
+    if (sport == local_port && paddr == remote_addr) {
       found = static_cast<int>(fd);
       break;
     }
