@@ -1,8 +1,8 @@
 // dequantize_half.cuh: stored weights (GGUF Q8_0 / Q4_0 / Q4_1 blocks, or FP8 E4M3 codes with one
 // scale per row) to an fp16 matrix, on the device. Stage 05's CUDA backend runs it before the
-// fp16 matmul where no fused kernel takes the format or the shape: prefill steps (more rows than
-// the quantized GEMV takes: dequantize once, then cuBLAS on tensor cores; 03_fp8_e4m3.cu says why
-// not cuBLASLt's FP8 GEMM) and Q4_1 at any size (kernels/cuda/quant_gemv has no Q4_1 version).
+// fp16 matmul where no fused kernel takes the shape: prefill steps (more rows than the quantized
+// GEMV takes: dequantize once, then cuBLAS on tensor cores; 03_fp8_e4m3.cu says why not
+// cuBLASLt's FP8 GEMM). Decode steps of every format, Q4_1 included, take quant_gemv.
 // A memory-bound pass: 0.56-1 byte read and 2 written per weight.
 //
 // CPU twin: llm::cpu::dequantize (kernels/cpu/dequantize.h) or fp8_to_fp32(code) * scale, then
