@@ -5,7 +5,7 @@
 
 namespace llm::stage08 {
 
-StreamWriter::StreamWriter() : thread_([this] { loop(); }) {}
+StreamWriter::StreamWriter(std::chrono::milliseconds tick) : tick_(tick), thread_([this] { loop(); }) {}
 
 StreamWriter::~StreamWriter() {
   {
@@ -38,7 +38,7 @@ void StreamWriter::loop() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      wake_.wait_for(lock, std::chrono::milliseconds(kTickMs),
+      wake_.wait_for(lock, tick_,
                      [&] { return woken_ || stopping_ || !added_.empty(); });
       if (stopping_) return;
       woken_ = false;

@@ -13,6 +13,7 @@
 //   stream is over, so the writer may use that connection's DataSink meanwhile
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -37,8 +38,9 @@ class StreamWriter {
   /// for a stream that waits in the queue, and a client gone while nothing is sampled for it.
   static constexpr int kTickMs = 100;
 
-  /// Starts the writer thread.
-  StreamWriter();
+  /// Starts the writer thread; `tick`: how often it pumps every stream without a wake-up (tests
+  /// set it long, to tell a wake-up from a tick).
+  explicit StreamWriter(std::chrono::milliseconds tick = std::chrono::milliseconds(kTickMs));
   /// Stops it; streams still registered are dropped (their connections are gone by then).
   ~StreamWriter();
   StreamWriter(const StreamWriter&) = delete;
@@ -53,6 +55,7 @@ class StreamWriter {
  private:
   void loop();
 
+  const std::chrono::milliseconds tick_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool woken_ = false, stopping_ = false;

@@ -4,11 +4,15 @@
 //             after every step; no block held afterwards
 //   [cancel]  cancelling running and waiting requests: they end with error "cancelled" (a
 //             waiting one without a token), the others keep their offline tokens, the pool is free
+//   [writer]  the stream writer pumps a stream when added and when woken (its tick set far away,
+//             so a tick cannot pass for either), keeps pumping it while it asks, never again once
+//             it says it is done; the engine wakes it (on_output) after steps that gave tokens
 //   [api]     the request checks name the field; stop strings end the text before them, across
 //             token boundaries, never splitting a UTF-8 character; the SSE framing; the
 //             admission rule
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <thread>
@@ -17,6 +21,7 @@
 #include "stages/08_serving/completion_text.h"
 #include "stages/08_serving/online_engine.h"
 #include "stages/08_serving/openai_api.h"
+#include "stages/08_serving/stream_writer.h"
 #include "tests/helpers/random_model.h"
 #include "tests/helpers/random_requests.h"
 
@@ -158,6 +163,68 @@ TEST_CASE("cancelled requests leave at once and free their blocks", "[cancel]") 
   wait_idle(online);
   online.cancel(ids[1]);  // over already: nothing happens
   wait_idle(online);
+}
+
+namespace {
+/// Counts its pumps; asks to be pumped again until `rounds` pumps.
+struct CountingStream : stage08::StreamWriter::Stream {
+  explicit CountingStream(int r) : rounds(r) {}
+  bool pump() override { return ++pumps < rounds; }
+  const int rounds;
+  std::atomic<int> pumps{0};
+};
+
+/// Waits (at most 5 s) until `done()`; returns whether it came.
+template <class F>
+bool eventually(F done) {
+  for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(10ms);
+  return done();
+}
+}  // namespace
+
+TEST_CASE("the stream writer pumps when woken, and drops a stream that is done", "[writer]") {
+  stage08::StreamWriter writer(std::chrono::hours(1));  // no tick during the test: only add/wake pump
+  auto stays = std::make_shared<CountingStream>(1000);
+  auto once = std::make_shared<CountingStream>(1);
+  writer.add(stays);
+  writer.add(once);
+  REQUIRE(eventually([&] { return stays->pumps >= 1 && once->pumps >= 1; }));
+  for (int round = 0; round < 3; ++round) {
+    const int before = stays->pumps;
+    writer.wake();
+    REQUIRE(eventually([&] { return stays->pumps > before; }));
+  }
+  CHECK(once->pumps == 1);  // it said it was done at its first pump: never pumped again
+  std::this_thread::sleep_for(50ms);
+  const int settled = stays->pumps;
+  std::this_thread::sleep_for(100ms);
+  CHECK(stays->pumps == settled);  // without a wake-up (and no tick) nothing is pumped
+
+  // The engine thread wakes it: on_output comes after steps that sampled tokens.
+  const Model model = load_model(test::repo_path("datasets/models/tiny-target.gguf"));
+  stage03::ContinuousBatchEngine engine(model.weights, model.tokenizer->stop_ids(), small_pool());
+  stage08::ServerMetrics metrics;
+  std::atomic<int> outputs{0};
+  auto stream = std::make_shared<stage08::RequestStream>();
+  {
+    stage08::OnlineEngine online(engine, {256, 10000}, metrics, [&] {
+      ++outputs;
+      writer.wake();
+    });
+    Request r;
+    r.prompt = {1, 2, 3, 4};
+    r.max_new_tokens = 6;
+    std::string why;
+    const int before = stays->pumps;
+    REQUIRE(online.submit(r, stream, why) != 0);
+    std::vector<int> tokens;
+    const RequestResult got = wait_result(*stream, tokens);
+    CHECK(got.error.empty());
+    CHECK(tokens.size() == got.tokens.size());
+    CHECK(eventually([&] { return outputs >= 1 && stays->pumps > before; }));
+    wait_idle(online);
+  }
+  CHECK(outputs <= 6 + 1);  // at most one per step (6 tokens: 6 steps), plus the poll after the last
 }
 
 TEST_CASE("request checks, stop strings, SSE framing, admission", "[api]") {
