@@ -231,6 +231,8 @@ def plot_qps(r):
     a1.set_title("Time to first token under load (one run per rate):\nbelow the line meets the SLO", fontsize=9)
     a2.set_title("Time per output token under load\n(one run per rate)", fontsize=9)
     per_rate = f" ({r['qps_requests']} requests per rate)" if "qps_requests" in r else ""
+    if r.get("qps_seconds", 0) > 0:  # bench --qps-seconds: the workload cycled to max(N, S s x rate)
+        per_rate = f" (max({r['qps_requests']}, {r['qps_seconds']:g} s x rate) requests per rate)"
     footer(fig, r, f"{pathlib.Path(r['workload']['path']).name}{per_rate} on {pathlib.Path(r['model']['path']).name}; ")
     fig.tight_layout()
     return fig

@@ -1029,7 +1029,7 @@ int run(int argc, char** argv) {
     ("qps-requests", "requests per QPS-sweep run", cxxopts::value(o.qps_requests)->default_value("16"))
     ("qps-fractions", "sweep rates as fractions of each stage's capacity", cxxopts::value(fractions_arg)->default_value("0.25,0.5,1,2,4"))
     ("qps-rates", "sweep these rates (req/s) for every stage instead of fractions of each one's capacity", cxxopts::value(rates_arg))
-    ("qps-grid", "LO,HI,STEP: sweep, for every stage, the rates LO to HI times the highest capacity among the stages, STEP apart (relative, e.g. 0.5,1.6,0.12; with --qps-rates: both)", cxxopts::value(grid_arg))
+    ("qps-grid", "LO,HI,STEP: sweep, for every stage, the rates LO to HI times the highest capacity among the stages, STEP apart (relative, e.g. 0.5,1.6,0.12; with --qps-rates: both; off: none)", cxxopts::value(grid_arg))
     ("qps-seconds", "each sweep run sends max(--qps-requests, this x rate) requests, cycling the workload when it holds fewer (0 = --qps-requests)", cxxopts::value(o.qps_seconds)->default_value("0"))
     ("cycled-workload", "print the workload's first N requests as the sweep cycles it (JSONL, no arrival times) and exit", cxxopts::value(o.cycled_workload)->default_value("0"))
     ("no-qps", "skip the QPS sweep", cxxopts::value<bool>()->default_value("false"))
@@ -1089,7 +1089,7 @@ int run(int argc, char** argv) {
   if (o.qps_requests < 1) throw Error("--qps-requests " + std::to_string(o.qps_requests) + ": must be at least 1");
   if (!(o.qps_seconds >= 0.0 && o.qps_seconds <= 3600.0))
     throw Error("--qps-seconds " + fmt("%g", o.qps_seconds) + ": must be between 0 and 3600");
-  if (!grid_arg.empty()) o.qps_grid = parse_rate_grid("--qps-grid", grid_arg);
+  if (!grid_arg.empty() && grid_arg != "off") o.qps_grid = parse_rate_grid("--qps-grid", grid_arg);
   if (!(o.kv_budget_mib >= 0.0 && o.kv_budget_mib <= 1048576.0))
     throw Error("--kv-budget-mib " + fmt("%g", o.kv_budget_mib) + ": must be between 0 and 1048576");
   if (o.ppl_ctx < 4 || o.ppl_ctx > (1 << 20))
