@@ -184,6 +184,22 @@ json stream_chunk(const CompletionParams& p, const std::string& id, std::int64_t
           {"choices", json::array({choice})}};
 }
 
+StreamChunkText::StreamChunkText(const CompletionParams& p, const std::string& id, std::int64_t created) {
+  // A placeholder no text can contain once escaped (a control character is written \u0001).
+  const std::string mark = "\x01piece\x01";
+  const json quoted = mark;
+  const std::string marked = quoted.dump(-1, ' ', false, json::error_handler_t::replace);
+  const std::string whole =
+      stream_chunk(p, id, created, mark, "", false).dump(-1, ' ', false, json::error_handler_t::replace);
+  const std::size_t at = whole.find(marked);
+  before_ = whole.substr(0, at);
+  after_ = whole.substr(at + marked.size());
+}
+
+std::string StreamChunkText::operator()(const std::string& text) const {
+  return before_ + json(text).dump(-1, ' ', false, json::error_handler_t::replace) + after_;
+}
+
 std::string sse_event(const std::string& data) {
   // BEGIN EXERCISE(sse-frame): frame `data` as one server-sent event: each line "data: <line>", then a blank line
   std::string out;

@@ -66,6 +66,20 @@ nlohmann::json stream_chunk(const CompletionParams& p, const std::string& id, st
                             const std::string& text, const std::string& finish_reason, bool first);
 nlohmann::json usage(int prompt_tokens, int completion_tokens);
 
+/// A stream's middle chunks as text: stream_chunk(p, id, created, text, "", false), dumped, for
+/// any non-empty `text`, made by splicing the text's JSON string into a chunk dumped once. A
+/// streamed response sends one such chunk per token; building and dumping a JSON object for each
+/// costs about 2 microseconds, this about 0.1 (measured on the 2-core Xeon).
+class StreamChunkText {
+ public:
+  StreamChunkText(const CompletionParams& p, const std::string& id, std::int64_t created);
+  /// The chunk's JSON, exactly as stream_chunk(...).dump(-1, ' ', false, replace) writes it.
+  std::string operator()(const std::string& text) const;
+
+ private:
+  std::string before_, after_;
+};
+
 /// One server-sent event carrying `data` (one line of JSON, or [DONE]): "data: <data>\n\n".
 std::string sse_event(const std::string& data);
 

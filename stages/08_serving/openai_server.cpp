@@ -187,6 +187,7 @@ struct OpenAiServer::Impl {
     int prompt_tokens;
     int fd;  ///< the client's socket, polled before a write so that a client that does not read is skipped
     std::int64_t created = unix_now();
+    StreamChunkText middle{p, id, created};  ///< a token's chunk without a JSON object per token
 
     std::mutex m;  // everything below; held while writing
     std::condition_variable ended;
@@ -222,7 +223,8 @@ struct OpenAiServer::Impl {
         std::optional<RequestResult> result = stream->take_now(tokens);
         std::string out;
         auto chunk = [&](const std::string& piece, const std::string& reason) {
-          out += sse_event(dump(stream_chunk(p, id, created, piece, reason, first)));
+          const bool middle_chunk = !first && reason.empty() && !piece.empty();
+          out += sse_event(middle_chunk ? middle(piece) : dump(stream_chunk(p, id, created, piece, reason, first)));
           first = false;
         };
         for (; seen < tokens.size() && !text.stop_matched(); ++seen) {

@@ -276,6 +276,20 @@ TEST_CASE("request checks, stop strings, SSE framing, admission", "[api]") {
   }
   CHECK(stage08::sse_event("{}") == "data: {}\n\n");
   CHECK(stage08::sse_event("a\nb") == "data: a\ndata: b\n\n");
+  // A stream's middle chunks spliced from a template equal the JSON object's dump, byte for byte.
+  for (bool chat : {false, true}) {
+    stage08::CompletionParams p;
+    p.chat = chat;
+    p.model = "tiny \"model\"";
+    const stage08::StreamChunkText middle(p, "cmpl-7", 1700000000);
+    for (const std::string text : {"a", " word", "quote\"s", "new\nline", "tab\t", "back\\slash", "\xC3\xBC",
+                                   "\xF0\x9F\x98\x80", "\x01piece\x01", "</script>"}) {
+      INFO((chat ? "chat: " : "completion: ") << text);
+      CHECK(middle(text) ==
+            stage08::stream_chunk(p, "cmpl-7", 1700000000, text, "", false)
+                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+  }
   CHECK(stage08::sse_event("[DONE]") == "data: [DONE]\n\n");
   CHECK(stage08::admits(0, 1));
   CHECK(!stage08::admits(1, 1));
