@@ -28,7 +28,11 @@ def rate(times, skip):
     """Tokens per second from token `skip` to the last."""
     if len(times) < skip + 2:
         raise RuntimeError(f"only {len(times)} tokens: too few to skip {skip} and time the rest")
-    return (len(times) - 1 - skip) / (times[-1] - times[skip])
+    span = times[-1] - times[skip]
+    if span <= 0:  # every timed token came in one read (a tiny model on a busy machine): no rate to give
+        raise RuntimeError(f"tokens {skip} to {len(times) - 1} arrived at the same instant: too fast to time; "
+                           f"use more tokens or a larger model")
+    return (len(times) - 1 - skip) / span
 
 
 def offline(stage03, model, tokens, skip, engine_cpus=None):
