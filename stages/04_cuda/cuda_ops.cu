@@ -15,9 +15,10 @@
 // (prefill) go to cuBLAS on tensor cores. o_proj and down add into the residual stream in the
 // epilogue (accumulate), so the residual add costs no kernel of its own.
 //
-// Only two small kernels live here, because they belong to this stage's data layout rather than
-// to the kernel library: the gather of a prompt's K/V from the paged cache into the contiguous
-// rows the prefill kernel reads, and the gather of the logit rows before the final norm. Synthetic
+// Only one small kernel lives here, because it belongs to this stage's data layout rather than
+// to the kernel library: the gather of the logit rows before the final norm. The gather of a
+// prompt's K/V from the paged cache into the contiguous rows the prefill kernel reads (a copy of
+// fp16, or stage 05's int8/fp8 codes dequantized) is kernels/cuda/kv_gather.cuh. Synthetic
 // weights are filled on the device by kernels/cuda/random_fill.cuh.
 #include "cuda_ops.cuh"
 
