@@ -68,7 +68,8 @@ void check_shape(const GatherKvArgs& a, const char* who) {
   if (a.len < 0) fail("len = " + std::to_string(a.len) + " (must be >= 0)");
   if (a.block_size < 1) fail("block_size = " + std::to_string(a.block_size) + " (must be >= 1)");
   if (a.n_kv_heads < 1 || a.head_dim < 1)
-    fail("n_kv_heads = " + std::to_string(a.n_kv_heads) + ", head_dim = " + std::to_string(a.head_dim) + " (must be >= 1)");
+    fail("n_kv_heads = " + std::to_string(a.n_kv_heads) + ", head_dim = " + std::to_string(a.head_dim) +
+         " (must be >= 1)");
   if (a.len > 0 && (!a.k_out || !a.v_out || !a.table)) fail("k_out, v_out and table must not be null");
 }
 

@@ -48,7 +48,9 @@ __global__ void rope_store_kv_kernel(RopeStoreKvArgs a) {
 }
 
 /// max of a and b where NaN wins (the CPU twin's max_abs returns NaN as soon as it meets one).
-__device__ __forceinline__ float max_nan(float m, float a) { return (isnan(a) || a > m) ? a : m; }
+__device__ __forceinline__ float max_nan(float m, float a) {
+  return (isnan(a) || a > m) ? a : m;
+}
 
 /// The code of y = x / scale: int8 rounded to nearest even and clamped to +-127, or E4M3 rounded
 /// to nearest even and saturated at +-448.
@@ -137,8 +139,9 @@ void rope_store_kv_quant(const RopeStoreKvQuantArgs& a, cudaStream_t stream) {
   check_heads(a.head_dim, a.n_heads, a.n_kv_heads, "rope_store_kv_quant");
   const std::size_t shared = 2 * static_cast<std::size_t>(a.n_kv_heads) * a.head_dim * sizeof(float);
   if (shared > 48 * 1024)
-    throw std::invalid_argument("rope_store_kv_quant: n_kv_heads x head_dim = " +
-                                std::to_string(a.n_kv_heads * a.head_dim) + " (k and v rows must fit 48 KiB: at most 6144)");
+    throw std::invalid_argument(
+        "rope_store_kv_quant: n_kv_heads x head_dim = " + std::to_string(a.n_kv_heads * a.head_dim) +
+        " (k and v rows must fit 48 KiB: at most 6144)");
   for (const auto& [p, name] : {std::pair<const void*, const char*>{a.k_codes, "k_codes"},
                                 {a.v_codes, "v_codes"},
                                 {a.k_scales, "k_scales"},

@@ -29,10 +29,10 @@
 #include "common/error.h"
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
 #include "kernels/cuda/attention_prefill/attention_prefill.cuh"
-#include "kernels/cuda/random_fill.cuh"
 #include "kernels/cuda/embedding.cuh"
-#include "kernels/cuda/kv_gather.cuh"
 #include "kernels/cuda/gemv/gemv.cuh"
+#include "kernels/cuda/kv_gather.cuh"
+#include "kernels/cuda/random_fill.cuh"
 #include "kernels/cuda/rmsnorm.cuh"
 #include "kernels/cuda/rope_kv.cuh"
 #include "kernels/cuda/swiglu.cuh"
@@ -358,9 +358,13 @@ std::uint8_t* CudaOps::v_codes(int layer) const {
                               cpu::kv_code_bytes(limits_.kv_cache);
 }
 
-__half* CudaOps::k_cache(int layer) const { return reinterpret_cast<__half*>(k_codes(layer)); }
+__half* CudaOps::k_cache(int layer) const {
+  return reinterpret_cast<__half*>(k_codes(layer));
+}
 
-__half* CudaOps::v_cache(int layer) const { return reinterpret_cast<__half*>(v_codes(layer)); }
+__half* CudaOps::v_cache(int layer) const {
+  return reinterpret_cast<__half*>(v_codes(layer));
+}
 
 float* CudaOps::k_scales(int layer) const {
   return k_scales_.get() + static_cast<size_t>(layer) * slots_per_layer_ * static_cast<size_t>(c_.n_kv_heads);

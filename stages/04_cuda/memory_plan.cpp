@@ -22,8 +22,8 @@ std::size_t kv_block_bytes(const ModelConfig& c, cpu::KvCodeType type, int block
   const std::string what = "KV pool block of --block-size " + std::to_string(block_size);
   if (block_size < 1) throw Error(what + ": must be at least 1");
   const std::size_t scale = cpu::kv_code_has_scale(type) ? sizeof(float) : 0;
-  const std::size_t per_token_layer = static_cast<std::size_t>(c.kv_dim()) * cpu::kv_code_bytes(type) +
-                                      static_cast<std::size_t>(c.n_kv_heads) * scale;
+  const std::size_t per_token_layer =
+      static_cast<std::size_t>(c.kv_dim()) * cpu::kv_code_bytes(type) + static_cast<std::size_t>(c.n_kv_heads) * scale;
   return checked_mul(checked_mul(2 * static_cast<std::size_t>(c.n_layers), static_cast<std::size_t>(block_size), what),
                      per_token_layer, what);
 }

@@ -76,8 +76,9 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
   // to fp16 for prefill); fp8 K/V needs no FP8 hardware: E4M3 is only storage, converted in registers.
   std::string cuda_refusal;
   if (config.kv_cache == "f32")
-    cuda_refusal = "--kv-cache f32: the CUDA backend keeps the K/V cache in f16, int8 or fp8 (f32 K/V runs on "
-                   "--backend cpu only)";
+    cuda_refusal =
+        "--kv-cache f32: the CUDA backend keeps the K/V cache in f16, int8 or fp8 (f32 K/V runs on "
+        "--backend cpu only)";
   if (cuda_refusal.empty() && !stage04_storage) {
     const std::string why = cuda_weights_unsupported(q);
     if (!why.empty()) cuda_refusal = "--weights " + config.weights + " (" + q.storage + "): " + why;

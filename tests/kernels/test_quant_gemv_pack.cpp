@@ -202,7 +202,9 @@ TEST_CASE("prepacked GEMV layout: bad types and shapes are refused by name", "[q
 
 TEST_CASE("GGUF tiles of version 01: every lane finds its block inside the words it copies", "[quant-gemv-pack]") {
   for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_1}) {
-    const GgufBlock gb = t == TensorType::Q8_0 ? GgufBlock::Q8_0 : t == TensorType::Q4_0 ? GgufBlock::Q4_0 : GgufBlock::Q4_1;
+    const GgufBlock gb = t == TensorType::Q8_0   ? GgufBlock::Q8_0
+                         : t == TensorType::Q4_0 ? GgufBlock::Q4_0
+                                                 : GgufBlock::Q4_1;
     const int bb = gguf_block_bytes(gb);
     REQUIRE(static_cast<std::size_t>(bb) == llm::cpu::row_bytes(t, 32));  // the blocks kernels/cpu writes
     for (const Shape& s : kShapes) {

@@ -746,9 +746,9 @@ TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, u
     c.weights = "q4_1";
     const bool gpu = stage04::cuda_unavailable_reason().empty();
     c.kv_cache = "f32";
-    CHECK_THROWS_WITH(stage05::make_quant_engine(w, nullptr, {}, c),
-                      Catch::Contains("--backend cuda") && Catch::Contains("--kv-cache f32") &&
-                          Catch::Contains("f16, int8 or fp8"));
+    CHECK_THROWS_WITH(stage05::make_quant_engine(w, nullptr, {}, c), Catch::Contains("--backend cuda") &&
+                                                                         Catch::Contains("--kv-cache f32") &&
+                                                                         Catch::Contains("f16, int8 or fp8"));
     // int8 / fp8 K/V run on the CUDA backend: without a GPU the only refusal is the device's.
     for (const char* kv : {"int8", "fp8"}) {
       INFO("--kv-cache " << kv);
@@ -789,8 +789,9 @@ TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, u
       ModelConfig c;
       std::size_t weights;
     };
-    for (const Shape& m : {Shape{"SmolLM2-135M", smol, std::size_t{270} << 20}, Shape{"Llama-3-8B", llama, std::size_t{16} << 30},
-                           Shape{"random model", w.config, std::size_t{1} << 20}}) {
+    for (const Shape& m :
+         {Shape{"SmolLM2-135M", smol, std::size_t{270} << 20}, Shape{"Llama-3-8B", llama, std::size_t{16} << 30},
+          Shape{"random model", w.config, std::size_t{1} << 20}}) {
       INFO(m.name);
       const int bs = 16;
       const std::size_t free_bytes = std::size_t{80} << 30, workspace = std::size_t{1} << 30;
@@ -811,8 +812,8 @@ TEST_CASE("the CUDA backend's plan for stage 05's matrices: kernel per format, u
         const double ratio = static_cast<double>(pq.num_blocks) / p16.num_blocks;
         const double want = 2.0 * m.c.head_dim / (m.c.head_dim + 4.0);
         WARN(m.name << " --kv-cache " << kv << ": " << pq.num_blocks << " blocks (" << pq.num_blocks * bs
-                    << " tokens) vs fp16's " << p16.num_blocks << " in " << (pq.budget - m.weights - workspace) / (1 << 20)
-                    << " MiB: " << ratio << "x");
+                    << " tokens) vs fp16's " << p16.num_blocks << " in "
+                    << (pq.budget - m.weights - workspace) / (1 << 20) << " MiB: " << ratio << "x");
         CHECK(ratio >= want * 0.999);
         CHECK(ratio <= want * 1.001 + 1.0 / p16.num_blocks);
         if (m.c.head_dim >= 64) CHECK(ratio >= 1.85);  // the real models; head_dim 32 (the random one): 1.78

@@ -31,11 +31,11 @@
 //                     are stage 04's, not yet measured on a GPU.
 //   [gpu-refusals]    what the CUDA backend refuses on a real device: an f32 K/V cache, f32 weights
 #define CATCH_CONFIG_RUNNER
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
-#include <cmath>
 #include <limits>
 #include <random>
 
@@ -44,14 +44,14 @@
 #include "kernels/cpu/dequantize.h"
 #include "kernels/cpu/fp8.h"
 #include "kernels/cpu/half.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cuda/dequantize_half.cuh"
 #include "kernels/cuda/device_buffer.cuh"
 #include "kernels/cuda/kv_gather.cuh"
 #include "kernels/cuda/rope_kv.cuh"
-#include "kernels/cpu/ops.h"
-#include "stages/05_quantization/kv_quant.h"
 #include "stages/04_cuda/backend.h"
+#include "stages/05_quantization/kv_quant.h"
 #include "stages/05_quantization/quant_engine.h"
 #include "tests/helpers/random_model.h"
 #include "tests/stages/stage04_checks.h"
@@ -60,8 +60,9 @@ using namespace llm;
 
 namespace {
 
-std::unique_ptr<stage05::QuantEngine> engine(const ModelWeights& w, const std::string& weights, const std::string& backend,
-                                             int batch = 1, const std::string& kv_cache = "f16") {
+std::unique_ptr<stage05::QuantEngine> engine(const ModelWeights& w, const std::string& weights,
+                                             const std::string& backend, int batch = 1,
+                                             const std::string& kv_cache = "f16") {
   stage05::QuantEngineConfig c;
   c.stage04.batching = test::batching(batch, 256, 16);
   c.stage04.backend = backend;
@@ -82,42 +83,43 @@ std::vector<int> random_tokens(int vocab, int n, std::uint64_t seed) {
 
 /// The checks of [gpu-vs-cpu] on one model (and of [gpu-kv-vs-cpu] with kv_caches int8, fp8):
 /// every --weights of `modes` with every --kv-cache of `kv_caches`.
-void check_model(const std::string& name, const ModelWeights& w, const std::vector<std::string>& modes = {"q8_0", "q4_0", "q4_1", "fp8", "f16"},
+void check_model(const std::string& name, const ModelWeights& w,
+                 const std::vector<std::string>& modes = {"q8_0", "q4_0", "q4_1", "fp8", "f16"},
                  const std::vector<std::string>& kv_caches = {"f16"}) {
   const int vocab = w.config.vocab_size;
   const int long_len = std::min(w.config.context_length - 1, 64);
   for (const std::string& kv : kv_caches)
-  for (const std::string& mode : modes) {
-    INFO(name << " --weights " << mode << " --kv-cache " << kv);
-    auto cpu = engine(w, mode, "cpu", 3, kv);
-    auto gpu = engine(w, mode, "cuda", 3, kv);
-    const double tol = kv == "fp8" ? 2 * test::kFp16LogitTol : test::kFp16LogitTol;
-    for (const int len : {6, long_len}) {
-      const std::vector<int> tokens = random_tokens(vocab, len, 100 + static_cast<std::uint64_t>(len));
-      const test::LogitAgreement a = test::compare_logits(gpu->logits(tokens), cpu->logits(tokens), vocab);
-      WARN(name << " " << mode << " --kv-cache " << kv << ", " << len << " tokens teacher-forced ("
-                << (len <= 8 ? "GEMV" : "dequantize + cuBLAS") << "): top-1 " << a.top1_agree << "/" << a.positions
-                << ", max rel err " << a.max_rel_err << ", mean KL " << a.mean_kl);
-      CHECK(a.top1_agree >= 0.98 * a.positions);
-      CHECK(a.max_rel_err <= tol);
+    for (const std::string& mode : modes) {
+      INFO(name << " --weights " << mode << " --kv-cache " << kv);
+      auto cpu = engine(w, mode, "cpu", 3, kv);
+      auto gpu = engine(w, mode, "cuda", 3, kv);
+      const double tol = kv == "fp8" ? 2 * test::kFp16LogitTol : test::kFp16LogitTol;
+      for (const int len : {6, long_len}) {
+        const std::vector<int> tokens = random_tokens(vocab, len, 100 + static_cast<std::uint64_t>(len));
+        const test::LogitAgreement a = test::compare_logits(gpu->logits(tokens), cpu->logits(tokens), vocab);
+        WARN(name << " " << mode << " --kv-cache " << kv << ", " << len << " tokens teacher-forced ("
+                  << (len <= 8 ? "GEMV" : "dequantize + cuBLAS") << "): top-1 " << a.top1_agree << "/" << a.positions
+                  << ", max rel err " << a.max_rel_err << ", mean KL " << a.mean_kl);
+        CHECK(a.top1_agree >= 0.98 * a.positions);
+        CHECK(a.max_rel_err <= tol);
+      }
+      std::vector<Request> reqs;
+      for (int i = 0; i < 3; ++i) {
+        Request r;
+        r.id = "r" + std::to_string(i);
+        r.prompt = random_tokens(vocab, 5 + 7 * i, 7 + static_cast<std::uint64_t>(i));
+        r.max_new_tokens = std::min(24, w.config.context_length - static_cast<int>(r.prompt.size()));
+        reqs.push_back(r);
+      }
+      cpu->set_keep_logits(true);
+      const std::vector<RequestResult> want = cpu->run(reqs, nullptr);
+      const std::vector<RequestResult> got = gpu->run(reqs, nullptr);
+      REQUIRE(got.size() == want.size());
+      int near_ties = 0;
+      for (std::size_t i = 0; i < want.size(); ++i) test::check_same_or_near_tie(got[i], want[i], vocab, near_ties);
+      WARN(name << " " << mode << " --kv-cache " << kv << ": greedy, 3 requests batched: " << near_ties
+                << " parted at a near-tie");
     }
-    std::vector<Request> reqs;
-    for (int i = 0; i < 3; ++i) {
-      Request r;
-      r.id = "r" + std::to_string(i);
-      r.prompt = random_tokens(vocab, 5 + 7 * i, 7 + static_cast<std::uint64_t>(i));
-      r.max_new_tokens = std::min(24, w.config.context_length - static_cast<int>(r.prompt.size()));
-      reqs.push_back(r);
-    }
-    cpu->set_keep_logits(true);
-    const std::vector<RequestResult> want = cpu->run(reqs, nullptr);
-    const std::vector<RequestResult> got = gpu->run(reqs, nullptr);
-    REQUIRE(got.size() == want.size());
-    int near_ties = 0;
-    for (std::size_t i = 0; i < want.size(); ++i) test::check_same_or_near_tie(got[i], want[i], vocab, near_ties);
-    WARN(name << " " << mode << " --kv-cache " << kv << ": greedy, 3 requests batched: " << near_ties
-              << " parted at a near-tie");
-  }
 }
 
 /// The random model of awkward shape both GPU comparisons use: rows multiples of 32 (every
@@ -153,16 +155,20 @@ float decode_code(std::uint8_t code, cuda::KvCode c) {
 /// Codes one step apart at most: int8 values differ by <= 1; E4M3 codes of the same sign are
 /// ordered by magnitude (adjacent codes, adjacent values), of opposite signs both near zero.
 bool within_one_code(std::uint8_t a, std::uint8_t b, cuda::KvCode c) {
-  if (c == cuda::KvCode::int8) return std::abs(static_cast<int>(static_cast<std::int8_t>(a)) - static_cast<std::int8_t>(b)) <= 1;
+  if (c == cuda::KvCode::int8)
+    return std::abs(static_cast<int>(static_cast<std::int8_t>(a)) - static_cast<std::int8_t>(b)) <= 1;
   if ((a & 0x80) == (b & 0x80)) return std::abs(static_cast<int>(a & 0x7F) - static_cast<int>(b & 0x7F)) <= 1;
   return (a & 0x7F) <= 1 && (b & 0x7F) <= 1;
 }
 
-bool same_float(float a, float b) { return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0; }
+bool same_float(float a, float b) {
+  return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;
+}
 
 /// [gpu-kv-append] for one head shape and code: n tokens into scattered slots of a cache of
 /// `slots` slots, at position 0 (exact) or random positions (within a code).
-void check_append(int n_heads, int n_kv_heads, int head_dim, cuda::KvCode code, bool position_zero, std::uint64_t seed) {
+void check_append(int n_heads, int n_kv_heads, int head_dim, cuda::KvCode code, bool position_zero,
+                  std::uint64_t seed) {
   INFO("heads " << n_heads << "/" << n_kv_heads << " x " << head_dim << ", " << cuda::kv_code_name(code)
                 << (position_zero ? ", position 0" : ", positions up to 4000"));
   const int n = 7, slots = 40, hd = head_dim, kvd = n_kv_heads * hd, row = (n_heads + 2 * n_kv_heads) * hd;
@@ -172,10 +178,10 @@ void check_append(int n_heads, int n_kv_heads, int head_dim, cuda::KvCode code, 
   std::vector<float> qkv(static_cast<std::size_t>(n) * row);
   for (float& x : qkv) x = normal(rng);
   const std::size_t k0 = static_cast<std::size_t>(n_heads) * hd, v0 = k0 + kvd;
-  std::fill_n(&qkv[1 * row + k0], hd, 0.0f);                                // token 1: a zero K head
-  qkv[2 * row + v0 + 3] = std::numeric_limits<float>::quiet_NaN();          // token 2: a NaN in V head 0
-  qkv[3 * row + k0 + 5] = std::numeric_limits<float>::infinity();           // token 3: an Inf in K head 0
-  qkv[4 * row + v0 + 1] = 300.0f;                                           // token 4: an outlier
+  std::fill_n(&qkv[1 * row + k0], hd, 0.0f);                        // token 1: a zero K head
+  qkv[2 * row + v0 + 3] = std::numeric_limits<float>::quiet_NaN();  // token 2: a NaN in V head 0
+  qkv[3 * row + k0 + 5] = std::numeric_limits<float>::infinity();   // token 3: an Inf in K head 0
+  qkv[4 * row + v0 + 1] = 300.0f;                                   // token 4: an outlier
   std::vector<int> positions(n), slot_of(n);
   std::vector<int> perm(slots);
   for (int i = 0; i < slots; ++i) perm[i] = i;
@@ -187,8 +193,10 @@ void check_append(int n_heads, int n_kv_heads, int head_dim, cuda::KvCode code, 
   cuda::DeviceBuffer<float> d_qkv = upload(qkv);
   cuda::DeviceBuffer<int> d_pos = upload(positions), d_slots = upload(slot_of);
   cuda::DeviceBuffer<__half> d_q(static_cast<std::size_t>(n) * n_heads * hd);
-  cuda::DeviceBuffer<std::uint8_t> d_kc(static_cast<std::size_t>(slots) * kvd), d_vc(static_cast<std::size_t>(slots) * kvd);
-  cuda::DeviceBuffer<float> d_ks(static_cast<std::size_t>(slots) * n_kv_heads), d_vs(static_cast<std::size_t>(slots) * n_kv_heads);
+  cuda::DeviceBuffer<std::uint8_t> d_kc(static_cast<std::size_t>(slots) * kvd),
+      d_vc(static_cast<std::size_t>(slots) * kvd);
+  cuda::DeviceBuffer<float> d_ks(static_cast<std::size_t>(slots) * n_kv_heads),
+      d_vs(static_cast<std::size_t>(slots) * n_kv_heads);
   for (auto* b : {&d_kc, &d_vc}) b->poison();
   for (auto* b : {&d_ks, &d_vs}) b->poison();
   d_q.poison();
@@ -218,15 +226,19 @@ void check_append(int n_heads, int n_kv_heads, int head_dim, cuda::KvCode code, 
     if (wrong++ < 10) UNSCOPED_INFO(what);
   };
   for (int t = 0; t < n; ++t) {
-    std::vector<float> r(qkv.begin() + static_cast<std::ptrdiff_t>(t) * row, qkv.begin() + static_cast<std::ptrdiff_t>(t + 1) * row);
+    std::vector<float> r(qkv.begin() + static_cast<std::ptrdiff_t>(t) * row,
+                         qkv.begin() + static_cast<std::ptrdiff_t>(t + 1) * row);
     cpu::rope(r.data(), n_heads + n_kv_heads, hd, positions[t], theta);
     for (int i = 0; i < n_heads * hd; ++i) {
       std::uint16_t got;
       std::memcpy(&got, &q[static_cast<std::size_t>(t) * n_heads * hd + i], 2);
       const std::uint16_t want = cpu::float_to_half(r[static_cast<std::size_t>(i)]);
-      const bool ok = position_zero ? got == want : std::fabs(cpu::half_to_float(got) - cpu::half_to_float(want)) <=
-                                                        std::ldexp(std::fabs(r[static_cast<std::size_t>(i)]), -9) + 1e-6f;
-      if (!ok) fail("token " + std::to_string(t) + " q[" + std::to_string(i) + "]: got fp16 " + std::to_string(got) + ", want " + std::to_string(want));
+      const bool ok = position_zero ? got == want
+                                    : std::fabs(cpu::half_to_float(got) - cpu::half_to_float(want)) <=
+                                          std::ldexp(std::fabs(r[static_cast<std::size_t>(i)]), -9) + 1e-6f;
+      if (!ok)
+        fail("token " + std::to_string(t) + " q[" + std::to_string(i) + "]: got fp16 " + std::to_string(got) +
+             ", want " + std::to_string(want));
     }
     for (int kv = 0; kv < 2; ++kv)
       for (int g = 0; g < n_kv_heads; ++g) {
@@ -240,7 +252,8 @@ void check_append(int n_heads, int n_kv_heads, int head_dim, cuda::KvCode code, 
         const std::size_t head = static_cast<std::size_t>(slot_of[t]) * n_kv_heads + g;
         const float got_scale = (kv == 0 ? ks : vs)[head];
         const std::uint8_t* got_codes = &(kv == 0 ? kc : vc)[head * hd];
-        const std::string where = std::string(kv == 0 ? "K" : "V") + " of token " + std::to_string(t) + " head " + std::to_string(g);
+        const std::string where =
+            std::string(kv == 0 ? "K" : "V") + " of token " + std::to_string(t) + " head " + std::to_string(g);
         const bool scale_ok = position_zero || !std::isfinite(want_scale) || want_scale == 0.0f
                                   ? same_float(got_scale, want_scale)
                                   : std::fabs(got_scale - want_scale) <= 1e-5f * want_scale;
@@ -263,7 +276,8 @@ void check_gather(cuda::KvCode code) {
   const int block_size = 8, blocks = 5, slots = block_size * blocks, n_kv_heads = 2, hd = 64, kvd = n_kv_heads * hd;
   std::mt19937_64 rng(17);
   std::vector<std::uint8_t> kc(static_cast<std::size_t>(slots) * kvd), vc(kc.size());
-  for (std::size_t i = 0; i < kc.size(); ++i) kc[i] = static_cast<std::uint8_t>(i), vc[i] = static_cast<std::uint8_t>(rng());
+  for (std::size_t i = 0; i < kc.size(); ++i)
+    kc[i] = static_cast<std::uint8_t>(i), vc[i] = static_cast<std::uint8_t>(rng());
   std::vector<float> ks(static_cast<std::size_t>(slots) * n_kv_heads), vs(ks.size());
   std::uniform_real_distribution<float> u(-6.0f, 2.0f);
   for (std::size_t i = 0; i < ks.size(); ++i) ks[i] = std::exp2(u(rng)), vs[i] = std::exp2(u(rng));
@@ -294,7 +308,8 @@ void check_gather(cuda::KvCode code) {
   const std::vector<__half> k = download(d_k), v = download(d_v);
   int wrong = 0;
   for (int p = 0; p < len; ++p) {
-    const std::size_t slot = static_cast<std::size_t>(table[static_cast<std::size_t>(p / block_size)]) * block_size + p % block_size;
+    const std::size_t slot =
+        static_cast<std::size_t>(table[static_cast<std::size_t>(p / block_size)]) * block_size + p % block_size;
     for (int i = 0; i < kvd; ++i) {
       for (int kv = 0; kv < 2; ++kv) {
         const std::uint8_t c = (kv == 0 ? kc : vc)[slot * kvd + i];
@@ -304,8 +319,8 @@ void check_gather(cuda::KvCode code) {
         std::memcpy(&got, &(kv == 0 ? k : v)[static_cast<std::size_t>(p) * kvd + i], 2);
         const bool both_nan = std::isnan(cpu::half_to_float(got)) && std::isnan(cpu::half_to_float(want));
         if (got != want && !both_nan && wrong++ < 10)
-          UNSCOPED_INFO("position " << p << (kv == 0 ? " K" : " V") << "[" << i << "]: code " << int(c) << " scale " << scale
-                                    << ": got fp16 " << got << ", want " << want);
+          UNSCOPED_INFO("position " << p << (kv == 0 ? " K" : " V") << "[" << i << "]: code " << int(c) << " scale "
+                                    << scale << ": got fp16 " << got << ", want " << want);
       }
     }
   }
@@ -383,9 +398,9 @@ TEST_CASE("the quantized K/V cache's append and gather kernels equal their CPU t
   std::uint64_t seed = 300;
   for (const cuda::KvCode code : {cuda::KvCode::int8, cuda::KvCode::fp8_e4m3}) {
     for (const bool zero : {true, false}) {
-      check_append(9, 3, 64, code, zero, ++seed);     // SmolLM2-135M
-      check_append(32, 8, 128, code, zero, ++seed);   // Llama-3-8B
-      check_append(3, 1, 32, code, zero, ++seed);     // small heads, GQA 3 over 1
+      check_append(9, 3, 64, code, zero, ++seed);    // SmolLM2-135M
+      check_append(32, 8, 128, code, zero, ++seed);  // Llama-3-8B
+      check_append(3, 1, 32, code, zero, ++seed);    // small heads, GQA 3 over 1
     }
     check_gather(code);
   }
@@ -410,7 +425,8 @@ TEST_CASE("an int8 / fp8 K/V cache on the GPU agrees with the same K/V cache on 
   r.max_new_tokens = 4;
   (void)gpu->run({r}, nullptr);
   const EngineStats st = gpu->stats();
-  CHECK(st.kv_pool_bytes == stage05::kv_block_bytes(m.config(), "int8", 16) * static_cast<std::size_t>(gpu->inner().num_blocks()));
+  CHECK(st.kv_pool_bytes ==
+        stage05::kv_block_bytes(m.config(), "int8", 16) * static_cast<std::size_t>(gpu->inner().num_blocks()));
 }
 
 TEST_CASE("the CUDA backend refuses an f32 K/V cache and f32 weights by flag, on a real device", "[gpu-refusals]") {

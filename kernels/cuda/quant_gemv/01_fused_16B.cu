@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = 0; r < kRows; ++r) {
         off[r] = skew[r] + lane * BB;
         const std::uint8_t* blk = reinterpret_cast<const std::uint8_t*>(stage[warp][r]) + off[r];
-        d[r] = __half2float(*reinterpret_cast<const __half*>(blk));  // the scale, once per block
+        d[r] = __half2float(*reinterpret_cast<const __half*>(blk));                     // the scale, once per block
         mn[r] = kMin ? __half2float(*reinterpret_cast<const __half*>(blk + 2)) : 0.0f;  // Q4_1's min
 #pragma unroll
         for (int i = 0; i < kN; ++i) part[r][i] = 0.0f;

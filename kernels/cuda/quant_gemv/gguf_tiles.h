@@ -25,11 +25,15 @@ inline constexpr int kTileBlocks = 32;
 enum class GgufBlock { Q8_0, Q4_0, Q4_1 };
 
 /// Bytes of a block: 34 (Q8_0), 18 (Q4_0), 20 (Q4_1).
-LLM_HD constexpr int gguf_block_bytes(GgufBlock b) { return b == GgufBlock::Q8_0 ? 34 : b == GgufBlock::Q4_0 ? 18 : 20; }
+LLM_HD constexpr int gguf_block_bytes(GgufBlock b) {
+  return b == GgufBlock::Q8_0 ? 34 : b == GgufBlock::Q4_0 ? 18 : 20;
+}
 
 /// 16-byte words of shared memory a tile may need: its bytes, up to 14 before it (its start
 /// rounded down) and the rounding up of its end: 70 (Q8_0), 38 (Q4_0), 42 (Q4_1).
-LLM_HD constexpr int tile_slot_words(GgufBlock b) { return (kTileBlocks * gguf_block_bytes(b) + 32) / 16; }
+LLM_HD constexpr int tile_slot_words(GgufBlock b) {
+  return (kTileBlocks * gguf_block_bytes(b) + 32) / 16;
+}
 
 /// Bytes the kernel's W buffer must have: the rows, rounded up to a multiple of 16.
 LLM_HD constexpr std::size_t gguf_buffer_bytes(GgufBlock b, int out, int in) {

@@ -25,7 +25,8 @@ const char* quant_format_name(QuantFormat f) {
 }
 
 std::size_t quant_gemv_01_buffer_bytes(QuantFormat f, int out, int in) {
-  if (f == QuantFormat::FP8_E4M3) throw std::invalid_argument("quant_gemv_01_buffer_bytes: FP8_E4M3 is not a GGUF block format");
+  if (f == QuantFormat::FP8_E4M3)
+    throw std::invalid_argument("quant_gemv_01_buffer_bytes: FP8_E4M3 is not a GGUF block format");
   const qgemv::GgufBlock b = f == QuantFormat::Q8_0   ? qgemv::GgufBlock::Q8_0
                              : f == QuantFormat::Q4_0 ? qgemv::GgufBlock::Q4_0
                                                       : qgemv::GgufBlock::Q4_1;
