@@ -137,9 +137,17 @@ async def one_request(host, port, model, req, timeout, t0):
     return True, times[0] if times else None, times, reader.tokens or len(times), e2e, None, lag
 
 
-async def run_rate_async(host, port, model, reqs, rate, seed, max_seconds, timeout):
+async def _spin(running):
+    """Keeps the event loop polling without sleeping while running[0] (see run_rate's busy_poll)."""
+    while running[0]:
+        await asyncio.sleep(0)
+
+
+async def run_rate_async(host, port, model, reqs, rate, seed, max_seconds, timeout, busy_poll=False):
     arrivals = bench_arrivals(len(reqs), rate, seed)
     tasks = []
+    running = [True]
+    spinner = asyncio.create_task(_spin(running)) if busy_poll else None
     # Time 0 is the first arrival: the bench's engine starts its clock when its run starts and
     # its first request arrives after one gap; both sides count latency from each arrival.
     start = time.perf_counter() - arrivals[0]
@@ -150,6 +158,9 @@ async def run_rate_async(host, port, model, reqs, rate, seed, max_seconds, timeo
         tasks.append(asyncio.create_task(one_request(host, port, model, req, timeout, start + at)))
     results = await asyncio.gather(*tasks)
     wall = time.perf_counter() - start
+    running[0] = False
+    if spinner is not None:
+        await spinner
     ok = [r for r in results if r[0]]
     ttft = [r[1] for r in ok if r[1] is not None]
     tpot = [(r[2][-1] - r[2][0]) / (r[3] - 1) for r in ok if r[3] > 1 and len(r[2]) > 1]
@@ -184,11 +195,20 @@ def event_loop_name():
     return "uvloop" if factory is not None else "asyncio"
 
 
-def run_rate(url, model, reqs, rate, seed=1, max_seconds=120, timeout=300, slo_ttft_ms=250, slo_tpot_ms=50):
-    """One rate: the row of figures (milliseconds), with meets_slo by the bench's rule."""
+def run_rate(url, model, reqs, rate, seed=1, max_seconds=120, timeout=300, slo_ttft_ms=250, slo_tpot_ms=50,
+             busy_poll=False):
+    """One rate: the row of figures (milliseconds), with meets_slo by the bench's rule.
+
+    busy_poll: the event loop never sleeps (a task yields to it in a loop), so this process takes
+    a whole core; for a client on a core of its own (scripts/bench_serving --pin). A client that
+    sleeps in epoll must be woken for each event the server sends, and over loopback the kernel
+    does that wake-up, an interrupt to the client's CPU, in the server's send: a third of the
+    server's writer thread's time in a profile on the 2-core Xeon (KVM), which a client on another
+    machine would not cost it. A client that never sleeps needs no wake-up."""
     u = urlparse(url)
     with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-        row = runner.run(run_rate_async(u.hostname, u.port or 80, model, reqs, rate, seed, max_seconds, timeout))
+        row = runner.run(run_rate_async(u.hostname, u.port or 80, model, reqs, rate, seed, max_seconds, timeout,
+                                        busy_poll))
     row["meets_slo"] = row["ok"] == row["sent"] and row["ttft_p90_ms"] <= slo_ttft_ms and \
         row["tpot_p90_ms"] <= slo_tpot_ms
     return row
@@ -216,6 +236,9 @@ def main():
     ap.add_argument("--slo-ttft-ms", type=float, default=250)
     ap.add_argument("--slo-tpot-ms", type=float, default=50)
     ap.add_argument("--seed", type=int, default=1, help="the arrival generator's seed (the bench's is 1)")
+    ap.add_argument("--busy-poll", action="store_true",
+                    help="never sleep in the event loop (takes a core): for a client pinned to a core of its own, "
+                         "so the server's sends need not wake it (see run_rate)")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
     u = urlparse(a.url)
@@ -231,7 +254,8 @@ def main():
     model = served_model(a.url)
     rows = []
     for rate in rates:
-        row = run_rate(a.url, model, reqs, rate, a.seed, a.max_seconds, a.timeout, a.slo_ttft_ms, a.slo_tpot_ms)
+        row = run_rate(a.url, model, reqs, rate, a.seed, a.max_seconds, a.timeout, a.slo_ttft_ms, a.slo_tpot_ms,
+                       a.busy_poll)
         rows.append(row)
         print(f"rate {rate:g}/s: {row['ok']}/{row['sent']} ok, {row['request_throughput']} req/s, "
               f"{row['output_tokens_per_s']} tok/s, TTFT p50/p90/p99 {row['ttft_p50_ms']}/{row['ttft_p90_ms']}/"
