@@ -42,19 +42,13 @@ class RequestStream {
   std::optional<RequestResult> take(std::vector<int>& out, std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
     ready_.wait_for(lock, timeout, [&] { return !tokens_.empty() || result_.has_value(); });
-    out.insert(out.end(), tokens_.begin(), tokens_.end());
-    taken_ += tokens_.size();
-    tokens_.clear();
-    return result_;
+    return take_locked(out);
   }
   /// Any thread: moves the tokens that came since the last take to `out` (appended) and returns
   /// the result once the request is over and every token has been taken; never waits.
   std::optional<RequestResult> take_now(std::vector<int>& out) {
     std::lock_guard lock(mutex_);
-    out.insert(out.end(), tokens_.begin(), tokens_.end());
-    taken_ += tokens_.size();
-    tokens_.clear();
-    return result_;
+    return take_locked(out);
   }
   /// True when a take would return something new: tokens, or the result. Never waits.
   bool has_news() const {
@@ -74,6 +68,14 @@ class RequestStream {
   }
 
  private:
+  // Under mutex_: what take and take_now hand over.
+  std::optional<RequestResult> take_locked(std::vector<int>& out) {
+    out.insert(out.end(), tokens_.begin(), tokens_.end());
+    taken_ += tokens_.size();
+    tokens_.clear();
+    return result_;
+  }
+
   const Clock::time_point submitted_ = Clock::now();
   mutable std::mutex mutex_;
   std::condition_variable ready_;
