@@ -53,15 +53,24 @@ __global__ void argmax_kernel(int* out, const float* logits, int vocab) {
 __global__ void sample_top_k_kernel(int* out, const float* logits, const SamplingRow* rows, int vocab) {
   const float* row = logits + static_cast<long>(blockIdx.x) * vocab;
   const SamplingRow prm = rows[blockIdx.x];
-  const int k = min(prm.top_k, min(vocab, kMaxDeviceTopK));
   __shared__ Candidate cand[kMaxDeviceTopK];  // in the sampler's order
   __shared__ float prob[kMaxDeviceTopK];
   __shared__ int by_id[kMaxDeviceTopK];  // candidate indices sorted by token id
   __shared__ int keep_s;
+  // Only logits that are neither NaN nor -inf become candidates: with fewer of them than top_k,
+  // the later rounds find none, and k stops at the count found (the -inf logits the CPU sampler
+  // would keep get probability 0, which pick skips). `found` is the same in every thread (each
+  // gets the block's result), so the break is uniform.
+  int k = 0;
   Candidate prev = none();
-  for (int r = 0; r < k; ++r) {
-    prev = next_candidate(row, vocab, prev, r == 0);
-    if (threadIdx.x == 0) cand[r] = prev;
+  for (const int want = min(prm.top_k, min(vocab, kMaxDeviceTopK)); k < want; ++k) {
+    prev = next_candidate(row, vocab, prev, k == 0);
+    if (prev.id == none().id) break;
+    if (threadIdx.x == 0) cand[k] = prev;
+  }
+  if (k == 0) {  // no finite logit (or top_k < 1): nothing to draw from; token 0, as argmax_rows
+    if (threadIdx.x == 0) out[blockIdx.x] = 0;
+    return;
   }
   __syncthreads();
   if (threadIdx.x == 0) {

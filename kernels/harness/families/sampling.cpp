@@ -16,12 +16,14 @@ bool check_sampling(const FamilyOptions& o) {
   for (const int vocab : {1, 7, 1000, 49152, 128256}) {
     const int n = 9;
     std::vector<float> logits = randn(static_cast<std::size_t>(n) * vocab, o.seed * 31 + static_cast<std::uint64_t>(vocab), 3.0f);
-    // Ties: row 1 repeats its maximum at a later id; row 2 is constant.
+    // Ties: row 1 repeats its maximum at a later id; row 2 is constant. Row 3 has only 3 finite
+    // logits (the rest -inf, as a mask would leave them): fewer candidates than top_k.
     if (vocab > 1) {
       auto r1 = logits.begin() + vocab;
       *(r1 + vocab - 1) = *std::max_element(r1, r1 + vocab);
       std::fill(logits.begin() + 2 * vocab, logits.begin() + 3 * vocab, 0.5f);
     }
+    if (vocab > 3) std::fill(logits.begin() + 3 * vocab + 3, logits.begin() + 4 * vocab, -INFINITY);
     auto dl = upload(logits);
     DeviceBuffer<int> dout(static_cast<std::size_t>(n));
     dout.poison();
