@@ -25,24 +25,45 @@ __device__ __forceinline__ float2 rotate_pair(float x0, float x1, int pos, int i
   return make_float2(x0 * c - x1 * s, x0 * s + x1 * c);
 }
 
+/// Block t's token (one block per token in both kernels): its q | k | v row, position and KV slot.
+struct Token {
+  int t;
+  const float* row;
+  int pos;
+  long slot;
+};
+
+template <class Args>  // RopeStoreKvArgs or RopeStoreKvQuantArgs
+__device__ __forceinline__ Token token_of_block(const Args& a) {
+  const int t = blockIdx.x;
+  return {t, a.qkv + static_cast<long>(t) * (a.n_heads + 2 * a.n_kv_heads) * a.head_dim, a.positions[t], a.slots[t]};
+}
+
+/// The token's q and k heads rotated: thread t takes pairs t, t + blockDim, ... and hands each to
+/// store(head, i, rotated pair i of head); heads below n_heads are query heads, the rest KV heads.
+template <class Args, class Store>
+__device__ __forceinline__ void rotate_q_k(const Args& a, const Token& tok, Store store) {
+  const int hd = a.head_dim, half_hd = hd / 2;
+  const int qk_heads = a.n_heads + a.n_kv_heads;
+  for (int p = threadIdx.x; p < qk_heads * half_hd; p += blockDim.x) {
+    const int head = p / half_hd, i = p % half_hd;
+    store(head, i, rotate_pair(tok.row[head * hd + 2 * i], tok.row[head * hd + 2 * i + 1], tok.pos, i, hd, a.theta));
+  }
+}
+
 /// One block per token; thread t handles pairs t, t + blockDim, ... over q and k heads, and
 /// copies v.
 __global__ void rope_store_kv_kernel(RopeStoreKvArgs a) {
-  const int t = blockIdx.x;
-  const int hd = a.head_dim, half_hd = hd / 2;
-  const int qk_heads = a.n_heads + a.n_kv_heads;
-  const float* row = a.qkv + static_cast<long>(t) * (a.n_heads + 2 * a.n_kv_heads) * hd;
-  const int pos = a.positions[t];
-  const long slot = a.slots[t];
-  for (int p = threadIdx.x; p < qk_heads * half_hd; p += blockDim.x) {
-    const int head = p / half_hd, i = p % half_hd;
-    const float2 r = rotate_pair(row[head * hd + 2 * i], row[head * hd + 2 * i + 1], pos, i, hd, a.theta);
+  const Token tok = token_of_block(a);
+  const int t = tok.t, hd = a.head_dim, qk_heads = a.n_heads + a.n_kv_heads;
+  const long slot = tok.slot;
+  rotate_q_k(a, tok, [&](int head, int i, float2 r) {
     __half* dst = head < a.n_heads ? a.q_out + (static_cast<long>(t) * a.n_heads + head) * hd
                                    : a.k_cache + (slot * a.n_kv_heads + (head - a.n_heads)) * hd;
     dst[2 * i] = __float2half_rn(r.x);
     dst[2 * i + 1] = __float2half_rn(r.y);
-  }
-  const float* v = row + qk_heads * hd;
+  });
+  const float* v = tok.row + qk_heads * hd;
   for (int i = threadIdx.x; i < a.n_kv_heads * hd; i += blockDim.x)
     a.v_cache[slot * a.n_kv_heads * hd + i] = __float2half_rn(v[i]);
 }
@@ -71,15 +92,10 @@ constexpr int kQuantThreads = 128;
 template <KvCode C>
 __global__ void __launch_bounds__(kQuantThreads) rope_store_kv_quant_kernel(RopeStoreKvQuantArgs a) {
   extern __shared__ float kv[];  // [0, kvd): k, [kvd, 2 kvd): v
-  const int t = blockIdx.x;
-  const int hd = a.head_dim, half_hd = hd / 2, kvd = a.n_kv_heads * hd;
-  const int qk_heads = a.n_heads + a.n_kv_heads;
-  const float* row = a.qkv + static_cast<long>(t) * (a.n_heads + 2 * a.n_kv_heads) * hd;
-  const int pos = a.positions[t];
-  const long slot = a.slots[t];
-  for (int p = threadIdx.x; p < qk_heads * half_hd; p += blockDim.x) {
-    const int head = p / half_hd, i = p % half_hd;
-    const float2 r = rotate_pair(row[head * hd + 2 * i], row[head * hd + 2 * i + 1], pos, i, hd, a.theta);
+  const Token tok = token_of_block(a);
+  const int t = tok.t, hd = a.head_dim, kvd = a.n_kv_heads * hd, qk_heads = a.n_heads + a.n_kv_heads;
+  const long slot = tok.slot;
+  rotate_q_k(a, tok, [&](int head, int i, float2 r) {
     if (head < a.n_heads) {
       __half* dst = a.q_out + (static_cast<long>(t) * a.n_heads + head) * hd;
       dst[2 * i] = __float2half_rn(r.x);
@@ -89,8 +105,8 @@ __global__ void __launch_bounds__(kQuantThreads) rope_store_kv_quant_kernel(Rope
       dst[2 * i] = r.x;
       dst[2 * i + 1] = r.y;
     }
-  }
-  const float* v = row + qk_heads * hd;
+  });
+  const float* v = tok.row + qk_heads * hd;
   for (int i = threadIdx.x; i < kvd; i += blockDim.x) kv[kvd + i] = v[i];
   __syncthreads();
 
