@@ -103,6 +103,7 @@ std::vector<Case> check_cases(bool quick) {
         {"one token", shape(1, 1, 1, 2, 1, 64, true)},
         {"tiny-target layer, length 100", shape(1, 100, 100, 8, 2, 32, false)},
         {"tiny-target, 13 new tokens after 64 cached", shape(1, 13, 77, 8, 2, 32, true)},
+        {"SmolLM-like chunk, 65 new tokens after 135", shape(1, 65, 200, 9, 3, 64, true)},
     };
   }
   return {
