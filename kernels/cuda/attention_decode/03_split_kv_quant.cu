@@ -16,14 +16,14 @@
 //      l sums p alone. Codes become floats exactly: int8 by I2F, E4M3 by Hopper's cvt (two codes
 //      to an fp16 pair per instruction, cuda_fp8.h), then fp16 -> fp32.
 //   The split count and workspace are 02's (decode_num_splits, decode_workspace_bytes), and so is
-//   the merge kernel (split_merge.cuh).
+//   the merge kernel (split_kv_common.cuh).
 //
 // Registers per thread (nvcc 13.0, sm_90, -Xptxas -v), by query heads per block 1/2/4/8 (head_dim
 // 32-128 within 6): int8 72 112 158-164 205-206, FP8 72 106-107 153-154 205-206 (02: 80 111-113 163
 // 217); no spills.
 //
-// Run: build/kernels/kernel_harness check attention_decode_quant
-//      build/kernels/kernel_harness bench attention_decode_quant
+// Run: build/kernels/kernel_harness check attention_decode --version 3
+//      build/kernels/kernel_harness bench attention_decode --version 3
 #include <cuda_fp8.h>
 
 #include <cmath>
