@@ -39,8 +39,8 @@ struct SamplingRow {
 void argmax_rows(int* out, const float* logits, int n, int vocab, cudaStream_t stream = 0);
 
 /// out[r] = the token llm::Sampler would pick for row r with these parameters and draw;
-/// rows: [n] SamplingRow in device memory. Throws if a top_k is out of range (checked by the
-/// caller on the host: the rows are in device memory).
+/// rows: [n] SamplingRow in device memory, so nothing here can check them: the caller checks
+/// 1 <= top_k <= kMaxDeviceTopK on the host (a larger top_k would be clamped to it silently).
 void sample_top_k_rows(int* out, const float* logits, const SamplingRow* rows, int n, int vocab,
                        cudaStream_t stream = 0);
 
