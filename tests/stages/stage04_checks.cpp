@@ -126,16 +126,11 @@ GreedyDivergence greedy_divergence(const ModelWeights& w, const std::vector<int>
   return d;
 }
 
-void check_stage04_against_stage03(const std::string& backend, bool default_model, bool random_shapes) {
-  std::vector<std::pair<std::string, ModelWeights>> models;
-  std::vector<int> stops = {2};
-  if (default_model) {
-    Model m = load_model(repo_path("datasets/models/tiny-target.gguf"));
-    stops = m.tokenizer->stop_ids();
-    models.emplace_back("default model", std::move(m.weights));
-  }
-  if (random_shapes)
-    for (const auto& spec : awkward_specs()) models.emplace_back("shape " + spec.name, make_random_weights(spec));
+namespace {
+
+/// The checks of check_stage04_against_stage03 on each model.
+void check_models(const std::string& backend, const std::vector<int>& stops,
+                  const std::vector<std::pair<std::string, ModelWeights>>& models) {
   for (const auto& [name, w] : models) {
     INFO(name << " on the " << backend << " backend");
     const int ctx = w.config.context_length, vocab = w.config.vocab_size;
@@ -187,6 +182,27 @@ void check_stage04_against_stage03(const std::string& backend, bool default_mode
       if (near_ties > 0) WARN(name << ": " << near_ties << " request(s) parted from their solo run at a near-tie");
     }
   }
+}
+
+}  // namespace
+
+void check_stage04_against_stage03(const std::string& backend, bool default_model, bool random_shapes) {
+  std::vector<std::pair<std::string, ModelWeights>> models;
+  std::vector<int> stops = {2};
+  if (default_model) {
+    Model m = load_model(repo_path("datasets/models/tiny-target.gguf"));
+    stops = m.tokenizer->stop_ids();
+    models.emplace_back("default model", std::move(m.weights));
+  }
+  if (random_shapes)
+    for (const auto& spec : awkward_specs()) models.emplace_back("shape " + spec.name, make_random_weights(spec));
+  check_models(backend, stops, models);
+}
+
+void check_stage04_on_shapes(const std::string& backend, const std::vector<RandomModelSpec>& specs) {
+  std::vector<std::pair<std::string, ModelWeights>> models;
+  for (const auto& spec : specs) models.emplace_back("shape " + spec.name, make_random_weights(spec));
+  check_models(backend, {2}, models);
 }
 
 }  // namespace llm::test

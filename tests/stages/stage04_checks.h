@@ -8,6 +8,7 @@
 
 #include "common/model_weights.h"
 #include "stages/03_continuous_batching/continuous_batch_engine.h"
+#include "tests/helpers/random_model.h"
 
 namespace llm::test {
 
@@ -51,6 +52,11 @@ GreedyDivergence greedy_divergence(const ModelWeights& w, const std::vector<int>
 /// top-1 agreement >= 99% and relative error <= kFp16LogitTol, greedy agreement up to a near-tie,
 /// and every request's solo output under staggered arrivals and preemption.
 void check_stage04_against_stage03(const std::string& backend, bool default_model, bool random_shapes);
+
+/// The same checks on random models of the given shapes (stop token 2): for the CUDA backend,
+/// shapes its kernels take (head_dim 32, 64 or 128, widths multiples of 8), which the awkward
+/// shapes are not.
+void check_stage04_on_shapes(const std::string& backend, const std::vector<RandomModelSpec>& specs);
 
 /// Tolerance of teacher-forced logits (fp16 weights and activations against fp32), relative to
 /// the largest |logit| of the position.

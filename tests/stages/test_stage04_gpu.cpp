@@ -17,6 +17,17 @@ TEST_CASE("stage 04 on the GPU agrees with stage 03 on the default model and the
   test::check_stage04_against_stage03("cuda", true, false);
 }
 
+// The default model (tiny-target) is head_dim 32 with a context of 256: one split in every decode
+// launch. These run the engine at the head sizes of the real models, 128 with Llama-3's group of 4
+// and 64 with SmolLM2's group of 3, the first with a context of 520, so that decode steps captured
+// in a graph (bounded by the context) launch 2 splits, the second past a short sequence's end, and
+// the split workspace and the merge are used.
+TEST_CASE("stage 04 on the GPU agrees with stage 03 at real head sizes", "[gpu-shapes]") {
+  // name, dim, layers, heads, kv heads, hidden, vocab, context, theta, eps, tied, seed
+  test::check_stage04_on_shapes("cuda", {{"d128-gqa4", 512, 2, 4, 1, 768, 300, 520, 500000.0f, 1e-5f, false, 21},
+                                         {"d64-gqa3", 192, 2, 3, 1, 320, 257, 72, 10000.0f, 1e-5f, true, 22}});
+}
+
 TEST_CASE("stage 04 on the GPU agrees with stage 03 on the real model", "[gpu-real]") {
   const std::string path = test::repo_path("datasets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
   if (!std::filesystem::exists(path)) {
