@@ -188,7 +188,18 @@ class CudaStepExecutor final : public stage03::StepExecutor {
   long long graph_launches_ = 0, graph_captures_ = 0, eager_steps_ = 0;
 };
 
-std::string cuda_unavailable_reason() { return llm::cuda::device_count() > 0 ? "" : "no CUDA device found"; }
+std::string cuda_unavailable_reason() {
+  if (llm::cuda::device_count() == 0) return "no CUDA device found";
+  // A device that is listed but cannot be used (all busy in an exclusive compute mode, say) fails
+  // here, when its context is created, instead of at the first allocation of an engine: --backend
+  // auto then runs the CPU backend, and the GPU tests say why they skip.
+  const cudaError_t made = cudaFree(nullptr);
+  if (made != cudaSuccess) {
+    (void)cudaGetLastError();
+    return std::string("the CUDA device cannot be used: ") + cudaGetErrorString(made);
+  }
+  return "";
+}
 
 std::string cuda_device_name() { return llm::cuda::device_name(); }
 
