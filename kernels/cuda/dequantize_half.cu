@@ -1,6 +1,6 @@
 // dequantize_half.cu: see dequantize_half.cuh. One thread per 32-weight block (block formats) or
-// per 4 codes (FP8), grid-stride; bytes read one at a time (GGUF blocks are 2-byte aligned at
-// best), fp16 pairs written. Not tuned: it runs once per prefill matmul, whose GEMM does hundreds
+// per code (FP8), grid-stride; bytes read one at a time (GGUF blocks are 2-byte aligned at best),
+// one fp16 written at a time. Not tuned: it runs once per prefill matmul, whose GEMM does hundreds
 // of flops per weight it writes.
 #include "kernels/cuda/dequantize_half.cuh"
 
