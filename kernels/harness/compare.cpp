@@ -20,15 +20,20 @@ Comparison compare_rows(const std::vector<float>& got, const std::vector<float>&
   int shown = 0;
   for (std::size_t r = 0; r * cols < want.size(); ++r) {
     double scale = 0.0, err = 0.0;
+    // The scale from the finite reference values only: one inf in `want` would make the row's
+    // tolerance infinite and pass anything.
     for (std::size_t i = r * cols; i < (r + 1) * cols; ++i)
-      scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
+      if (std::isfinite(want[i])) scale = std::max(scale, std::fabs(static_cast<double>(want[i])));
     const double tol = rel_tol * std::max(scale, 1e-6);
     for (std::size_t i = r * cols; i < (r + 1) * cols; ++i) {
       const double d = std::fabs(static_cast<double>(got[i]) - static_cast<double>(want[i]));
-      const bool bad = !std::isfinite(got[i]) || d > tol;
-      if (std::isfinite(got[i]))
+      // A non-finite reference passes only where `got` is the same infinity; a NaN in `want` (a
+      // broken twin) always fails (d > tol is false for NaN, so it has to be said).
+      const bool bad = std::isfinite(want[i]) ? !std::isfinite(got[i]) || d > tol
+                                              : std::isnan(want[i]) || got[i] != want[i];
+      if (std::isfinite(got[i]) && std::isfinite(want[i]))
         err = std::max(err, d);
-      else
+      else if (bad)
         err = std::numeric_limits<double>::infinity();
       if (bad) {
         c.ok = false;

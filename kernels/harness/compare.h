@@ -17,7 +17,8 @@ struct Comparison {
 };
 
 /// Compares row by row; a row fails when max|got-want| > rel_tol * max(|want|) (plus a tiny
-/// absolute floor for all-zero rows). Any NaN/Inf in `got` fails.
+/// absolute floor for all-zero rows; the max over the finite values of `want`). Any NaN/Inf in
+/// `got` fails unless `want` holds the same infinity there; any NaN in `want` fails.
 Comparison compare_rows(const std::vector<float>& got, const std::vector<float>& want, std::size_t cols,
                         double rel_tol);
 

@@ -287,4 +287,18 @@ TEST_CASE("the harness comparison fails on NaN and on large errors, and stops li
   CHECK_FALSE(c.ok);
   CHECK(std::count(c.report.begin(), c.report.end(), '\n') == 11);  // ten mismatches + "stopping"
   CHECK(c.report.find("stopping after ten") != std::string::npos);
+  // A broken twin: NaN in `want` fails; an inf in `want` does not widen the row's tolerance (it
+  // passes only where `got` is the same infinity).
+  got = want;
+  want[2] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_FALSE(harness::compare_rows(got, want, 8, 1.0).ok);
+  want[2] = std::numeric_limits<float>::infinity();
+  got[5] = 1.5f;
+  CHECK_FALSE(harness::compare_rows(got, want, 8, 0.02).ok);
+  got[5] = 1.0f;
+  CHECK_FALSE(harness::compare_rows(got, want, 8, 0.02).ok);  // got 1 where want is inf
+  got[2] = want[2];
+  CHECK(harness::compare_rows(got, want, 8, 1e-6).ok);
+  got[2] = -want[2];
+  CHECK_FALSE(harness::compare_rows(got, want, 8, 1.0).ok);
 }
