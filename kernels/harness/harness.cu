@@ -15,6 +15,47 @@ namespace llm::harness {
 
 namespace {
 
+/// Reads `n` 16-byte words (the L2 flush): every line it leaves in L2 is clean. A memset leaves
+/// up to an L2 of dirty lines, written back to DRAM while the next (timed) kernel evicts them,
+/// so a kernel that reads B bytes would move up to 2B through DRAM inside its timing.
+__global__ void read_flush_kernel(const uint4* __restrict__ p, std::size_t n, unsigned* sink) {
+  unsigned acc = 0;
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const uint4 v = __ldcg(p + i);  // cached in L2 (where it is meant to evict), not in L1
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9E3779B9u) *sink = acc;  // a use of every load that (almost) never stores
+}
+
+/// Spins one thread for `ns` nanoseconds: the stream is held while the host queues a batch.
+__global__ void spin_kernel(unsigned long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+
+/// The flush buffer (twice the L2, contents set once) and its sink.
+struct Flush {
+  DeviceBuffer<uint4> buf;
+  DeviceBuffer<unsigned> sink{1};
+  explicit Flush(std::size_t bytes) : buf(bytes / sizeof(uint4)) {
+    CUDA_CHECK(cudaMemset(buf.get(), 0x5A, buf.bytes()));
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  void run(cudaStream_t s) {
+    read_flush_kernel<<<1024, 256, 0, s>>>(buf.get(), buf.size(), sink.get());
+    CUDA_CHECK(cudaGetLastError());
+  }
+};
+
+Flush& flush() {
+  static Flush f(2 * l2_bytes());
+  return f;
+}
+
 template <class T>
 DeviceBuffer<T> upload_raw(const std::vector<T>& v) {
   DeviceBuffer<T> d(v.size());
@@ -112,13 +153,23 @@ bool check_close(const std::string& what, const std::vector<float>& got, const s
   return c.ok;
 }
 
-Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats, int warmup) {
-  static DeviceBuffer<char> flush = [] {
+std::size_t l2_bytes() {
+  static const std::size_t bytes = [] {
     int dev = 0, l2 = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
-    return DeviceBuffer<char>(2 * static_cast<std::size_t>(std::max(l2, 1 << 20)));
+    return static_cast<std::size_t>(std::max(l2, 1 << 20));
   }();
+  return bytes;
+}
+
+int rotation_copies(std::size_t bytes_per_copy) {
+  const std::size_t b = std::max<std::size_t>(bytes_per_copy, 1);
+  return static_cast<int>(std::max<std::size_t>(2, (2 * l2_bytes() + b - 1) / b + 1));
+}
+
+Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats, int warmup) {
+  Flush& fl = flush();
   cudaStream_t s;
   CUDA_CHECK(cudaStreamCreate(&s));
   cudaEvent_t start, stop;
@@ -129,7 +180,7 @@ Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats,
   CUDA_CHECK(cudaGetLastError());
   std::vector<double> ms;
   for (int i = 0; i < repeats; ++i) {
-    CUDA_CHECK(cudaMemsetAsync(flush.get(), i & 0xFF, flush.bytes(), s));  // evict the inputs from L2
+    fl.run(s);  // evict the inputs from L2, leaving clean lines
     CUDA_CHECK(cudaEventRecord(start, s));
     launch(s);
     CUDA_CHECK(cudaEventRecord(stop, s));
@@ -137,6 +188,50 @@ Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats,
     float t = 0.0f;
     CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
     ms.push_back(t);
+  }
+  CUDA_CHECK(cudaGetLastError());
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  CUDA_CHECK(cudaStreamDestroy(s));
+  std::sort(ms.begin(), ms.end());
+  return Timing{ms[ms.size() / 2], ms.front(), repeats};
+}
+
+Timing time_batched(const std::function<void(cudaStream_t, long)>& launch, int repeats, int batch, int warmup) {
+  if (repeats < 1 || batch < 1) throw std::invalid_argument("time_batched: repeats and batch must be >= 1");
+  cudaStream_t s;
+  CUDA_CHECK(cudaStreamCreate(&s));
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  long i = 0;  // counts every launch, warm-up included: the caller's rotation index
+  for (int w = 0; w < warmup; ++w) launch(s, i++);
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  CUDA_CHECK(cudaGetLastError());
+  unsigned long long spin_ns = 200000ull + 20000ull * static_cast<unsigned long long>(batch);
+  std::vector<double> ms;
+  int tries = 0;
+  while (static_cast<int>(ms.size()) < repeats) {
+    spin_kernel<<<1, 1, 0, s>>>(spin_ns);
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaEventRecord(start, s));
+    for (int b = 0; b < batch; ++b) launch(s, i++);
+    CUDA_CHECK(cudaEventRecord(stop, s));
+    // The batch must be queued whole before the spin ends; else the GPU waited on the host.
+    const cudaError_t q = cudaEventQuery(start);
+    const bool queued_in_time = q == cudaErrorNotReady;
+    if (q == cudaErrorNotReady)
+      (void)cudaGetLastError();  // "not ready" is an answer, not an error to leave behind
+    else
+      CUDA_CHECK(q);
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    float t = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    if (!queued_in_time && spin_ns < 50000000ull && ++tries < 20) {
+      spin_ns *= 2;  // too short a hold: time this batch again with a longer one
+      continue;
+    }
+    ms.push_back(static_cast<double>(t) / batch);
   }
   CUDA_CHECK(cudaGetLastError());
   CUDA_CHECK(cudaEventDestroy(start));

@@ -6,13 +6,16 @@
 //           the CPU twin by compare_rows (NaN/Inf fail; the first ten mismatches are printed)
 //           at a tolerance stated per dtype (kTolFp32, kTolFp16).
 //   bench:  a timing row per version and size: the median of many launches after warm-up, the
-//           L2 cache flushed before each, as TFLOP/s or GB/s and as a share of the ceilings
-//           (copy bandwidth, cuBLAS fp16 GEMM) measured on the same card in the same run.
+//           L2 cache flushed before each (time_launch), or for kernels of a few microseconds
+//           the median per-launch time of batches of back-to-back launches on rotated copies of
+//           the inputs (time_batched), as TFLOP/s or GB/s and as a share of the ceilings (copy
+//           bandwidth, cuBLAS fp16 GEMM) measured on the same card in the same run.
 #pragma once
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -63,9 +66,29 @@ struct Timing {
 };
 
 /// Times `launch(stream)` with CUDA events: `warmup` untimed launches, then `repeats` timed ones,
-/// each preceded by a write over a buffer twice the L2 size (so every launch starts from cold
-/// caches, as a layer in a real forward pass does). Returns the median.
+/// each preceded by a read of a buffer twice the L2 size (so every launch starts from cold
+/// caches, as a layer in a real forward pass does; a read, not a memset, so that no dirty line is
+/// left for the timed kernel to write back). Returns the median. Each time includes the event
+/// and launch overhead of an isolated launch (a few microseconds): for kernels that short, use
+/// time_batched.
 Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats = 50, int warmup = 5);
+
+/// The device's L2 cache size in bytes.
+std::size_t l2_bytes();
+/// How many copies of an input of `bytes_per_copy` bytes a rotation needs so that a copy is
+/// evicted from L2 before its next use: at least 2, and at least twice the L2 of other copies
+/// read in between.
+int rotation_copies(std::size_t bytes_per_copy);
+
+/// Times a kernel as a layer of a decode step meets it: back to back with other work, its
+/// weights cold. `launch(stream, i)` is called with i = 0, 1, 2, ... over the whole call; the
+/// caller makes launch i read copy i % copies of its inputs (rotation_copies), so that every
+/// launch reads inputs evicted from L2 since their last use. `warmup` untimed launches, then
+/// `repeats` batches of `batch` launches between one pair of events, each batch queued whole
+/// behind a spinning kernel before it starts (so the host's launch rate does not show). Returns
+/// the median and minimum of the batches' per-launch times (batch time / batch).
+Timing time_batched(const std::function<void(cudaStream_t, long)>& launch, int repeats = 20, int batch = 32,
+                    int warmup = 8);
 
 /// The two ceilings every figure is reported against, measured once per process on device 0.
 struct Ceilings {

@@ -21,11 +21,16 @@
 // bench: Llama-3-8B's shapes at n = 1 and 8 (--quick: n = 1): 4096 x 4096 (q/o proj), 14336 x 4096
 //        (gate/up), 4096 x 14336 (down), 1024 x 4096 (k/v proj); every variant side by side in one run, the
 //        fp16 GEMV 02 (stage 04's decode matmul) first as the baseline: kRounds rounds, each timing
-//        every variant in turn (time_launch: a median of 30 L2-flushed launches); a row reports
-//        the median of the rounds' medians (min-max printed), GB/s = (W as stored, scales and
-//        padding included + x + y bytes) / time, its share of the copy bandwidth, and the
-//        speed-up over the fp16 GEMV of the same round set. Weights are device-random bytes
-//        (never zeros); their values do not change the time.
+//        every variant in turn (time_batched: the median of 20 batches of 32 back-to-back launches,
+//        launch i reading copy i % copies of the weights and scales, enough copies that each
+//        launch finds its weights evicted from L2 (two L2s of other copies read since their last
+//        use), as a decode step meets them; a per-launch event pair around a cold launch of a
+//        2-10 us kernel would add microseconds of event and launch overhead to every time and
+//        squeeze every ratio towards 1); a row reports the median of the rounds' medians (min-max
+//        printed), GB/s = (W as stored, scales and padding included + x + y bytes) / time (bytes
+//        moved, as the copy ceiling counts its read and written bytes), its share of the copy
+//        bandwidth, and the speed-up over the fp16 GEMV of the same round set. Weights are
+//        device-random bytes (never zeros); their values do not change the time.
 //
 //   build/kernels/kernel_harness check quant_gemv [--version N] [--quick]
 //   build/kernels/kernel_harness bench quant_gemv [--version N] [--quick] [--json FILE]
@@ -282,70 +287,102 @@ void bench_quant_gemv(const FamilyOptions& o) {
   if (o.quick) rows = {1};  // gpu_check --quick: every Llama-3-8B shape at batch 1 (issue 14's goals)
   constexpr int kRounds = 3;
   const bool fp8 = cuda::device_has_fp8();
+  auto align256 = [](std::size_t b) { return (b + 255) / 256 * 256; };
   std::uint64_t seed = o.seed * 7919u;
   for (const Size& sz : sizes) {
-    // Device-random bytes for every weight layout (never zeros), sized for the largest of them.
     const cuda::qgemv::PackedShape p8{cuda::qgemv::PackedType::Q8_0, sz.in, sz.out};
     const cuda::qgemv::PackedShape p4{cuda::qgemv::PackedType::Q4_0, sz.in, sz.out};
     const std::size_t fp16_bytes = static_cast<std::size_t>(sz.out) * sz.in * 2;
-    DeviceBuffer<__half> d_W(fp16_bytes / 2), d_S(std::max(p8.scale_count(), p4.scale_count()));
-    fill_random(d_W, ++seed);
-    fill_random(d_S, ++seed);
-    const DeviceBuffer<float> d_rowscale = upload(randn(static_cast<std::size_t>(sz.out), ++seed, 0.01f));
+    // Each variant's weights (and scales) as one slot: {bytes read per call, W's offset in the
+    // slot, the scales' offset, the slot's size}. The slots of a variant repeat through one
+    // device-random pool (never zeros; the values do not change the time), enough copies that
+    // each launch reads weights evicted from L2 since their last use (rotation_copies).
+    struct Layout {
+      double bytes = 0;
+      std::size_t scales_at = 0, slot = 0;
+      int copies = 0;
+    };
+    auto layout = [&](std::size_t w_bytes, std::size_t s_bytes) {
+      Layout l;
+      l.bytes = static_cast<double>(w_bytes + s_bytes);
+      l.scales_at = align256(w_bytes);
+      l.slot = l.scales_at + align256(s_bytes);
+      l.copies = rotation_copies(l.slot);
+      return l;
+    };
+    struct Variant {
+      std::string name;
+      Layout l;
+      std::function<void(cudaStream_t, const std::uint8_t*, int)> run;  // (stream, slot, n)
+    };
+    std::vector<Variant> variants;
+    variants.push_back({"fp16 gemv 02 (baseline)", layout(fp16_bytes, 0), {}});
+    std::vector<std::pair<const cuda::QuantGemvVersion*, QuantFormat>> quant;
+    for (const cuda::QuantGemvVersion& ver : cuda::kQuantGemvVersions) {
+      if (!wants(o, ver.number)) continue;
+      for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::FP8_E4M3}) {
+        if (!ver.takes(f) || (f == QuantFormat::FP8_E4M3 && !fp8)) continue;
+        Layout l;
+        if (ver.number == 1) {
+          l = layout(cuda::quant_gemv_01_buffer_bytes(f, sz.out, sz.in), 0);
+        } else if (ver.number == 2) {
+          const auto& p = f == QuantFormat::Q8_0 ? p8 : p4;
+          l = layout(p.quant_chunks() * cuda::qgemv::kChunkBytes, p.scale_count() * 2);
+        } else {
+          l = layout(static_cast<std::size_t>(sz.out) * sz.in, 4 * static_cast<std::size_t>(sz.out));
+        }
+        variants.push_back({std::string(cuda::quant_format_name(f)) + " " + ver.name, l, {}});
+        quant.push_back({&ver, f});
+      }
+    }
+    std::size_t pool_bytes = 0;
+    for (const Variant& v : variants) pool_bytes = std::max(pool_bytes, v.l.slot * static_cast<std::size_t>(v.l.copies));
+    DeviceBuffer<__half> d_pool(pool_bytes / 2);
+    fill_random(d_pool, ++seed);
     DeviceBuffer<__half> d_x(static_cast<std::size_t>(cuda::kQuantGemvMaxRows) * sz.in);
     DeviceBuffer<float> d_y(static_cast<std::size_t>(cuda::kQuantGemvMaxRows) * sz.out);
     fill_random(d_x, ++seed);
     d_y.poison();
+    const auto* pool = reinterpret_cast<const std::uint8_t*>(d_pool.get());
+
+    variants[0].run = [&](cudaStream_t s, const std::uint8_t* slot, int n) {
+      cuda::GemvArgs g;
+      g.W = reinterpret_cast<const __half*>(slot);
+      g.x = d_x.get();
+      g.y = d_y.get();
+      g.n = n;
+      g.in = sz.in;
+      g.out = sz.out;
+      cuda::gemv_02_warp_vectorized(g, s);
+    };
+    for (std::size_t q = 0; q < quant.size(); ++q) {
+      const cuda::QuantGemvVersion* ver = quant[q].first;
+      const QuantFormat f = quant[q].second;
+      const std::size_t scales_at = variants[q + 1].l.scales_at;
+      variants[q + 1].run = [&, ver, f, scales_at](cudaStream_t s, const std::uint8_t* slot, int n) {
+        cuda::QuantGemvArgs a;
+        a.format = f;
+        a.W = slot;
+        a.scales = ver->number == 1 ? nullptr : slot + scales_at;
+        a.x = d_x.get();
+        a.y = d_y.get();
+        a.n = n;
+        a.in = sz.in;
+        a.out = sz.out;
+        ver->run(a, s);
+      };
+    }
 
     for (int n : rows) {
-      struct Variant {
-        std::string name;
-        double weight_bytes;
-        std::function<void(cudaStream_t)> run;
-      };
-      std::vector<Variant> variants;
-      {
-        cuda::GemvArgs g;
-        g.W = d_W.get();
-        g.x = d_x.get();
-        g.y = d_y.get();
-        g.n = n;
-        g.in = sz.in;
-        g.out = sz.out;
-        variants.push_back({"fp16 gemv 02 (baseline)", static_cast<double>(fp16_bytes),
-                            [g](cudaStream_t s) { cuda::gemv_02_warp_vectorized(g, s); }});
-      }
-      for (const cuda::QuantGemvVersion& ver : cuda::kQuantGemvVersions) {
-        if (!wants(o, ver.number)) continue;
-        for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::FP8_E4M3}) {
-          if (!ver.takes(f) || (f == QuantFormat::FP8_E4M3 && !fp8)) continue;
-          cuda::QuantGemvArgs a;
-          a.format = f;
-          a.W = d_W.get();
-          a.x = d_x.get();
-          a.y = d_y.get();
-          a.n = n;
-          a.in = sz.in;
-          a.out = sz.out;
-          double bytes = 0;
-          if (ver.number == 1) {
-            bytes = static_cast<double>(cuda::quant_gemv_01_buffer_bytes(f, sz.out, sz.in));
-          } else if (ver.number == 2) {
-            const auto& p = f == QuantFormat::Q8_0 ? p8 : p4;
-            a.scales = d_S.get();
-            bytes = static_cast<double>(p.quant_chunks() * cuda::qgemv::kChunkBytes + p.scale_count() * 2);
-          } else {
-            a.scales = d_rowscale.get();
-            bytes = static_cast<double>(sz.out) * sz.in + 4.0 * sz.out;
-          }
-          variants.push_back({std::string(cuda::quant_format_name(f)) + " " + ver.name, bytes,
-                              [a, run = ver.run](cudaStream_t s) { run(a, s); }});
-        }
-      }
       // Rounds: every variant in turn, so that a drift of the clocks touches them all alike.
       std::vector<std::vector<double>> ms(variants.size());
       for (int round = 0; round < kRounds; ++round)
-        for (std::size_t v = 0; v < variants.size(); ++v) ms[v].push_back(time_launch(variants[v].run, 30, 3).median_ms);
+        for (std::size_t v = 0; v < variants.size(); ++v) {
+          const Variant& var = variants[v];
+          ms[v].push_back(time_batched([&](cudaStream_t s, long i) {
+                            var.run(s, pool + static_cast<std::size_t>(i % var.l.copies) * var.l.slot, n);
+                          }).median_ms);
+        }
       const std::string shape = "n=" + std::to_string(n) + " out=" + std::to_string(sz.out) + " in=" +
                                 std::to_string(sz.in) + " (" + sz.what + ")";
       double base_ms = 0;
@@ -353,10 +390,11 @@ void bench_quant_gemv(const FamilyOptions& o) {
         std::vector<double> m = ms[v];
         std::sort(m.begin(), m.end());
         Timing t{m[m.size() / 2], m.front(), kRounds};
-        const double bytes = variants[v].weight_bytes + 2.0 * n * sz.in + 4.0 * n * sz.out;
+        const double bytes = variants[v].l.bytes + 2.0 * n * sz.in + 4.0 * n * sz.out;
         report(row_gbps("quant_gemv", variants[v].name, shape, t, bytes));
         if (v == 0) base_ms = t.median_ms;
-        std::printf("      rounds %.4f-%.4f ms; %.2fx the fp16 GEMV\n", m.front(), m.back(), base_ms / t.median_ms);
+        std::printf("      rounds %.4f-%.4f ms; %.2fx the fp16 GEMV; %d rotated copies of %.1f MiB\n", m.front(),
+                    m.back(), base_ms / t.median_ms, variants[v].l.copies, variants[v].l.slot / 1048576.0);
       }
     }
   }
