@@ -97,8 +97,8 @@ def main():
             f"Command: `{args.command}`.\n\nCeilings measured in the same run: device-to-device copy "
             f"**{ceil.get('copy_gbps', 0):.0f} GB/s**, cuBLAS fp16 GEMM 8192^3 **{ceil.get('gemm_tflops', 0):.0f} TFLOP/s**. "
             "Every figure is the median of many launches after warm-up with L2 flushed before each "
-            "(quant_gemv: the median per-launch time of batches of back-to-back launches on rotated copies of "
-            "the weights, cold in L2).\n")
+            "(gemv, quant_gemv, attention_decode: the median per-launch time of batches of back-to-back "
+            "launches on rotated copies of the weights or K/V cache, cold in L2).\n")
     page = ("# Kernel results\n\n" + head + "\n## Summary\n\n" + summary(rows) + "\n## Every version and shape\n"
             + family_tables(rows))
     (ROOT / "docs/results/kernels.md").write_text(page)

@@ -168,6 +168,14 @@ int rotation_copies(std::size_t bytes_per_copy) {
   return static_cast<int>(std::max<std::size_t>(2, (2 * l2_bytes() + b - 1) / b + 1));
 }
 
+int rotation_pool_copies(std::size_t bytes_per_copy, std::size_t max_pool_bytes) {
+  const std::size_t b = std::max<std::size_t>(bytes_per_copy, 1);
+  if (b >= 2 * l2_bytes()) return 1;
+  const int copies = rotation_copies(b);
+  if (static_cast<std::size_t>(copies) * b <= max_pool_bytes) return copies;
+  return static_cast<int>(std::max<std::size_t>(2, max_pool_bytes / b));
+}
+
 Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats, int warmup) {
   Flush& fl = flush();
   cudaStream_t s;

@@ -79,6 +79,16 @@ std::size_t l2_bytes();
 /// evicted from L2 before its next use: at least 2, and at least twice the L2 of other copies
 /// read in between.
 int rotation_copies(std::size_t bytes_per_copy);
+/// The pool size rotation_pool_copies keeps to where it can: 224 MiB (two copies of the
+/// Llama-3-8B gate/up projection, 14336 x 4096 fp16: 112 MiB each).
+inline constexpr std::size_t kRotationPoolBytes = std::size_t{224} << 20;
+/// How many copies of `bytes_per_copy` a rotation pool holds: 1 when one copy is at least twice
+/// the L2 (between two reads of any of its lines, launch after launch, the rest of the copy is
+/// read: two L2s; no rotation needed); else rotation_copies when they fit in `max_pool_bytes`; else
+/// as many as fit, at least 2 (fewer than rotation_copies: less than two L2s of other copies
+/// between two uses of one; with a 50 MiB L2 and the default cap only for copies of 75-100 MiB,
+/// each then followed by one other copy of more than 1.5 L2s).
+int rotation_pool_copies(std::size_t bytes_per_copy, std::size_t max_pool_bytes = kRotationPoolBytes);
 
 /// Times a kernel as a layer of a decode step meets it: back to back with other work, its
 /// weights cold. `launch(stream, i)` is called with i = 0, 1, 2, ... over the whole call; the

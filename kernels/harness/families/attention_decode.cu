@@ -18,7 +18,15 @@
 //        bytes the operation must move at least (version 1 reads K/V once per query head, from
 //        L2 at best; the figure still counts them once, so the versions compare). Version 3's
 //        rows count its own bytes (1-byte codes plus an fp32 scale per token, KV head and tensor):
-//        compare their times with 02's, not only their GB/s.
+//        compare their times with 02's, not only their GB/s. Timed as quant_gemv's rows are
+//        (time_batched: the median of 20 batches of 32 back-to-back launches): launch i reads
+//        copy i % copies of the K/V cache (version 3: codes and K and V scales) from one
+//        device-random pool, each copy a whole cache for the one block table, enough copies that
+//        each launch finds its K/V evicted from L2 (rotation_pool_copies: 8 copies of 16 MiB at
+//        batch 1, 4k with a 50 MiB L2; one where a cache alone is two L2s or more); q, the block
+//        table, the lengths, the workspace and out are shared, as a decode step finds them.
+//        Batch 1 at 4k takes about 5 us on an H200: an event pair around a single cold launch
+//        would add microseconds to that.
 //
 //   build/kernels/kernel_harness check attention_decode [--version N] [--quick]
 //   build/kernels/kernel_harness bench attention_decode [--version N] [--quick]
@@ -36,6 +44,7 @@
 #include "kernels/cpu/half.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cuda/attention_decode/attention_decode.cuh"
+#include "kernels/cuda/random_fill.cuh"
 #include "kernels/harness/families/families.h"
 
 namespace llm::harness {
@@ -365,18 +374,41 @@ void bench_attention_decode(const FamilyOptions& o) {
       for (int batch : {1, 4, 16}) sizes.push_back({batch, context});
   }
   std::uint64_t seed = o.seed * 7919u;
+  auto align256 = [](std::size_t b) { return (b + 255) / 256 * 256; };
   for (const Size& sz : sizes) {
     const std::vector<int> lens(sz.batch, sz.context);
     const PagedCache cache = make_block_table(lens, kBlock, ++seed);
     const std::size_t pool = static_cast<std::size_t>(cache.num_blocks) * kBlock * kKvHeads * kHeadDim;
     const std::size_t q_elems = static_cast<std::size_t>(sz.batch) * kHeads * kHeadDim;
-    DeviceBuffer<__half> d_q(q_elems), d_out(q_elems), d_k(pool), d_v(pool);
+    const std::size_t rows = pool / kHeadDim;  // (token slot, KV head) rows: version 3's scales
+    // Each launch's K/V cache as one slot of a device-random pool: every slot a whole cache of
+    // cache.num_blocks blocks (so the one block table is valid for each), its parts 256-byte
+    // aligned; launch i reads slot i % copies (rotation_pool_copies). fp16 (01, 02): K, V.
+    // Version 3: K codes, V codes, K scales, V scales. q, the block table, the lengths, the
+    // workspace and out are shared: a decode step finds them in L2 (q and out are small).
+    struct Layout {
+      std::size_t v_at = 0, k_scales_at = 0, v_scales_at = 0, slot = 0;
+      int copies = 0;
+    };
+    Layout l16, l8;
+    l16.v_at = align256(pool * sizeof(__half));
+    l16.slot = 2 * l16.v_at;
+    l16.copies = rotation_pool_copies(l16.slot);
+    l8.v_at = align256(pool);
+    l8.k_scales_at = 2 * l8.v_at;
+    l8.v_scales_at = l8.k_scales_at + align256(rows * sizeof(float));
+    l8.slot = l8.v_scales_at + align256(rows * sizeof(float));
+    l8.copies = rotation_pool_copies(l8.slot);
+    const std::size_t pool_bytes = std::max(l16.slot * static_cast<std::size_t>(l16.copies),
+                                            l8.slot * static_cast<std::size_t>(l8.copies));
+    DeviceBuffer<__half> d_q(q_elems), d_out(q_elems), d_pool(pool_bytes / sizeof(__half));
     fill_random(d_q, ++seed, 1.0f);
-    fill_random(d_k, ++seed, 1.0f);
-    fill_random(d_v, ++seed, 1.0f);
+    fill_random(d_pool, ++seed, 1.0f);
     d_out.poison();
+    auto* const slots = reinterpret_cast<std::uint8_t*>(d_pool.get());
     const DeviceBuffer<int> d_table = upload(cache.block_table), d_lens = upload(lens);
-    cuda::DecodeAttentionArgs args = make_args(d_q, d_out, d_k, d_v, d_table, d_lens, sz.batch, kHeads, kKvHeads,
+    // k_cache and v_cache are set per launch (a slot of the pool); d_q only stands in here.
+    cuda::DecodeAttentionArgs args = make_args(d_q, d_out, d_q, d_q, d_table, d_lens, sz.batch, kHeads, kKvHeads,
                                                kHeadDim, kBlock, cache, sz.context);
     args.num_splits = 0;
     DeviceBuffer<float> workspace((cuda::decode_workspace_bytes(args) + sizeof(float) - 1) / sizeof(float));
@@ -386,34 +418,47 @@ void bench_attention_decode(const FamilyOptions& o) {
     const double kv_bytes = 2.0 * sz.batch * static_cast<double>(sz.context) * kKvHeads * kHeadDim * sizeof(__half);
     const double bytes = kv_bytes + 2.0 * q_elems * sizeof(__half);
 
+    if (wants(o, 1) || wants(o, 2))
+      std::printf("  K/V fp16: %d rotated copies of %.1f MiB\n", l16.copies, l16.slot / 1048576.0);
     for (const cuda::DecodeAttentionVersion& ver : cuda::kDecodeAttentionVersions) {
       if (!wants(o, ver.number)) continue;
       std::string shape = "batch=" + std::to_string(sz.batch) + " ctx=" + std::to_string(sz.context) + " h=32/8 d=128";
       if (ver.number == 2) shape += " splits=" + std::to_string(cuda::decode_num_splits(args));
-      const Timing t = time_launch([&](cudaStream_t stream) { ver.run(args, stream); });
+      const Timing t = time_batched([&](cudaStream_t stream, long i) {
+        const std::uint8_t* slot = slots + static_cast<std::size_t>(i % l16.copies) * l16.slot;
+        cuda::DecodeAttentionArgs a = args;
+        a.k_cache = reinterpret_cast<const __half*>(slot);
+        a.v_cache = reinterpret_cast<const __half*>(slot + l16.v_at);
+        ver.run(a, stream);
+      });
       report(row_gbps("attention_decode", ver.name, shape, t, bytes));
     }
     if (!wants(o, 3)) continue;
-    // Version 3: device-random bytes as codes (never zeros; an FP8 NaN code costs no time), small
-    // positive scales.
-    const std::size_t rows = pool / kHeadDim;
-    DeviceBuffer<__half> d_kc((pool + 1) / 2), d_vc((pool + 1) / 2);
-    fill_random(d_kc, ++seed, 1.0f);
-    fill_random(d_vc, ++seed, 1.0f);
-    const DeviceBuffer<float> d_scales = upload_plain(std::vector<float>(rows, 0.01f));
+    // Version 3: the pool's device-random bytes as codes (never zeros; an FP8 NaN code costs no
+    // time), small positive scales written over each slot's scale parts (after the fp16 rows,
+    // whose K/V they would otherwise cut into).
+    for (int c = 0; c < l8.copies; ++c)
+      for (const std::size_t at : {l8.k_scales_at, l8.v_scales_at})
+        cuda::fill_constant(reinterpret_cast<float*>(slots + static_cast<std::size_t>(c) * l8.slot + at), rows, 0.01f);
+    std::printf("  K/V int8/FP8: %d rotated copies of %.1f MiB\n", l8.copies, l8.slot / 1048576.0);
     const double q_bytes = kv_bytes / 2.0 + 2.0 * sz.batch * static_cast<double>(sz.context) * kKvHeads * sizeof(float) +
                            2.0 * q_elems * sizeof(__half);
     for (const cuda::KvCode code : {cuda::KvCode::int8, cuda::KvCode::fp8_e4m3}) {
       cuda::QuantDecodeAttentionArgs qa;
       qa.base = args;
       qa.code = code;
-      qa.k_codes = reinterpret_cast<const std::uint8_t*>(d_kc.get());
-      qa.v_codes = reinterpret_cast<const std::uint8_t*>(d_vc.get());
-      qa.k_scales = qa.v_scales = d_scales.get();
       const std::string shape = "batch=" + std::to_string(sz.batch) + " ctx=" + std::to_string(sz.context) +
                                 " h=32/8 d=128 splits=" + std::to_string(cuda::decode_num_splits(args)) + " " +
                                 cuda::kv_code_name(code);
-      const Timing t = time_launch([&](cudaStream_t stream) { cuda::attention_decode_03_split_kv_quant(qa, stream); });
+      const Timing t = time_batched([&](cudaStream_t stream, long i) {
+        const std::uint8_t* slot = slots + static_cast<std::size_t>(i % l8.copies) * l8.slot;
+        cuda::QuantDecodeAttentionArgs a = qa;
+        a.k_codes = slot;
+        a.v_codes = slot + l8.v_at;
+        a.k_scales = reinterpret_cast<const float*>(slot + l8.k_scales_at);
+        a.v_scales = reinterpret_cast<const float*>(slot + l8.v_scales_at);
+        cuda::attention_decode_03_split_kv_quant(a, stream);
+      });
       report(row_gbps("attention_decode", "03_split_kv_quant", shape, t, q_bytes));
     }
   }

@@ -9,7 +9,14 @@
 //        order of the sums (a lane's strided partial sums, then a shuffle tree, against the
 //        CPU's order), an error of a few fp32 ulps times sqrt(in) relative to the row's scale.
 // bench: out x in = 4096 x 4096, 14336 x 4096 (gate/up), 4096 x 14336 (down), 128256 x 4096
-//        (Llama-3 LM head), at n = 1 and 8; GB/s = (W + x + y bytes) / time, W dominating.
+//        (Llama-3 LM head), at n = 1 and 8 (--quick: 4096 x 4096 at n = 1); GB/s = (W + x + y
+//        bytes) / time, W dominating. Timed as quant_gemv's rows are (time_batched: the median of
+//        20 batches of 32 back-to-back launches, launch i reading copy i % copies of W from one
+//        device-random pool, slots 256-byte aligned, enough copies that each launch finds its W
+//        evicted from L2 (rotation_pool_copies: 5 of 32 MiB at 4096 x 4096 with a 50 MiB L2; one
+//        copy where W alone is two L2s or more); x and y are shared, as a decode step finds
+//        them): the 02 GEMV at 4096 x 4096 takes about 8 us on an H200, and an event pair
+//        around a single cold launch would add microseconds to that.
 //
 //   build/kernels/kernel_harness check gemv [--version N] [--quick]
 //   build/kernels/kernel_harness bench gemv [--version N] [--quick]
@@ -149,15 +156,20 @@ void bench_gemv(const FamilyOptions& o) {
   if (o.quick) sizes.resize(1), rows = {1};
   std::uint64_t seed = o.seed * 40503u;
   for (const Size& sz : sizes) {
-    DeviceBuffer<__half> d_W(static_cast<std::size_t>(sz.out) * sz.in);
+    // W as `copies` slots of one pool; a slot keeps W's 16-byte alignment (256 bytes).
+    const std::size_t w_bytes = static_cast<std::size_t>(sz.out) * sz.in * sizeof(__half);
+    const std::size_t slot = (w_bytes + 255) / 256 * 256;
+    const int copies = rotation_pool_copies(slot);
+    DeviceBuffer<__half> d_pool(slot / sizeof(__half) * static_cast<std::size_t>(copies));
     DeviceBuffer<__half> d_x(static_cast<std::size_t>(cuda::kGemvMaxRows) * sz.in);
     DeviceBuffer<float> d_y(static_cast<std::size_t>(cuda::kGemvMaxRows) * sz.out);
-    fill_random(d_W, ++seed);
+    fill_random(d_pool, ++seed);
     fill_random(d_x, ++seed);
     d_y.poison();
+    std::printf("  W: %d rotated copies of %.1f MiB\n", copies, slot / 1048576.0);
     for (int n : rows) {
       cuda::GemvArgs args;
-      args.W = d_W.get();
+      args.W = d_pool.get();
       args.x = d_x.get();
       args.y = d_y.get();
       args.n = n;
@@ -170,7 +182,11 @@ void bench_gemv(const FamilyOptions& o) {
                                 " in=" + std::to_string(sz.in) + " (" + sz.what + ")";
       for (const cuda::GemvVersion& ver : cuda::kGemvVersions) {
         if (!wants(o, ver.number)) continue;
-        const Timing t = time_launch([&](cudaStream_t stream) { ver.run(args, stream); });
+        const Timing t = time_batched([&](cudaStream_t stream, long i) {
+          cuda::GemvArgs a = args;
+          a.W = d_pool.get() + static_cast<std::size_t>(i % copies) * (slot / sizeof(__half));
+          ver.run(a, stream);
+        });
         report(row_gbps("gemv", ver.name, shape, t, bytes));
       }
     }
