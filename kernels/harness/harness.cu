@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
+#include <utility>
 
 #include "kernels/cpu/half.h"
 #include "kernels/cuda/device.h"
@@ -176,42 +177,64 @@ int rotation_pool_copies(std::size_t bytes_per_copy, std::size_t max_pool_bytes)
   return static_cast<int>(std::max<std::size_t>(2, max_pool_bytes / b));
 }
 
+namespace {
+
+/// A timing run's stream and event pair, made at the start and released at the end.
+struct TimedStream {
+  cudaStream_t s = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TimedStream() {
+    CUDA_CHECK(cudaStreamCreate(&s));
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+  }
+  TimedStream(const TimedStream&) = delete;
+  TimedStream& operator=(const TimedStream&) = delete;
+  ~TimedStream() {  // an error here is a broken context, which the run's own checks report
+    (void)cudaEventDestroy(start);
+    (void)cudaEventDestroy(stop);
+    (void)cudaStreamDestroy(s);
+  }
+  /// Milliseconds between the two events, once `stop` has completed.
+  float elapsed_ms() const {
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    float t = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    return t;
+  }
+};
+
+/// The median and minimum of a run's times, after a last check for a launch error.
+Timing summarize(std::vector<double> ms, int repeats) {
+  CUDA_CHECK(cudaGetLastError());
+  std::sort(ms.begin(), ms.end());
+  return Timing{ms[ms.size() / 2], ms.front(), repeats};
+}
+
+}  // namespace
+
 Timing time_launch(const std::function<void(cudaStream_t)>& launch, int repeats, int warmup) {
   Flush& fl = flush();
-  cudaStream_t s;
-  CUDA_CHECK(cudaStreamCreate(&s));
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
+  TimedStream ts;
+  const cudaStream_t s = ts.s;
   for (int i = 0; i < warmup; ++i) launch(s);
   CUDA_CHECK(cudaStreamSynchronize(s));
   CUDA_CHECK(cudaGetLastError());
   std::vector<double> ms;
   for (int i = 0; i < repeats; ++i) {
     fl.run(s);  // evict the inputs from L2, leaving clean lines
-    CUDA_CHECK(cudaEventRecord(start, s));
+    CUDA_CHECK(cudaEventRecord(ts.start, s));
     launch(s);
-    CUDA_CHECK(cudaEventRecord(stop, s));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    float t = 0.0f;
-    CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
-    ms.push_back(t);
+    CUDA_CHECK(cudaEventRecord(ts.stop, s));
+    ms.push_back(ts.elapsed_ms());
   }
-  CUDA_CHECK(cudaGetLastError());
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  CUDA_CHECK(cudaStreamDestroy(s));
-  std::sort(ms.begin(), ms.end());
-  return Timing{ms[ms.size() / 2], ms.front(), repeats};
+  return summarize(std::move(ms), repeats);
 }
 
 Timing time_batched(const std::function<void(cudaStream_t, long)>& launch, int repeats, int batch, int warmup) {
   if (repeats < 1 || batch < 1) throw std::invalid_argument("time_batched: repeats and batch must be >= 1");
-  cudaStream_t s;
-  CUDA_CHECK(cudaStreamCreate(&s));
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
+  TimedStream ts;
+  const cudaStream_t s = ts.s;
   long i = 0;  // counts every launch, warm-up included: the caller's rotation index
   for (int w = 0; w < warmup; ++w) launch(s, i++);
   CUDA_CHECK(cudaStreamSynchronize(s));
@@ -222,31 +245,24 @@ Timing time_batched(const std::function<void(cudaStream_t, long)>& launch, int r
   while (static_cast<int>(ms.size()) < repeats) {
     spin_kernel<<<1, 1, 0, s>>>(spin_ns);
     CUDA_CHECK(cudaGetLastError());
-    CUDA_CHECK(cudaEventRecord(start, s));
+    CUDA_CHECK(cudaEventRecord(ts.start, s));
     for (int b = 0; b < batch; ++b) launch(s, i++);
-    CUDA_CHECK(cudaEventRecord(stop, s));
+    CUDA_CHECK(cudaEventRecord(ts.stop, s));
     // The batch must be queued whole before the spin ends; else the GPU waited on the host.
-    const cudaError_t q = cudaEventQuery(start);
+    const cudaError_t q = cudaEventQuery(ts.start);
     const bool queued_in_time = q == cudaErrorNotReady;
     if (q == cudaErrorNotReady)
       (void)cudaGetLastError();  // "not ready" is an answer, not an error to leave behind
     else
       CUDA_CHECK(q);
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    float t = 0.0f;
-    CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    const float t = ts.elapsed_ms();
     if (!queued_in_time && spin_ns < 50000000ull && ++tries < 20) {
       spin_ns *= 2;  // too short a hold: time this batch again with a longer one
       continue;
     }
     ms.push_back(static_cast<double>(t) / batch);
   }
-  CUDA_CHECK(cudaGetLastError());
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  CUDA_CHECK(cudaStreamDestroy(s));
-  std::sort(ms.begin(), ms.end());
-  return Timing{ms[ms.size() / 2], ms.front(), repeats};
+  return summarize(std::move(ms), repeats);
 }
 
 const Ceilings& ceilings() {
