@@ -128,6 +128,9 @@ int main(int argc, char** argv) {
       return llm::stage04::packed_weight_bytes(w.config, w.output.empty());
     };
     bool others_loaded = false;  // the other ranks left the wait for the model: they run steps now
+    // The CUDA backend's engine was built: its executor sends the other ranks kStop when it goes,
+    // before its NCCL communicator is destroyed (tp_executor.h), so it is not sent again here.
+    bool executor_stops_others = false;
     const int rc = llm::stage_main(argc, argv, stage, [&](const llm::Model& model, const llm::CliOptions& o) -> std::unique_ptr<llm::Engine> {
       using namespace llm::stage07;
       // Refused here, before the other ranks load anything.
@@ -142,7 +145,11 @@ int main(int argc, char** argv) {
       broadcast_ints(load);
       others_loaded = true;
       std::cerr << "[07_tensor_parallel] " << mpi.size() << " rank(s):\n" << plan.describe();
-      if (cuda) return cuda_engine(model, o, plan, mpi);
+      if (cuda) {
+        auto engine = cuda_engine(model, o, plan, mpi);
+        executor_stops_others = true;
+        return engine;
+      }
       auto executor = std::make_unique<TpStepExecutor>(model.weights, plan, mpi_comm(mpi), formats);
       // The metrics name what rank 0 holds: its shard in --weights' format, and the bytes it reads a step.
       const auto bytes = static_cast<std::size_t>(executor->weight_bytes_per_step());
@@ -155,8 +162,10 @@ int main(int argc, char** argv) {
     // After an error the other ranks may be inside a step's all-reduce, where a stop message
     // would not match what they wait for: end them (MPI_Abort) instead.
     if (rc != 0 && others_loaded && mpi.size() > 1) llm::stage07::MpiSession::abort_all(rc);
-    std::vector<int> stop = {llm::stage07::kStop};
-    llm::stage07::broadcast_ints(stop);
+    if (!executor_stops_others) {
+      std::vector<int> stop = {llm::stage07::kStop};
+      llm::stage07::broadcast_ints(stop);
+    }
     return rc;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 #include "common/error.h"
@@ -41,6 +42,7 @@ TpStepExecutor::TpStepExecutor(const ModelConfig& full, TpComm comm, std::unique
     : full_(full), comm_(std::move(comm)), local_(std::move(local)), bytes_per_step_(bytes_per_step) {
   if (!local_) throw Error("tensor parallel: a rank without an executor");
   read_fault();
+  stop_when_destroyed_ = comm_.rank == 0 && comm_.ranks > 1;
 }
 
 void TpStepExecutor::read_fault() {
@@ -51,6 +53,17 @@ void TpStepExecutor::read_fault() {
 }
 
 TpStepExecutor::~TpStepExecutor() {
+  // The CUDA backend's rank 0: the other ranks leave serve() and destroy their NCCL communicators
+  // while local_ destroys this one (ncclCommDestroy waits for every rank of the node; were kStop
+  // sent after this, as the executable sends it after the engine is gone, both sides would wait
+  // for ever).
+  if (stop_when_destroyed_ && !stopped_) {
+    try {
+      stop();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "[07_tensor_parallel] rank 0: could not tell the other ranks to stop: %s\n", e.what());
+    }
+  }
   if (comm_.rank != 0 || steps_ == 0) return;
   if (!matrices_) {
     std::fprintf(stderr, "[07_tensor_parallel] rank 0 of %d: %ld steps, forward %.3f s (all-reduces on the device, not timed apart)\n",
@@ -134,6 +147,8 @@ void TpStepExecutor::serve() {
 }
 
 void TpStepExecutor::stop() {
+  if (stopped_) return;
+  stopped_ = true;
   std::vector<int> m = {kStop};
   comm_.broadcast(m);
 }

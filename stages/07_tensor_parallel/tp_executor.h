@@ -37,10 +37,14 @@ class TpStepExecutor : public stage03::StepExecutor {
   /// A rank whose shard runs elsewhere (the CUDA backend, nccl_executor.h): `local` runs the
   /// shard, its all-reduces inside; `full`: the whole model's config; `bytes_per_step`: what
   /// weight_bytes_per_step() reports. The host does not time the all-reduces (comm_time() stays
-  /// zero): they are queued on the device with the rest of the step.
+  /// zero): they are queued on the device with the rest of the step. On rank 0 this executor
+  /// sends the other ranks kStop itself when it goes (unless stop() was called): `local` holds
+  /// the NCCL communicator, whose ncclCommDestroy waits for every rank of the node to destroy
+  /// theirs, which the others do only after leaving serve().
   TpStepExecutor(const ModelConfig& full, TpComm comm, std::unique_ptr<stage03::StepExecutor> local,
                  double bytes_per_step);
-  /// Rank 0, after steps ran: prints the time in all-reduces vs the whole forward to stderr.
+  /// Rank 0, after steps ran: prints the time in all-reduces vs the whole forward to stderr; on
+  /// the CUDA backend, then stop() (if not called yet) before `local` and its communicator go.
   ~TpStepExecutor() override;
   bool uses_pool_storage() const override { return false; }
   std::size_t kv_element_bytes() const override { return local_->kv_element_bytes(); }
@@ -52,7 +56,7 @@ class TpStepExecutor : public stage03::StepExecutor {
 
   /// Ranks other than 0: runs rank 0's messages until kStop. Throws llm::Error on a bad message.
   void serve();
-  /// Rank 0: tells the other ranks to leave serve().
+  /// Rank 0: tells the other ranks to leave serve() (once: a second call does nothing).
   void stop();
   /// Time in all-reduces, and in whole forward steps (all-reduces included), on this rank.
   const CommTime& comm_time() const { return matrices_ ? matrices_->comm_time() : no_comm_; }
@@ -73,6 +77,8 @@ class TpStepExecutor : public stage03::StepExecutor {
   double forward_seconds_ = 0.0;
   long steps_ = 0;
   long exit_at_step_ = -1;  // LLM_TP_EXIT_RANK / LLM_TP_EXIT_STEP (the failure test's fault)
+  bool stop_when_destroyed_ = false;  // rank 0 on the CUDA backend (see the second constructor)
+  bool stopped_ = false;              // stop() was called
 };
 
 }  // namespace llm::stage07
