@@ -77,6 +77,10 @@ int serve(int argc, char** argv) {
                                 engine_stage == "05", engine_stage == "06");
   if (!parsed) return 0;  // --help
   const CliOptions& o = *parsed;
+  // Stage 03's and stage 06's engines have no CUDA backend: the parser takes --backend for every
+  // engine, and a GPU asked for would otherwise be ignored without a word.
+  if (o.backend == "cuda" && (engine_stage == "03" || engine_stage == "06"))
+    throw Error("--backend cuda: --engine " + engine_stage + " runs on the CPU; the engines with a CUDA backend are 04 and 05");
   stage08::ServerOptions so = so_flags;
   if (so.model_name.empty()) so.model_name = std::filesystem::path(o.model).stem().string();
 

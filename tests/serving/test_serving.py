@@ -332,7 +332,8 @@ def case_errors(a):
     print("--api-key: 401 without or with a wrong key, served with the right one")
     for flags, want in [(["--port", "70000"], "--port 70000"), (["--engine", "07"], "--engine"),
                         (["--max-body-bytes", "x"], "--max-body-bytes"), (["--prompt", "x"], "--prompt"),
-                        (["--batch", "0"], "--batch"), (["--weights", "q8_0", "--speculate", "ngram"], "--weights and --speculate")]:
+                        (["--batch", "0"], "--batch"), (["--weights", "q8_0", "--speculate", "ngram"], "--weights and --speculate"),
+                        (["--backend", "cuda"], "--backend cuda"), (["--speculate", "ngram", "--backend", "cuda"], "--backend cuda")]:
         p = subprocess.run([a.server, "--model", a.model, *flags], capture_output=True, text=True, timeout=60)
         check(p.returncode == 2 and p.stderr.startswith("error: ") and want in p.stderr and
               p.stderr.count("\n") == 1, f"{flags}: exit {p.returncode}, {p.stderr!r}")
