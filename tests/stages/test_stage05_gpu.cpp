@@ -4,8 +4,9 @@
 // stage 04's GPU check uses (fp16 activations against the CPU twin), not yet measured here.
 //   [gpu-dequantize]  kernels/cuda/dequantize_half (the prefill path and Q4_1's) against its CPU
 //                     twin, kernels/cpu's dequantize rounded to fp16: equal bit for bit
-//   [gpu-vs-cpu]      per --weights (q8_0, q4_0, q4_1, fp8, f16), on the default model and a random
-//                     model of awkward shape: teacher-forced logits of a 6-token prompt (every
+//   [gpu-vs-cpu]      per --weights (q8_0, q4_0, q4_1, fp8, f16), on the default model, a random
+//                     model of awkward shape and one of head_dim 128 (context 520: graph-captured
+//                     decode attention in 2 splits; w2 rows of 33 blocks): teacher-forced logits of a 6-token prompt (every
 //                     matmul a GEMV: quant_gemv 01 (Q8_0, Q4_0, Q4_1) / 03 (FP8)) and of a
 //                     longer one (dequantize + cuBLAS), top-1 agreement >= 98% and max relative
 //                     logit error <= kFp16LogitTol (3e-2); greedy tokens of 3 requests batched
@@ -23,12 +24,17 @@
 //   [gpu-kv-vs-cpu]   --kv-cache int8 and fp8 on the CUDA backend against the same --kv-cache on the
 //                     CPU backend (the K/V quantized by the same rule, read by attention_decode 03 /
 //                     dequantized to fp16 for prefill on the GPU; codes and fp32 scales in the dot on
-//                     the CPU), --weights f16 and q8_0, on both models: teacher-forced top-1 >= 98%,
+//                     the CPU), --weights f16 and q8_0, on both models (q8_0 also on the head_dim
+//                     128 one: attention_decode 03's splits and merge): teacher-forced top-1 >= 98%,
 //                     max relative logit error <= kFp16LogitTol (int8) or 2 x kFp16LogitTol (fp8: a
 //                     code flipped by a rounding difference moves a value by up to 1/16 of it, int8's
 //                     by 1/127 of the row's max); greedy tokens of 3 requests batched (decode steps:
 //                     attention_decode 03, CUDA graphs) equal the CPU's up to a near-tie. Thresholds
 //                     are stage 04's, not yet measured on a GPU.
+//   [gpu-graphs]      decode steps of q4_0 / int8 K/V, q4_1 / f16 and fp8 / fp8 on the default model
+//                     all replay CUDA graphs (a failed capture falls back to eager steps with a
+//                     warning, which the comparisons above cannot see): one capture per batch size,
+//                     graph launches = decode steps
 //   [gpu-refusals]    what the CUDA backend refuses on a real device: an f32 K/V cache, f32 weights
 #define CATCH_CONFIG_RUNNER
 #include <algorithm>
@@ -51,6 +57,8 @@
 #include "kernels/cuda/kv_gather.cuh"
 #include "kernels/cuda/rope_kv.cuh"
 #include "stages/04_cuda/backend.h"
+#include "stages/04_cuda/gpu_engine.h"
+#include "stages/05_quantization/quant_cuda.h"
 #include "stages/05_quantization/kv_quant.h"
 #include "stages/05_quantization/quant_engine.h"
 #include "tests/helpers/random_model.h"
@@ -129,6 +137,19 @@ ModelWeights awkward_model() {
   s.name = "q-gqa-3-of-1";
   s.dim = 96, s.n_layers = 2, s.n_heads = 3, s.n_kv_heads = 1, s.hidden_dim = 160, s.vocab = 101, s.context = 128;
   s.tied = false, s.seed = 51;
+  return test::make_random_weights(s);
+}
+
+/// A random model at Llama-3's head size (head_dim 128, 4 query heads over 1 KV head) whose other
+/// two models' head_dim 32 and short contexts leave untried: a context of 520, so that decode
+/// steps captured in a graph (bounded by the context) launch 2 splits of attention_decode 03, the
+/// second past every sequence's end (the split workspace and the merge); and rows of 1056 weights
+/// in w2 (33 blocks of 32: quant_gemv 01's second, one-block tile of a row). Tied classifier.
+ModelWeights head128_model() {
+  test::RandomModelSpec s;
+  s.name = "q-d128-gqa4";
+  s.dim = 512, s.n_layers = 2, s.n_heads = 4, s.n_kv_heads = 1, s.hidden_dim = 1056, s.vocab = 300, s.context = 520;
+  s.rope_theta = 500000.0f, s.tied = true, s.seed = 52;
   return test::make_random_weights(s);
 }
 
@@ -392,6 +413,7 @@ TEST_CASE("stage 05 on the GPU agrees with stage 05 on the CPU for the same weig
   Model m = load_model(path);
   check_model("default model", m.weights);
   check_model("random model", awkward_model());
+  check_model("head_dim 128 model", head128_model());
 }
 
 TEST_CASE("the quantized K/V cache's append and gather kernels equal their CPU twins", "[gpu-kv-append]") {
@@ -417,6 +439,7 @@ TEST_CASE("an int8 / fp8 K/V cache on the GPU agrees with the same K/V cache on 
   Model m = load_model(path);
   check_model("default model", m.weights, {"f16", "q8_0"}, {"int8", "fp8"});
   check_model("random model", awkward_model(), {"f16", "q8_0"}, {"int8", "fp8"});
+  check_model("head_dim 128 model", head128_model(), {"q8_0"}, {"int8", "fp8"});
   // The pool on the device, in the format's bytes: the stats' bytes per block are int8's.
   auto gpu = engine(m.weights, "q8_0", "cuda", 3, "int8");
   Request r;
@@ -427,6 +450,44 @@ TEST_CASE("an int8 / fp8 K/V cache on the GPU agrees with the same K/V cache on 
   const EngineStats st = gpu->stats();
   CHECK(st.kv_pool_bytes ==
         stage05::kv_block_bytes(m.config(), "int8", 16) * static_cast<std::size_t>(gpu->inner().num_blocks()));
+}
+
+TEST_CASE("decode steps of quantized weights and K/V run from CUDA graphs", "[gpu-graphs]") {
+  // A capture that fails (an operation of the quantized path that a graph cannot record) only
+  // warns and runs the rest eagerly, which [gpu-vs-cpu] cannot tell apart: count the graph steps.
+  const ModelWeights w = load_model(test::repo_path("datasets/models/tiny-target.gguf")).weights;
+  for (const auto& [weights, kv] : {std::pair<std::string, std::string>{"q4_0", "int8"}, {"q4_1", "f16"}, {"fp8", "fp8"}}) {
+    INFO("--weights " << weights << " --kv-cache " << kv);
+    const stage05::QuantWeights q = stage05::make_quant_weights(w, nullptr, weights);
+    stage04::GpuEngineConfig c;
+    c.batching = test::batching(3, 256, 16);
+    c.backend = "cuda";
+    c.cuda.kv_cache = stage05::kv_storage(kv).type;
+    const stage03::StepExecutor* exec = nullptr;
+    stage04::GpuEngine g = stage04::make_cuda_engine(w, {}, c, [&](const stage04::CudaOptions& o, int* fits) {
+      auto e = stage05::make_quant_cuda_executor(w, q, o, fits);
+      exec = e.get();
+      return e;
+    });
+    std::vector<Request> reqs;
+    for (int i = 0; i < 3; ++i) {
+      Request r;
+      r.id = "r" + std::to_string(i);
+      r.prompt = random_tokens(w.config.vocab_size, 4 + 5 * i, 40 + static_cast<std::uint64_t>(i));
+      r.max_new_tokens = 12 - 4 * i;  // decode steps of 3, then 2, then 1 sequences
+      reqs.push_back(r);
+    }
+    (void)g.engine->run(reqs, nullptr);
+    long long launches = 0, captures = 0, eager = 0;
+    REQUIRE(exec != nullptr);
+    REQUIRE(stage04::cuda_step_counts(*exec, &launches, &captures, &eager));
+    const long decode_steps = g.engine->stats().decode_steps;
+    INFO(launches << " graph launches, " << captures << " captures, " << eager << " eager steps, " << decode_steps
+                  << " decode steps");
+    CHECK(decode_steps >= 11);
+    CHECK(captures == 3);             // batches of 3, 2 and 1 sequences
+    CHECK(launches == decode_steps);  // every decode step (at most 3 rows: all GEMVs) replayed a graph
+  }
 }
 
 TEST_CASE("the CUDA backend refuses an f32 K/V cache and f32 weights by flag, on a real device", "[gpu-refusals]") {
