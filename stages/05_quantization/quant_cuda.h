@@ -82,6 +82,12 @@ std::size_t cuda_scratch_elements(const QuantWeights& q);
 /// fp16 embedding table, the scratch, and the norms (fp32). What the memory plan reserves.
 std::size_t cuda_weight_bytes(const QuantWeights& q);
 
+/// Why this machine's GPU cannot run these matrices ("" when it can, and without a GPU): FP8
+/// matrices on a device without FP8 conversions (compute capability below 8.9). Asks the device,
+/// unlike cuda_weights_unsupported; make_quant_engine refuses with it on --backend cuda and runs
+/// the CPU backend on auto.
+std::string cuda_device_refusal(const QuantWeights& q);
+
 /// Stage 04's CUDA executor with these matrices (`w` gives the config and the norms). Throws
 /// llm::Error without a GPU, for matrices the backend cannot hold (cuda_weights_unsupported), or for
 /// FP8 on a GPU without FP8 conversions (compute capability below 8.9), naming --weights.

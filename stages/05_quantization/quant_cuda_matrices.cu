@@ -142,6 +142,11 @@ bool uses_fp8(const QuantWeights& q) {
 
 }  // namespace
 
+std::string cuda_device_refusal(const QuantWeights& q) {
+  if (!uses_fp8(q) || !stage04::cuda_unavailable_reason().empty() || cuda::device_has_fp8()) return "";
+  return stage04::cuda_device_name() + " has no FP8 conversions (compute capability 8.9 or newer; Hopper is 9.0)";
+}
+
 std::unique_ptr<stage03::StepExecutor> make_quant_cuda_executor(const ModelWeights& w, const QuantWeights& q,
                                                                 const stage04::CudaOptions& options, int* num_blocks) {
   const std::string why_not = stage04::cuda_unavailable_reason();

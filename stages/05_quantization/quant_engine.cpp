@@ -90,6 +90,13 @@ BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, 
   const std::string no_gpu = stage04::cuda_unavailable_reason();
   if (backend == "cuda" && !cuda_refusal.empty()) throw Error("--backend cuda: " + cuda_refusal);
   if (backend == "cuda" && !no_gpu.empty()) throw Error("--backend cuda: " + no_gpu);
+  // What this machine's GPU cannot run (FP8 weights below compute capability 8.9): refused on
+  // --backend cuda, the CPU backend on auto, like the refusals above.
+  if (backend != "cpu" && no_gpu.empty() && cuda_refusal.empty() && !stage04_storage) {
+    const std::string why = cuda_device_refusal(q);
+    if (!why.empty()) cuda_refusal = "--weights " + config.weights + " (" + q.storage + "): " + why;
+    if (backend == "cuda" && !cuda_refusal.empty()) throw Error("--backend cuda: " + cuda_refusal);
+  }
   if (backend != "cpu" && no_gpu.empty() && cuda_refusal.empty()) {
     if (stage04_storage) {  // stage 04 itself
       stage04::GpuEngine g = make_gpu_engine(w, std::move(stop_ids), config.stage04);

@@ -72,7 +72,8 @@ struct BuiltQuantEngine {
 /// of quant_cuda.h; either with the K/V cache in --kv-cache's format (f16, int8 or fp8:
 /// CudaOptions::kv_cache). --backend cuda refuses (llm::Error naming the flag and the value,
 /// before any device is asked for) an f32 --kv-cache, f32 matrices and shapes the kernels cannot
-/// take; auto runs those on the CPU and says why in note. Throws llm::Error for a
+/// take, and (asking the device) FP8 weights on a GPU without FP8 conversions (compute capability
+/// below 8.9); auto runs those on the CPU and says why in note. Throws llm::Error for a
 /// bad --weights, --kv-cache or --matmul value.
 BuiltQuantEngine make_quant_engine(const ModelWeights& w, const GGUFFile* file, std::vector<int> stop_ids,
                                    QuantEngineConfig config);
