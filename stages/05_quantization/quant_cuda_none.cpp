@@ -4,7 +4,9 @@
 
 namespace llm::stage05 {
 
-std::string cuda_device_refusal(const QuantWeights&) { return ""; }
+std::string cuda_device_refusal(const QuantWeights&) {
+  return "";
+}
 
 std::unique_ptr<stage03::StepExecutor> make_quant_cuda_executor(const ModelWeights&, const QuantWeights&,
                                                                 const stage04::CudaOptions&, int*) {

@@ -6,9 +6,9 @@
 //                     twin, kernels/cpu's dequantize rounded to fp16: equal bit for bit
 //   [gpu-vs-cpu]      per --weights (q8_0, q4_0, q4_1, fp8, f16), on the default model, a random
 //                     model of awkward shape and one of head_dim 128 (context 520: graph-captured
-//                     decode attention in 2 splits; w2 rows of 33 blocks): teacher-forced logits of a 6-token prompt (every
-//                     matmul a GEMV: quant_gemv 01 (Q8_0, Q4_0, Q4_1) / 03 (FP8)) and of a
-//                     longer one (dequantize + cuBLAS), top-1 agreement >= 98% and max relative
+//                     decode attention in 2 splits; w2 rows of 33 blocks): teacher-forced logits
+//                     of a 6-token prompt (every matmul a GEMV: quant_gemv 01 (Q8_0, Q4_0, Q4_1) /
+//                     03 (FP8)) and of a longer one (dequantize + cuBLAS), top-1 agreement >= 98% and max relative
 //                     logit error <= kFp16LogitTol (3e-2); greedy tokens of 3 requests batched
 //                     (decode steps of 1-3 rows, CUDA graphs) equal the CPU's up to a near-tie
 //                     (top-2 gap < kNearTie = 2% of the largest |logit|)
@@ -58,8 +58,8 @@
 #include "kernels/cuda/rope_kv.cuh"
 #include "stages/04_cuda/backend.h"
 #include "stages/04_cuda/gpu_engine.h"
-#include "stages/05_quantization/quant_cuda.h"
 #include "stages/05_quantization/kv_quant.h"
+#include "stages/05_quantization/quant_cuda.h"
 #include "stages/05_quantization/quant_engine.h"
 #include "tests/helpers/random_model.h"
 #include "tests/stages/stage04_checks.h"
@@ -456,7 +456,8 @@ TEST_CASE("decode steps of quantized weights and K/V run from CUDA graphs", "[gp
   // A capture that fails (an operation of the quantized path that a graph cannot record) only
   // warns and runs the rest eagerly, which [gpu-vs-cpu] cannot tell apart: count the graph steps.
   const ModelWeights w = load_model(test::repo_path("datasets/models/tiny-target.gguf")).weights;
-  for (const auto& [weights, kv] : {std::pair<std::string, std::string>{"q4_0", "int8"}, {"q4_1", "f16"}, {"fp8", "fp8"}}) {
+  for (const auto& [weights, kv] :
+       {std::pair<std::string, std::string>{"q4_0", "int8"}, {"q4_1", "f16"}, {"fp8", "fp8"}}) {
     INFO("--weights " << weights << " --kv-cache " << kv);
     const stage05::QuantWeights q = stage05::make_quant_weights(w, nullptr, weights);
     stage04::GpuEngineConfig c;
