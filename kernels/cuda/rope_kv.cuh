@@ -30,14 +30,13 @@
 
 namespace llm::cuda {
 
-/// Arguments of rope_store_kv; all pointers are device memory.
-struct RopeStoreKvArgs {
+/// What rope_store_kv and rope_store_kv_quant share: the step's q | k | v rows, where each token
+/// goes, and the rotation. All pointers are device memory.
+struct RopeStepArgs {
   const float* qkv = nullptr;   ///< [n, (n_heads + 2 * n_kv_heads) * head_dim]: q | k | v per token
   const int* positions = nullptr;  ///< [n]: each token's position in its sequence
   const int* slots = nullptr;      ///< [n]: each token's KV slot, block * block_size + offset
   __half* q_out = nullptr;         ///< [n, n_heads, head_dim]
-  __half* k_cache = nullptr;       ///< [num_slots, n_kv_heads, head_dim]
-  __half* v_cache = nullptr;       ///< [num_slots, n_kv_heads, head_dim]
   int n = 0;
   int n_heads = 1;
   int n_kv_heads = 1;
@@ -45,27 +44,24 @@ struct RopeStoreKvArgs {
   float theta = 10000.0f;
 };
 
+/// Arguments of rope_store_kv: the step's, and the fp16 cache (device memory).
+struct RopeStoreKvArgs : RopeStepArgs {
+  __half* k_cache = nullptr;  ///< [num_slots, n_kv_heads, head_dim]
+  __half* v_cache = nullptr;  ///< [num_slots, n_kv_heads, head_dim]
+};
+
 void rope_store_kv(const RopeStoreKvArgs& a, cudaStream_t stream = 0);
 
-/// Arguments of rope_store_kv_quant: rope_store_kv's, with the cache as 1-byte codes and fp32
-/// scales (device memory):
+/// Arguments of rope_store_kv_quant: the step's, and the cache as 1-byte codes and fp32 scales
+/// (device memory):
 ///   k_codes, v_codes:   [num_slots, n_kv_heads, head_dim] int8 or E4M3 codes
 ///   k_scales, v_scales: [num_slots, n_kv_heads]: value = scale * decode(code)
-struct RopeStoreKvQuantArgs {
-  const float* qkv = nullptr;
-  const int* positions = nullptr;
-  const int* slots = nullptr;
-  __half* q_out = nullptr;
+struct RopeStoreKvQuantArgs : RopeStepArgs {
   std::uint8_t* k_codes = nullptr;
   std::uint8_t* v_codes = nullptr;
   float* k_scales = nullptr;
   float* v_scales = nullptr;
   KvCode code = KvCode::int8;
-  int n = 0;
-  int n_heads = 1;
-  int n_kv_heads = 1;
-  int head_dim = 64;  ///< even
-  float theta = 10000.0f;
 };
 
 /// RoPE, q to fp16, and k, v quantized into the token's slot (see the top of this file). Throws

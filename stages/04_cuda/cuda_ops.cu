@@ -535,36 +535,32 @@ void CudaOps::qkv(int layer, const StepLayout& L) {
 }
 
 void CudaOps::rope_store_kv(int layer, const StepLayout& L) {
-  if (quantized_kv()) {  // stage 05: each (token, KV head) row quantized as it is appended
-    llm::cuda::RopeStoreKvQuantArgs a;
+  // The step's rows and the rotation, the same for either cache.
+  const auto step = [&](llm::cuda::RopeStepArgs& a) {
     a.qkv = qkv_.get();
     a.positions = d_positions_;
     a.slots = d_slots_;
     a.q_out = q16_.get();
-    a.k_codes = k_codes(layer);
-    a.v_codes = v_codes(layer);
-    a.k_scales = k_scales(layer);
-    a.v_scales = v_scales(layer);
-    a.code = kv_code(limits_.kv_cache);
     a.n = L.n;
     a.n_heads = c_.n_heads;
     a.n_kv_heads = c_.n_kv_heads;
     a.head_dim = c_.head_dim;
     a.theta = c_.rope_theta;
+  };
+  if (quantized_kv()) {  // stage 05: each (token, KV head) row quantized as it is appended
+    llm::cuda::RopeStoreKvQuantArgs a;
+    step(a);
+    a.k_codes = k_codes(layer);
+    a.v_codes = v_codes(layer);
+    a.k_scales = k_scales(layer);
+    a.v_scales = v_scales(layer);
+    a.code = kv_code(limits_.kv_cache);
     return llm::cuda::rope_store_kv_quant(a, stream());
   }
   llm::cuda::RopeStoreKvArgs a;
-  a.qkv = qkv_.get();
-  a.positions = d_positions_;
-  a.slots = d_slots_;
-  a.q_out = q16_.get();
+  step(a);
   a.k_cache = k_cache(layer);
   a.v_cache = v_cache(layer);
-  a.n = L.n;
-  a.n_heads = c_.n_heads;
-  a.n_kv_heads = c_.n_kv_heads;
-  a.head_dim = c_.head_dim;
-  a.theta = c_.rope_theta;
   llm::cuda::rope_store_kv(a, stream());
 }
 
